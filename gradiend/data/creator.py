@@ -1,0 +1,392 @@
+"""``TextPredictionDataCreator``: raw text in, masked training data and neutral sentences out.
+
+The argument names follow the incumbent package so its users' scripts keep working; the output
+columns are the contract in docs/data-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .filters import CompiledFilter, SpacyTagSpec, TextFilterConfig, load_spacy
+from .formats import (
+    add_splits,
+    balance_frames,
+    check_ratios,
+    per_class_frame,
+    to_minimal,
+    to_unified,
+)
+from .output import check_format, frame_path, read_frame, safe_name, write_frame, write_json
+from .preprocess import TextPreprocessConfig, preprocess_texts
+from .scan import ClassCollector, collect_neutral
+from .sources import resolve_base_data
+
+logger = logging.getLogger(__name__)
+
+_FORMATS = ("per_class", "unified", "minimal")
+
+
+class TextPredictionDataCreator:
+    """Builds masked per-class training data and neutral data from a text corpus.
+
+    ``base_data`` is a list of strings, a DataFrame, a .csv/.parquet/.txt path, a
+    ``datasets.Dataset`` or a Hugging Face dataset id (with ``hf_config``/``split``).
+    ``feature_targets`` lists one ``TextFilterConfig`` per class; filters with ``spacy_tags`` or
+    ``use_lemma`` need ``spacy_model`` (a package name or a loaded ``spacy.Language``).
+    After each generation ``creator.stats`` holds what was scanned, kept and excluded and why.
+    """
+
+    def __init__(
+        self,
+        base_data: Any = None,
+        text_column: str = "text",
+        base_max_size: int | None = None,
+        split: str = "train",
+        hf_config: str | None = None,
+        preprocess: TextPreprocessConfig | None = None,
+        spacy_model: Any = None,
+        feature_targets: Sequence[TextFilterConfig] | TextFilterConfig | None = None,
+        min_left_context_words: int = 10,
+        seed: int = 42,
+        output_dir: str | Path | None = None,
+        output_format: str = "csv",
+        training_basename: str = "training",
+        neutral_basename: str = "neutral",
+        use_cache: bool = False,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> None:
+        if isinstance(feature_targets, TextFilterConfig):
+            feature_targets = [feature_targets]
+        self.feature_targets = list(feature_targets or [])
+        ids = [str(f.id) for f in self.feature_targets]
+        dupes = sorted(i for i, c in Counter(ids).items() if c > 1)
+        if dupes:
+            raise ValueError(f"feature_targets have duplicate ids {dupes}; give each filter an id=")
+        tagged = [str(f.id) for f in self.feature_targets if f.needs_spacy]
+        if tagged and spacy_model is None:
+            raise ValueError(
+                f"filters {tagged} use spacy_tags/use_lemma but no spacy_model was given; pass "
+                "spacy_model='en_core_web_sm' (or another installed pipeline / a spacy.Language)."
+            )
+        self.text_column = text_column
+        self.base_max_size = base_max_size
+        self.split = split
+        self.hf_config = hf_config
+        self.preprocess = preprocess
+        self.spacy_model_name = spacy_model if isinstance(spacy_model, str) else None
+        self.nlp = load_spacy(spacy_model)
+        self.min_left_context_words = min_left_context_words
+        self.seed = seed
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.output_format = check_format(output_format)
+        self.training_basename = training_basename
+        self.neutral_basename = neutral_basename
+        self.use_cache = use_cache
+        self.batch_size = batch_size
+        self.progress = progress
+        self.base_data = base_data
+        self.stats: dict[str, Any] = {}
+        # Validate the source now (columns, files) and keep the stream for the first pass.
+        self._stream: Iterator[str] | None = (
+            self._resolve(base_data) if base_data is not None else None
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _resolve(self, base_data: Any) -> Iterator[str]:
+        return resolve_base_data(
+            base_data,
+            text_column=self.text_column,
+            split=self.split,
+            hf_config=self.hf_config,
+            base_max_size=self.base_max_size,
+            seed=self.seed,
+        )
+
+    def _texts(self, base_data: Any = None) -> Iterator[str]:
+        if base_data is not None:
+            return self._resolve(base_data)
+        if self.base_data is None:
+            raise ValueError("No base_data: pass base_data to the creator or to this method")
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            return stream
+        return self._resolve(self.base_data)
+
+    def _sentences(self, base_data: Any, stats: Counter[str]) -> Iterator[str]:
+        return preprocess_texts(self._texts(base_data), self.preprocess, stats)
+
+    def _compiled(self) -> list[CompiledFilter]:
+        if not self.feature_targets:
+            raise ValueError(
+                "feature_targets is empty; pass TextFilterConfig(targets=[...]) per class"
+            )
+        return [CompiledFilter(f, self.min_left_context_words) for f in self.feature_targets]
+
+    # ------------------------------------------------------------------ training data
+    def generate_training_data(
+        self,
+        max_size_per_class: int | None = None,
+        format: str = "per_class",
+        balance: str | bool = "try",
+        train_ratio: float = 0.8,
+        validation_ratio: float = 0.1,
+        test_ratio: float = 0.1,
+        split_group_col: str | None = None,
+        min_rows_per_class_for_split: int = 10,
+        raise_on_incomplete_classes: bool = False,
+        output: str | Path | bool | None = None,
+    ) -> dict[str, pd.DataFrame] | pd.DataFrame:
+        """Scan the corpus once and return masked examples per class, with train/val/test splits.
+
+        ``format``: ``"per_class"`` (dict of DataFrames), ``"unified"`` or ``"minimal"`` (one
+        DataFrame) as in docs/data-format.md. Classes with fewer than
+        ``min_rows_per_class_for_split`` rows are dropped with a warning naming them, or raise
+        with ``raise_on_incomplete_classes``. ``output`` (a folder, ``True`` for ``output_dir``,
+        ``False`` for none) says where files go; by default they go to ``output_dir`` if set.
+        """
+        if format not in _FORMATS:
+            raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+        ratios = check_ratios(train_ratio, validation_ratio, test_ratio)
+        balance_frames({}, balance, self.seed)  # validates the mode before scanning
+        filters = self._compiled()
+        out_dir = self._output_dir(output)
+        params = {
+            "max_size_per_class": max_size_per_class, "format": format, "balance": balance,
+            "ratios": ratios, "split_group_col": split_group_col,
+            "min_rows_per_class_for_split": min_rows_per_class_for_split,
+        }  # fmt: skip
+        key = self._cache_key("training", params)
+        if self.use_cache and out_dir is not None:
+            cached = self._load_cached(out_dir, key, format)
+            if cached is not None:
+                return cached
+
+        pre: Counter[str] = Counter()
+        collector = ClassCollector(
+            filters, self.nlp, max_size_per_class, self.batch_size, self.progress
+        )
+        collector.run(self._sentences(None, pre))
+        frames = {cid: per_class_frame(rows, cid) for cid, rows in collector.rows.items()}
+        frames = balance_frames(frames, balance, self.seed)
+        needed = max(min_rows_per_class_for_split, sum(r > 0 for r in ratios))
+        incomplete = {cid: len(df) for cid, df in frames.items() if len(df) < needed}
+        self._report_incomplete(incomplete, needed, raise_on_incomplete_classes, len(frames))
+        complete = {cid: df for cid, df in frames.items() if cid not in incomplete}
+        complete = add_splits(complete, ratios, self.seed, split_group_col)
+
+        stats = collector.stats()
+        stats.update(
+            texts_excluded_by_preprocess=dict(pre),
+            incomplete_classes=incomplete,
+            rows_per_class={
+                cid: {
+                    "total": len(df),
+                    **{s: int(n) for s, n in df["split"].value_counts().items()},
+                }
+                for cid, df in complete.items()
+            },
+            params=params,
+            cache_key=key,
+        )
+        self.stats = stats
+        self._log_training(stats)
+        result = self._shape(complete, format)
+        if out_dir is not None:
+            self._write_training(out_dir, result, format, frames, incomplete, stats)
+        return result
+
+    def _shape(
+        self, frames: dict[str, pd.DataFrame], format: str
+    ) -> dict[str, pd.DataFrame] | pd.DataFrame:
+        if format == "per_class":
+            return frames
+        if format == "unified":
+            return to_unified(frames, self.seed)
+        return to_minimal(frames)
+
+    def _report_incomplete(
+        self, incomplete: dict[str, int], needed: int, raise_: bool, n_classes: int
+    ) -> None:
+        if not incomplete:
+            return
+        listing = ", ".join(f"{cid!r} ({n} rows)" for cid, n in incomplete.items())
+        msg = (
+            f"classes with fewer than {needed} rows, too few for train/validation/test splits: "
+            f"{listing}. Add base data, lower min_left_context_words, loosen the filters or lower "
+            "min_rows_per_class_for_split."
+        )
+        if raise_ or len(incomplete) == n_classes:
+            raise ValueError(msg)
+        logger.warning("Dropping %s", msg)
+
+    def _log_training(self, stats: dict[str, Any]) -> None:
+        logger.info(
+            "Scanned %d sentences (%d parsed by spaCy) in %.1fs%s",
+            stats["sentences_scanned"],
+            stats["sentences_parsed_by_spacy"],
+            stats["scan_seconds"],
+            ", stopped early: every class full" if stats["stopped_early"] else "",
+        )
+        for cid, info in stats["classes"].items():
+            logger.info("class %r: %d matches, excluded %s", cid, info["matches"], info["excluded"])
+
+    # ------------------------------------------------------------------ neutral data
+    def generate_neutral_data(
+        self,
+        additional_excluded_words: Iterable[str] | None = None,
+        excluded_spacy_tags: SpacyTagSpec | Sequence[SpacyTagSpec] | None = None,
+        max_size: int | None = None,
+        base_data: Any = None,
+        output: str | Path | bool | None = None,
+    ) -> pd.DataFrame:
+        """Sentences with no target word of any filter, no additional excluded word (whole word,
+        case-insensitive) and no token matching any of ``excluded_spacy_tags``; column ``text``.
+        """
+        specs = (
+            [excluded_spacy_tags]
+            if isinstance(excluded_spacy_tags, dict)
+            else list(excluded_spacy_tags or [])
+        )
+        if specs and self.nlp is None:
+            raise ValueError(
+                "excluded_spacy_tags needs a spacy_model; pass spacy_model='en_core_web_sm' "
+                "(or a loaded spacy.Language) to the creator."
+            )
+        words = [w for f in self.feature_targets for w in f.words]
+        words += list(additional_excluded_words or [])
+        out_dir = self._output_dir(output)
+        params = {"max_size": max_size, "excluded_words": sorted(set(words)), "tags": specs}
+        key = self._cache_key("neutral", params, base_data)
+        if self.use_cache and out_dir is not None:
+            path = frame_path(out_dir, self.neutral_basename, self.output_format)
+            if path.exists() and self._cached_key(out_dir, self.neutral_basename) == key:
+                logger.info("Loading cached neutral data from %s", path)
+                return read_frame(path, self.output_format)
+        pre: Counter[str] = Counter()
+        kept, stats = collect_neutral(
+            self._sentences(base_data, pre),
+            words,
+            specs,
+            self.nlp,
+            max_size,
+            self.batch_size,
+            self.progress,
+        )
+        stats.update(texts_excluded_by_preprocess=dict(pre), params=params, cache_key=key)
+        self.stats = stats
+        logger.info(
+            "Neutral data: kept %d of %d sentences, excluded %s",
+            stats["rows"],
+            stats["sentences_scanned"],
+            stats["excluded"],
+        )
+        df = pd.DataFrame({"text": kept})
+        if out_dir is not None:
+            write_frame(df, frame_path(out_dir, self.neutral_basename, self.output_format),
+                        self.output_format)  # fmt: skip
+            write_json(stats, out_dir / f"{self.neutral_basename}_stats.json")
+        return df
+
+    # ------------------------------------------------------------------ output & cache
+    def _output_dir(self, output: str | Path | bool | None) -> Path | None:
+        if output is False:
+            return None
+        if output is None:
+            return self.output_dir
+        if output is True:
+            if self.output_dir is None:
+                raise ValueError("output=True needs output_dir set on the creator")
+            return self.output_dir
+        return Path(output)
+
+    def _class_path(self, out_dir: Path, cid: str) -> Path:
+        name = f"{self.training_basename}_{safe_name(cid)}"
+        return frame_path(out_dir, name, self.output_format)
+
+    def _write_training(
+        self,
+        out_dir: Path,
+        result: dict[str, pd.DataFrame] | pd.DataFrame,
+        format: str,
+        frames: dict[str, pd.DataFrame],
+        incomplete: dict[str, int],
+        stats: dict[str, Any],
+    ) -> None:
+        fmt = self.output_format
+        files: dict[str, str] = {}
+        if isinstance(result, dict):
+            for cid, df in result.items():
+                files[cid] = str(write_frame(df, self._class_path(out_dir, cid), fmt))
+        else:
+            files[format] = str(
+                write_frame(result, frame_path(out_dir, self.training_basename, fmt), fmt)
+            )
+        if incomplete:
+            side = pd.concat([frames[c].assign(class_id=c) for c in incomplete], ignore_index=True)
+            name = f"{self.training_basename}_incomplete_classes"
+            write_frame(side, frame_path(out_dir, name, "parquet" if fmt == "parquet" else "csv"),
+                        "parquet" if fmt == "parquet" else "csv")  # fmt: skip
+        stats["files"] = files
+        write_json(stats, out_dir / f"{self.training_basename}_stats.json")
+        logger.info("Wrote training data to %s", out_dir)
+
+    def _cached_key(self, out_dir: Path, basename: str) -> str | None:
+        path = out_dir / f"{basename}_stats.json"
+        if not path.exists():
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh).get("cache_key")
+
+    def _load_cached(
+        self, out_dir: Path, key: str, format: str
+    ) -> dict[str, pd.DataFrame] | pd.DataFrame | None:
+        if self._cached_key(out_dir, self.training_basename) != key:
+            return None
+        with open(out_dir / f"{self.training_basename}_stats.json", encoding="utf-8") as fh:
+            stats = json.load(fh)
+        files = stats.get("files", {})
+        if not files or not all(Path(p).exists() for p in files.values()):
+            return None
+        logger.info("Loading cached training data from %s", out_dir)
+        self.stats = stats
+        loaded = {k: read_frame(Path(p), self.output_format) for k, p in files.items()}
+        return loaded if format == "per_class" else loaded[format]
+
+    def _cache_key(self, kind: str, params: dict[str, Any], base_data: Any = None) -> str:
+        """Fingerprint of everything that determines the output (data, filters, settings)."""
+        data = base_data if base_data is not None else self.base_data
+        h = hashlib.sha256()
+        for part in (
+            kind, _describe_data(data), self.text_column, self.base_max_size, self.split,
+            self.hf_config, repr(self.preprocess), self.spacy_model_name,
+            [repr(f) for f in self.feature_targets], self.min_left_context_words, self.seed,
+            self.output_format, params,
+        ):  # fmt: skip
+            h.update(json.dumps(part, default=str, sort_keys=True).encode())
+        return h.hexdigest()
+
+
+def _describe_data(data: Any) -> Any:
+    """A cheap identity of the base data: content hash for in-memory text, stat for files."""
+    if isinstance(data, (list, tuple)):
+        h = hashlib.sha256()
+        for t in data:
+            h.update(str(t).encode() + b"\0")
+        return h.hexdigest()
+    if isinstance(data, pd.DataFrame):
+        return str(pd.util.hash_pandas_object(data, index=False).sum())
+    if isinstance(data, (str, Path)) and Path(data).exists():
+        st = Path(data).stat()
+        return [str(Path(data).resolve()), st.st_size, st.st_mtime_ns]
+    fingerprint = getattr(data, "_fingerprint", None)
+    return fingerprint if fingerprint is not None else str(data)

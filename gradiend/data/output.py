@@ -1,0 +1,100 @@
+"""Atomic writing and reading of generated data (csv, parquet, Hugging Face ``save_to_disk``).
+
+Every write goes to a temporary file or folder in the target directory and is moved into place
+with ``os.replace``, so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FORMATS = ("csv", "parquet", "hf")
+_HINT = "pip install gradiend[data]"
+
+
+def check_format(output_format: str) -> str:
+    if output_format not in FORMATS:
+        raise ValueError(f"output_format must be one of {FORMATS}, got {output_format!r}")
+    return output_format
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a class id."""
+    return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "class"
+
+
+def frame_path(directory: Path, basename: str, output_format: str) -> Path:
+    suffix = {"csv": ".csv", "parquet": ".parquet", "hf": ""}[output_format]
+    return directory / f"{basename}{suffix}"
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
+    """Write ``df`` atomically as csv, parquet or a ``datasets`` folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if output_format == "hf":
+        try:
+            import datasets
+        except ImportError as err:
+            raise ImportError(f"output_format='hf' needs `datasets`: {_HINT}") from err
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            datasets.Dataset.from_pandas(df, preserve_index=False).save_to_disk(str(tmp))
+            _replace_dir(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if output_format == "csv":
+            df.to_csv(tmp_name, index=False)
+        else:
+            df.to_parquet(tmp_name, index=False)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+    return path
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+    return path
+
+
+def read_frame(path: Path, output_format: str) -> pd.DataFrame:
+    """Read back a frame written by :func:`write_frame`."""
+    if output_format == "csv":
+        return pd.read_csv(path, keep_default_na=False)
+    if output_format == "parquet":
+        return pd.read_parquet(path)
+    import datasets
+
+    return datasets.load_from_disk(str(path)).to_pandas()

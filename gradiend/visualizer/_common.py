@@ -1,0 +1,156 @@
+"""Shared plumbing for every figure: lazy matplotlib, where to save, whether to show.
+
+matplotlib is an optional extra (``pip install gradiend[plot]``), so it is imported only inside
+the plot functions, never when ``gradiend`` is imported. A headless machine never needs a
+display: without one (or in a non-interactive script that does not ask to show) the ``Agg``
+backend is selected before ``pyplot`` is first imported. Every plot function returns
+``{"path": str | None, "data": {...}, "figure": Figure}`` so the numbers behind a picture can be
+tested without looking at pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PLOT_EXTRA_HINT = "plotting needs the 'plot' extra: pip install gradiend[plot]"
+IMG_FORMATS = ("png", "pdf")
+DEFAULT_DPI = 100
+
+
+def is_interactive() -> bool:
+    """True in a Python REPL (``python -i``), IPython or a Jupyter kernel."""
+    if sys.flags.interactive or hasattr(sys, "ps1"):
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return bool(get_ipython is not None and get_ipython() is not None)
+
+
+def _headless() -> bool:
+    """True on Linux without an X11/Wayland display (servers, CI, containers)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def resolve_show(show: bool | None) -> bool:
+    """``show=None`` means: show only in interactive sessions."""
+    return is_interactive() if show is None else bool(show)
+
+
+def import_pyplot(show: bool | None = None) -> Any:
+    """Import ``matplotlib.pyplot``, choosing ``Agg`` when no window can or should open.
+
+    The backend is only chosen before pyplot's first import and only when the user has not
+    chosen one (``MPLBACKEND``), so a notebook's inline backend is left alone.
+    """
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(PLOT_EXTRA_HINT) from err
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        if _headless() or not (resolve_show(show) or is_interactive()):
+            matplotlib.use("Agg")
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(PLOT_EXTRA_HINT) from err
+    return plt
+
+
+def import_venn() -> Any:
+    """Import ``matplotlib_venn`` (part of the ``plot`` extra) with an error naming the extra."""
+    try:
+        import matplotlib_venn
+    except ImportError as err:
+        raise ImportError(PLOT_EXTRA_HINT) from err
+    return matplotlib_venn
+
+
+def check_img_format(img_format: str) -> str:
+    fmt = img_format.lower().lstrip(".")
+    if fmt not in IMG_FORMATS:
+        raise ValueError(f"img_format must be one of {IMG_FORMATS}, got {img_format!r}")
+    return fmt
+
+
+def resolve_output(
+    output: str | os.PathLike | None, default_name: str, img_format: str
+) -> Path | None:
+    """File path for a figure, or None when it should not be saved.
+
+    An existing folder (or a path ending in a separator) gets ``<default_name>.<img_format>``
+    inside it; a path ending in ``.png``/``.pdf`` is used as is; any other path gets the
+    ``img_format`` suffix appended.
+    """
+    if output is None:
+        return None
+    fmt = check_img_format(img_format)
+    text = os.fspath(output)
+    path = Path(text)
+    if path.is_dir() or text.endswith((os.sep, "/")):
+        return path / f"{default_name}.{fmt}"
+    if path.suffix.lower().lstrip(".") in IMG_FORMATS:
+        return path
+    return path.with_name(f"{path.name}.{fmt}")
+
+
+def save_figure(fig: Any, path: Path, dpi: int = DEFAULT_DPI) -> Path:
+    """Write ``fig`` atomically (temp file in the same folder, then rename); parents created.
+
+    No ``bbox_inches="tight"``: the file is exactly ``figsize × dpi`` pixels, which keeps sizes
+    predictable for reports and tests.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lower().lstrip(".")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{fmt}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("saved figure %s", path)
+    return path
+
+
+def finish(
+    fig: Any,
+    data: dict[str, Any],
+    output: str | os.PathLike | None,
+    default_name: str,
+    show: bool | None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Save (when ``output`` is given), show or release the figure, and build the result dict.
+
+    A figure that is not shown is closed in pyplot so that many plots do not pile up in memory;
+    the returned Figure object stays usable (e.g. ``result["figure"].savefig(...)``).
+    """
+    path = resolve_output(output, default_name, img_format)
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    plt = import_pyplot(show)
+    if resolve_show(show) and "agg" not in plt.get_backend().lower():
+        plt.show()
+    else:
+        plt.close(fig)
+    return {"path": None if path is None else str(path), "data": data, "figure": fig}
+
+
+def display_name(key: Any, mapping: dict | None) -> str:
+    """Readable label for a class key, looked up as is and as string (JSON keys are strings)."""
+    if mapping:
+        for candidate in (key, str(key)):
+            if candidate in mapping:
+                return str(mapping[candidate])
+    return str(key)

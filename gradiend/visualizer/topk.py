@@ -1,0 +1,164 @@
+"""Top-k overlap across runs: a heatmap of pairwise overlaps and a Venn (or UpSet) diagram.
+
+Both work on base-global indices (see ``gradiend.evaluator.compare``), so differently pruned
+runs compare, and both need only GRADIEND weights — runs given as folders are loaded without
+their base model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradiend.evaluator.compare import (
+    ModelLike,
+    compute_similarity_matrix,
+    topk_sets,
+    venn_region_counts,
+)
+from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot, import_venn
+
+logger = logging.getLogger(__name__)
+
+MAX_UPSET_REGIONS = 40
+
+
+def plot_topk_overlap_heatmap(
+    models: Mapping[str, ModelLike] | Sequence[ModelLike],
+    topk: int | float = 1000,
+    part: str = "decoder-weight",
+    value: str = "intersection",
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set).
+
+    Returns ``{"path", "figure", "data": {"labels", "matrix" (list of rows), "topk", "part",
+    "value"}}``.
+    """
+    plt = import_pyplot(show)  # fail early when the plot extra is missing
+    frame = compute_similarity_matrix(
+        models, measure="topk_overlap", part=part, topk=topk, value=value
+    )
+    labels = [str(label) for label in frame.index]
+    matrix = frame.to_numpy()
+    side = max(4.0, 0.7 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(
+        matrix, cmap="viridis", vmin=0, vmax=1 if value == "intersection_frac" else None
+    )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=_value_label(value, topk))
+    _annotate_cells(ax, matrix, integer=value == "intersection")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_title(f"Top-{topk} overlap ({part})")
+    fig.tight_layout()
+    data = {
+        "labels": labels,
+        "matrix": matrix.tolist(),
+        "topk": topk,
+        "part": part,
+        "value": value,
+    }
+    return finish(fig, data, output_path, "topk_overlap_heatmap", show, img_format, dpi)
+
+
+def _value_label(value: str, topk: int | float) -> str:
+    if value == "intersection":
+        return f"|S_i ∩ S_j| (top-{topk})"
+    return "|S_i ∩ S_j| / min(|S_i|, |S_j|)"
+
+
+def _annotate_cells(ax: Any, matrix: np.ndarray, integer: bool) -> None:
+    """Write each cell's number, in a colour that stays readable on the viridis map."""
+    finite = matrix[np.isfinite(matrix)]
+    middle = (finite.max() + finite.min()) / 2 if finite.size else 0.0
+    fontsize = 9 if len(matrix) <= 8 else 7
+    for (i, j), v in np.ndenumerate(matrix):
+        text = f"{int(v)}" if integer and np.isfinite(v) else f"{v:.2f}"
+        colour = "black" if np.isfinite(v) and v > middle else "white"
+        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
+
+
+def plot_topk_overlap_venn(
+    models: Mapping[str, ModelLike] | Sequence[ModelLike],
+    topk: int | float = 1000,
+    part: str = "decoder-weight",
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Venn diagram of the runs' top-k sets: matplotlib-venn for 2–3 runs, UpSet bars for 4–6.
+
+    Returns ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part"}}``
+    where ``regions`` maps the tuple of labels of the sets a region lies in (exactly those) to
+    its element count.
+    """
+    plt = import_pyplot(show)  # fail early when the plot extra is missing
+    sets = topk_sets(models, topk=topk, part=part)
+    if not 2 <= len(sets) <= 6:
+        raise ValueError(f"a Venn diagram compares 2 to 6 runs, got {len(sets)}")
+    regions = venn_region_counts(sets)
+    if len(sets) <= 3:
+        fig = _draw_venn(plt, sets)
+    else:
+        fig = _draw_upset(plt, sets, regions)
+    fig.suptitle(f"Top-{topk} overlap ({part})")
+    data = {
+        "labels": list(sets),
+        "set_sizes": {label: len(s) for label, s in sets.items()},
+        "regions": regions,
+        "topk": topk,
+        "part": part,
+    }
+    return finish(fig, data, output_path, "topk_overlap_venn", show, img_format, dpi)
+
+
+def _draw_venn(plt: Any, sets: Mapping[str, set[int]]) -> Any:
+    venn = import_venn()
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    draw = venn.venn2 if len(sets) == 2 else venn.venn3
+    draw(list(sets.values()), set_labels=list(sets), ax=ax)
+    return fig
+
+
+def _draw_upset(plt: Any, sets: Mapping[str, set[int]], regions: dict[tuple[str, ...], int]) -> Any:
+    """UpSet-style chart: bars of region sizes above a dot matrix naming each region's sets.
+
+    Clearer than a 4–6 set Venn: every region's size is a bar, largest first; empty regions are
+    left out and at most ``MAX_UPSET_REGIONS`` bars are drawn.
+    """
+    labels = list(sets)
+    shown = sorted(
+        ((k, n) for k, n in regions.items() if n > 0), key=lambda kv: (-kv[1], len(kv[0]))
+    )
+    if len(shown) > MAX_UPSET_REGIONS:
+        logger.info("UpSet chart shows the %d largest of %d regions", MAX_UPSET_REGIONS, len(shown))
+        shown = shown[:MAX_UPSET_REGIONS]
+    fig, (bars, dots) = plt.subplots(
+        2, 1, figsize=(10.0, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.6]}
+    )
+    x = np.arange(len(shown))
+    bars.bar(x, [n for _, n in shown], color="#3b6ea8")
+    for xi, (_, n) in zip(x, shown, strict=False):
+        bars.text(xi, n, str(n), ha="center", va="bottom", fontsize=8)
+    bars.set_ylabel("elements in exactly these sets")
+    for row, label in enumerate(labels):
+        member = [label in key for key, _ in shown]
+        dots.scatter(x, [row] * len(x), c=["black" if m else "#d9d9d9" for m in member], s=40)
+    for xi, (key, _) in zip(x, shown, strict=False):
+        rows = [labels.index(label) for label in key]
+        dots.plot([xi, xi], [min(rows), max(rows)], color="black", linewidth=1.5)
+    dots.set_yticks(range(len(labels)), [f"{lab} ({len(sets[lab])})" for lab in labels])
+    dots.set_ylim(-0.5, len(labels) - 0.5)
+    dots.invert_yaxis()
+    dots.set_xticks([])
+    fig.tight_layout()
+    return fig

@@ -50,9 +50,7 @@ def plot_topk_overlap_heatmap(
     matrix = frame.to_numpy()
     side = max(4.0, 0.7 * len(labels) + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    image = ax.imshow(
-        matrix, cmap="viridis", vmin=0, vmax=1 if value == "intersection_frac" else None
-    )
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=_colour_max(matrix, value))
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=_value_label(value, topk))
     _annotate_cells(ax, matrix, integer=value == "intersection")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -67,6 +65,18 @@ def plot_topk_overlap_heatmap(
         "value": value,
     }
     return finish(fig, data, output_path, "topk_overlap_heatmap", show, img_format, dpi)
+
+
+def _colour_max(matrix: np.ndarray, value: str) -> float:
+    """Top of the colour scale: 1 for fractions; for counts the largest off-diagonal overlap,
+    so that the diagonal (each run's own k) saturates instead of washing out the pairs."""
+    if value == "intersection_frac":
+        return 1.0
+    off = matrix[~np.eye(len(matrix), dtype=bool)]
+    off = off[np.isfinite(off)]
+    if off.size and off.max() > 0:
+        return float(off.max())
+    return float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
 
 
 def _value_label(value: str, topk: int | float) -> str:
@@ -111,6 +121,7 @@ def plot_topk_overlap_venn(
     else:
         fig = _draw_upset(plt, sets, regions)
     fig.suptitle(f"Top-{topk} overlap ({part})")
+    fig.tight_layout()
     data = {
         "labels": list(sets),
         "set_sizes": {label: len(s) for label, s in sets.items()},
@@ -149,6 +160,7 @@ def _draw_upset(plt: Any, sets: Mapping[str, set[int]], regions: dict[tuple[str,
     bars.bar(x, [n for _, n in shown], color="#3b6ea8")
     for xi, (_, n) in zip(x, shown, strict=False):
         bars.text(xi, n, str(n), ha="center", va="bottom", fontsize=8)
+    bars.set_ylim(0, 1.12 * max(n for _, n in shown))
     bars.set_ylabel("elements in exactly these sets")
     for row, label in enumerate(labels):
         member = [label in key for key, _ in shown]
@@ -160,5 +172,4 @@ def _draw_upset(plt: Any, sets: Mapping[str, set[int]], regions: dict[tuple[str,
     dots.set_ylim(-0.5, len(labels) - 0.5)
     dots.invert_yaxis()
     dots.set_xticks([])
-    fig.tight_layout()
     return fig

@@ -1,0 +1,153 @@
+"""Training convergence: loss, mean encoding per class and correlation over training steps.
+
+Shows whether and when the encoder separated the two target classes (means near +1 and −1)
+and which step was kept as the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gradiend.visualizer._common import DEFAULT_DPI, display_name, finish, import_pyplot
+
+logger = logging.getLogger(__name__)
+
+CLASS_SPREADS = ("minmax", "iqr", "ci")
+_Z95 = 1.959963984540054
+
+
+def load_training_stats(source: Mapping[str, Any] | str | os.PathLike) -> Mapping[str, Any]:
+    """Training stats from a dict, a ``training.json`` file, or a run/model folder holding one.
+
+    A file written by the trainer may nest the stats under ``"training_stats"``.
+    """
+    if isinstance(source, Mapping):
+        stats = source
+    else:
+        path = Path(source)
+        for candidate in (path, path / "training.json", path / "model" / "training.json"):
+            if candidate.is_file():
+                stats = json.loads(candidate.read_text())
+                break
+        else:
+            raise FileNotFoundError(f"no training.json at {path}")
+    if "evals" not in stats and isinstance(stats.get("training_stats"), Mapping):
+        return stats["training_stats"]
+    return stats
+
+
+def plot_training_convergence(
+    training_stats: Mapping[str, Any] | str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    show: bool | None = None,
+    label_name_mapping: Mapping[Any, str] | None = None,
+    class_spread: str | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Three stacked panels — loss, mean encoding per class (optional band), correlation.
+
+    ``class_spread`` draws a band around each class mean: ``"minmax"`` (min to max),
+    ``"iqr"`` (q1 to q3) or ``"ci"`` (95 % normal interval of the mean, ±1.96·std/√n).
+    The best step is a dashed vertical line in every panel. Returns ``{"path", "figure",
+    "data": {"steps", "losses", "correlation", "mean_by_class", "band_by_class", "best_step"}}``.
+    """
+    plt = import_pyplot(show)  # fail early when the plot extra is missing
+    if class_spread is not None and class_spread not in CLASS_SPREADS:
+        raise ValueError(
+            f"class_spread must be None or one of {CLASS_SPREADS}, got {class_spread!r}"
+        )
+    stats = load_training_stats(training_stats)
+    data = _convergence_data(stats, class_spread)
+    fig, (ax_loss, ax_mean, ax_corr) = plt.subplots(3, 1, figsize=(8.0, 9.0), sharex=True)
+    _draw_loss(ax_loss, data)
+    _draw_means(ax_mean, data, label_name_mapping)
+    _draw_correlation(ax_corr, data)
+    if data["best_step"] is not None:
+        for ax in (ax_loss, ax_mean, ax_corr):
+            ax.axvline(data["best_step"], color="red", linestyle="--", linewidth=1, label="_best")
+        ax_corr.plot([], [], color="red", linestyle="--", label=f"best step {data['best_step']}")
+        ax_corr.legend(loc="lower right", fontsize=8)
+    ax_corr.set_xlabel("training step")
+    fig.tight_layout()
+    return finish(fig, data, output, "training_convergence", show, img_format, dpi)
+
+
+def _convergence_data(stats: Mapping[str, Any], class_spread: str | None) -> dict[str, Any]:
+    """Plain lists of the numbers drawn, in step order."""
+    evals = sorted(stats.get("evals", []), key=lambda e: e["step"])
+    losses = sorted(stats.get("losses", []), key=lambda e: e["step"])
+    classes: list[Any] = []
+    for entry in evals:
+        classes += [c for c in entry.get("mean_by_class", {}) if c not in classes]
+    means = {c: [_get(e, "mean_by_class", c) for e in evals] for c in classes}
+    bands = {c: [_band(e, c, class_spread) for e in evals] for c in classes} if class_spread else {}
+    return {
+        "steps": [int(e["step"]) for e in evals],
+        "losses": {
+            "steps": [int(e["step"]) for e in losses],
+            "loss": [float(e["loss"]) for e in losses],
+        },
+        "correlation": [float(e.get("correlation", math.nan)) for e in evals],
+        "mean_by_class": means,
+        "band_by_class": bands,
+        "class_spread": class_spread,
+        "best_step": stats.get("best_step"),
+    }
+
+
+def _get(entry: Mapping[str, Any], key: str, cls: Any) -> float:
+    value = entry.get(key, {}).get(cls)
+    return math.nan if value is None else float(value)
+
+
+def _band(entry: Mapping[str, Any], cls: Any, spread: str) -> tuple[float, float]:
+    if spread == "minmax":
+        return _get(entry, "min_by_class", cls), _get(entry, "max_by_class", cls)
+    if spread == "iqr":
+        return _get(entry, "q1_by_class", cls), _get(entry, "q3_by_class", cls)
+    mean, std, n = (_get(entry, k, cls) for k in ("mean_by_class", "std_by_class", "n_by_class"))
+    half = _Z95 * std / math.sqrt(n) if n and n > 0 else math.nan
+    return mean - half, mean + half
+
+
+def _draw_loss(ax: Any, data: dict[str, Any]) -> None:
+    steps, loss = data["losses"]["steps"], data["losses"]["loss"]
+    if steps:
+        ax.plot(steps, loss, color="#555555", linewidth=1)
+    else:
+        ax.text(0.5, 0.5, "no losses recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("loss")
+    ax.set_title("Training convergence")
+
+
+def _draw_means(ax: Any, data: dict[str, Any], mapping: Mapping[Any, str] | None) -> None:
+    steps = data["steps"]
+    for i, (cls, means) in enumerate(data["mean_by_class"].items()):
+        colour = f"C{i}"
+        ax.plot(
+            steps, means, marker="o", markersize=3, color=colour, label=display_name(cls, mapping)
+        )
+        band = data["band_by_class"].get(cls)
+        if band:
+            ax.fill_between(
+                steps, [b[0] for b in band], [b[1] for b in band], color=colour, alpha=0.2
+            )
+    for level in (-1.0, 0.0, 1.0):
+        ax.axhline(level, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_ylabel("mean encoding")
+    if data["mean_by_class"]:
+        ax.legend(loc="best", fontsize=8)
+
+
+def _draw_correlation(ax: Any, data: dict[str, Any]) -> None:
+    ax.plot(data["steps"], data["correlation"], marker="o", markersize=3, color="black")
+    ax.axhline(0.0, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("correlation")

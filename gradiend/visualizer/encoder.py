@@ -1,0 +1,150 @@
+"""Encoder distributions: violins of encoded values per class and per neutral group.
+
+A trained GRADIEND should put one target class near +1, the other near −1 and neutral inputs
+near 0; this plot shows how well, and how widely, each group is separated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradiend.visualizer._common import DEFAULT_DPI, display_name, finish, import_pyplot
+
+logger = logging.getLogger(__name__)
+
+NEUTRAL_TYPES = ("neutral_training_masked", "neutral_dataset")
+_TARGET_COLOURS = ("#1f77b4", "#d62728")
+_OTHER_COLOUR = "#9e9e9e"
+_NEUTRAL_COLOUR = "#cfcfcf"
+
+
+def plot_encoder_distributions(
+    encoder_df: pd.DataFrame,
+    output: str | os.PathLike | None = None,
+    show: bool | None = None,
+    label_name_mapping: Mapping[Any, str] | None = None,
+    target_classes: Sequence[str] | None = None,
+    only_target_and_neutral: bool = False,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Violin per factual class (``type == "training"``) and per neutral row type.
+
+    Target classes (given, or inferred as the classes labelled +1 and −1) come first in their
+    own colours; other classes are grey, neutral groups light grey. Groups with fewer than two
+    distinct values are drawn as points. Returns ``{"path", "figure", "data": {"groups",
+    "display_names", "target_classes", "n", "mean", "median", "q1", "q3", "min", "max"}}``,
+    the statistics keyed by group name.
+    """
+    plt = import_pyplot(show)  # fail early when the plot extra is missing
+    _check_columns(encoder_df)
+    frame = encoder_df.assign(group=_group_column(encoder_df))
+    targets = list(target_classes) if target_classes else _infer_targets(frame)
+    order = _group_order(frame, targets, only_target_and_neutral)
+    values = {g: frame.loc[frame["group"] == g, "encoded"].astype(float).to_numpy() for g in order}
+    data = _summary(values, targets, label_name_mapping)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(order) + 2.0), 5.0))
+    colours = [_colour(g, targets) for g in order]
+    _draw_violins(ax, values, colours)
+    for level in (-1.0, 0.0, 1.0):
+        ax.axhline(level, color="grey", linewidth=0.6, linestyle=":", zorder=0)
+    ax.set_xticks(range(len(order)), data["display_names"], rotation=20, ha="right")
+    ax.set_ylabel("encoded value")
+    ax.set_title("Encoder distributions")
+    fig.tight_layout()
+    return finish(fig, data, output, "encoder_distributions", show, img_format, dpi)
+
+
+def _check_columns(df: pd.DataFrame) -> None:
+    missing = {"encoded", "label", "type"} - set(df.columns)
+    if missing:
+        raise ValueError(
+            f"encoder_df lacks column(s) {sorted(missing)}; expected encoded, label, type, "
+            "factual_class (the rows of evaluate_encoder)"
+        )
+
+
+def _group_column(df: pd.DataFrame) -> pd.Series:
+    """Training rows group by factual class; neutral rows (or rows without a class) by type."""
+    cls = df["factual_class"] if "factual_class" in df.columns else pd.Series(None, index=df.index)
+    is_class = (df["type"] == "training") & cls.notna()
+    return cls.astype(object).where(is_class, df["type"]).astype(str)
+
+
+def _infer_targets(frame: pd.DataFrame) -> list[str]:
+    """The class labelled +1 first, then the class labelled −1 (the trained pair)."""
+    training = frame[frame["type"] == "training"]
+    targets = []
+    for label in (1, -1):
+        groups = training.loc[training["label"] == label, "group"]
+        if not groups.empty:
+            targets.append(str(groups.mode().iloc[0]))
+    return targets
+
+
+def _group_order(
+    frame: pd.DataFrame, targets: list[str], only_target_and_neutral: bool
+) -> list[str]:
+    present = list(dict.fromkeys(frame["group"]))
+    neutral = [t for t in NEUTRAL_TYPES if t in present]
+    neutral += [g for g in present if g not in targets and g not in neutral and _is_type(frame, g)]
+    first = [t for t in targets if t in present]
+    others = sorted(g for g in present if g not in first and g not in neutral)
+    order = first + ([] if only_target_and_neutral else others) + neutral
+    if not order:
+        raise ValueError("encoder_df has no rows to plot")
+    return order
+
+
+def _is_type(frame: pd.DataFrame, group: str) -> bool:
+    """A group named after a row type (neutral rows, or training rows without a class)."""
+    return group in set(frame["type"].astype(str))
+
+
+def _colour(group: str, targets: list[str]) -> str:
+    if group in targets:
+        return _TARGET_COLOURS[targets.index(group) % len(_TARGET_COLOURS)]
+    return _NEUTRAL_COLOUR if group in NEUTRAL_TYPES else _OTHER_COLOUR
+
+
+def _summary(
+    values: dict[str, np.ndarray], targets: list[str], mapping: Mapping[Any, str] | None
+) -> dict[str, Any]:
+    stat = {
+        "n": lambda v: int(len(v)),
+        "mean": lambda v: float(np.mean(v)),
+        "median": lambda v: float(np.median(v)),
+        "q1": lambda v: float(np.quantile(v, 0.25)),
+        "q3": lambda v: float(np.quantile(v, 0.75)),
+        "min": lambda v: float(np.min(v)),
+        "max": lambda v: float(np.max(v)),
+    }
+    data: dict[str, Any] = {
+        "groups": list(values),
+        "display_names": [display_name(g, mapping) for g in values],
+        "target_classes": targets,
+    }
+    for name, fn in stat.items():
+        data[name] = {g: fn(v) for g, v in values.items() if len(v) or name == "n"}
+    return data
+
+
+def _draw_violins(ax: Any, values: dict[str, np.ndarray], colours: list[str]) -> None:
+    for x, (v, colour) in enumerate(zip(values.values(), colours, strict=False)):
+        if len(v) >= 2 and np.ptp(v) > 0:
+            parts = ax.violinplot([v], positions=[x], showmedians=True, widths=0.8)
+            for body in parts["bodies"]:
+                body.set_facecolor(colour)
+                body.set_edgecolor("black")
+                body.set_alpha(0.8)
+            for key in ("cbars", "cmins", "cmaxes", "cmedians"):
+                if key in parts:
+                    parts[key].set_color("black")
+        elif len(v):
+            ax.scatter([x] * len(v), v, color=colour, edgecolor="black", zorder=3)

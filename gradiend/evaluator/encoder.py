@@ -1,0 +1,115 @@
+"""Encoder metrics: how well encodings of held-out gradients separate the two target classes.
+
+Input is a table with one row per encoded example (``encoded``, ``label`` ∈ {+1, −1, 0},
+``type`` ∈ {training, neutral_training_masked, neutral_dataset}, ``factual_class``); the keys
+of the result follow the incumbent's ``evaluate_encoder``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+BOUNDARY = 0.5
+TRAINING = "training"
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r; 0 when either side has zero variance."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _ternary(v: np.ndarray) -> np.ndarray:
+    return np.where(v >= BOUNDARY, 1, np.where(v <= -BOUNDARY, -1, 0))
+
+
+def _block(df: pd.DataFrame, binary: bool = False) -> dict:
+    enc, lab = df["encoded"].to_numpy(float), df["label"].to_numpy(float)
+    if binary:
+        acc = float(np.mean(np.where(enc >= 0, 1, -1) == lab)) if len(df) else float("nan")
+        bounds = [0.0]
+    else:
+        acc = float(np.mean(_ternary(enc) == _ternary(lab))) if len(df) else float("nan")
+        bounds = [-BOUNDARY, BOUNDARY]
+    return {"correlation": pearson(enc, lab), "accuracy": acc, "boundaries": bounds, "n": len(df)}
+
+
+def _stats_by(df: pd.DataFrame, key: str) -> dict[str, dict]:
+    """mean/min/max/q1/q3/std/n of ``encoded`` grouped by ``key``, as ``{stat: {group: value}}``."""
+    out: dict[str, dict] = {s: {} for s in ("mean", "min", "max", "q1", "q3", "std", "n")}
+    for name, g in df.groupby(key, sort=True, dropna=True):
+        v = g["encoded"].to_numpy(float)
+        k = name.item() if hasattr(name, "item") else name
+        out["mean"][k] = float(v.mean())
+        out["min"][k] = float(v.min())
+        out["max"][k] = float(v.max())
+        out["q1"][k] = float(np.quantile(v, 0.25))
+        out["q3"][k] = float(np.quantile(v, 0.75))
+        out["std"][k] = float(v.std())
+        out["n"][k] = len(v)
+    return out
+
+
+def class_summary(df: pd.DataFrame) -> dict:
+    """Correlation and per-factual-class statistics (what training records at each eval)."""
+    training = df[df["type"] == TRAINING]
+    stats = _stats_by(training, "factual_class")
+    return {
+        "correlation": pearson(training["encoded"], training["label"]),
+        **{f"{s}_by_class": v for s, v in stats.items()},
+    }
+
+
+def encoder_metrics(df: pd.DataFrame, label_value_to_class_name: dict[int, str]) -> dict:
+    """All encoder metrics of the incumbent's ``evaluate_encoder`` from the rows table."""
+    training = df[df["type"] == TRAINING]
+    targets = training[training["label"] != 0]
+    if len(training) < 2 or training["label"].nunique() < 2:
+        raise ValueError(
+            "encoder metrics need at least two non-neutral rows with two label values; "
+            "is the evaluated split empty for one class?"
+        )
+    by_label = _stats_by(df, "label")
+    by_type = df.groupby("type")["encoded"]
+    metrics = {
+        "correlation": pearson(training["encoded"], training["label"]),
+        "all_data": _block(df),
+        "training_only": _block(training),
+        "target_classes_only": _block(targets, binary=True),
+        **{f"{s}_by_class": v for s, v in by_label.items()},
+        "mean_by_feature_class": _stats_by(training, "factual_class")["mean"],
+        "mean_by_transition": _stats_by(training, "transition")["mean"]
+        if "transition" in training
+        else {},
+        "mean_by_type": by_type.mean().astype(float).to_dict(),
+        "abs_mean_by_type": by_type.apply(lambda v: float(v.abs().mean())).to_dict(),
+        "neutral_mean_by_type": {
+            t: float(v.mean()) for t, v in by_type if t != TRAINING
+        },
+        "label_value_to_class_name": {int(k): v for k, v in label_value_to_class_name.items()},
+        "n_samples": len(df),
+        "sample_counts": df["type"].value_counts().astype(int).to_dict(),
+    }
+    return metrics
+
+
+def is_convergent(summary: dict, best_step: int, target_classes: list[str], args) -> bool:
+    """Incumbent criterion, applied to |r| and the oriented class means."""
+    if best_step <= 0:
+        return False
+    if args.convergence_metric == "loss":
+        thr = args.convergent_score_threshold
+        return thr is not None and summary.get("loss", float("inf")) <= thr
+    if abs(summary["correlation"]) < args.score_threshold:
+        return False
+    means = [summary["mean_by_class"].get(c) for c in target_classes]
+    if any(m is None for m in means):
+        return False
+    return min(abs(m) for m in means) >= args.mean_threshold and means[0] * means[1] < 0

@@ -1,0 +1,147 @@
+"""Gradients of the base model over the selected (and possibly pre-pruned) parameters.
+
+Three ways in, all over the same flat index space: batch-mean gradients for training (one forward,
+one backward per requested kind), per-example gradients (one forward, one backward per row), and
+per-example *directional derivatives* ``w · ∇L_i`` by forward-mode AD — the encoder's
+pre-activation for a whole batch without any backward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from gradiend.lm.loading import BaseLM
+from gradiend.lm.objectives import Item, Objective
+from gradiend.lm.params import ParamMap
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("factual", "alternative", "diff")
+
+
+def _kind_loss(losses: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    if kind == "diff":
+        return losses["factual"] - losses["alternative"]
+    if kind in losses:
+        return losses[kind]
+    raise ValueError(f"unknown gradient kind {kind!r}; choose one of {KINDS}")
+
+
+class GradientComputer:
+    """Computes flat gradient vectors of ``lm`` restricted to ``param_map`` (and ``indices``)."""
+
+    def __init__(
+        self,
+        lm: BaseLM,
+        objective: Objective,
+        param_map: ParamMap,
+        indices: torch.Tensor | None = None,
+    ):
+        self.lm, self.objective, self.param_map = lm, objective, param_map
+        self.params = [lm.model.get_parameter(s.name) for s in param_map.specs]
+        self.set_indices(indices)
+
+    def set_indices(self, indices: torch.Tensor | None) -> None:
+        """Restrict to sorted base-global ``indices`` (``None``: every selected scalar)."""
+        self.indices = indices
+        self.local = None if indices is None else self.param_map.split_indices(indices)
+        self.dim = self.param_map.numel if indices is None else len(indices)
+
+    def _flatten(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.local is None:
+            return torch.cat([g.reshape(-1) for g in grads])
+        return torch.cat([g.reshape(-1)[pos.to(g.device)] for g, pos in zip(grads, self.local)])
+
+    def _grad(self, loss: torch.Tensor, retain: bool) -> torch.Tensor:
+        grads = torch.autograd.grad(loss, self.params, retain_graph=retain, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)]
+        return self._flatten(grads).detach()
+
+    def _losses(self, items: list[Item], params: dict | None = None) -> dict[str, torch.Tensor]:
+        return self.objective.losses(self.lm.model, items, params)
+
+    def batch(self, items: list[Item], kinds: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Gradient of the batch-mean loss for each kind in ``kinds``: one forward in all."""
+        kinds = list(dict.fromkeys(kinds))
+        with _grad_enabled(self.params):
+            losses = self._losses(items)
+            return {
+                k: self._grad(_kind_loss(losses, k).mean(), retain=i < len(kinds) - 1)
+                for i, k in enumerate(kinds)
+            }
+
+    def per_example(self, items: list[Item], kind: str) -> torch.Tensor:
+        """``[len(items), dim]`` per-example gradients (one forward, one backward per row)."""
+        return torch.stack(list(self.iter_per_example(items, kind)))
+
+    def iter_per_example(self, items: list[Item], kind: str):
+        """Yield per-example gradients one at a time (memory: one vector, not a matrix)."""
+        with _grad_enabled(self.params):
+            loss = _kind_loss(self._losses(items), kind)
+            for i in range(len(items)):
+                yield self._grad(loss[i], retain=i < len(items) - 1)
+
+    def directional(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
+        """``direction · ∇L_i`` for every row ``i`` by one forward-mode (JVP) pass."""
+        tangents = self.scatter(direction.to(self.params[0].dtype))
+        names = [s.name for s in self.param_map.specs]
+
+        def fn(*ps: torch.Tensor) -> torch.Tensor:
+            return _kind_loss(self._losses(items, dict(zip(names, ps))), kind)
+
+        with torch.no_grad():
+            primals = tuple(p.detach() for p in self.params)
+            _, jvp = torch.func.jvp(fn, primals, tuple(tangents))
+        return jvp.detach()
+
+    def scatter(self, vector: torch.Tensor) -> list[torch.Tensor]:
+        """Parameter-shaped tensors that hold ``vector`` at the mapped positions, zeros elsewhere."""
+        out, start = [], 0
+        for i, p in enumerate(self.params):
+            t = torch.zeros_like(p)
+            if self.local is None:
+                n = p.numel()
+                t.view(-1).copy_(vector[start : start + n])
+            else:
+                pos = self.local[i].to(p.device)
+                n = len(pos)
+                t.view(-1)[pos] = vector[start : start + n].to(p.device, p.dtype)
+            out.append(t)
+            start += n
+        return out
+
+    @torch.no_grad()
+    def add_to_params(self, vector: torch.Tensor, scale: float = 1.0) -> None:
+        """``θ[mapped] += scale · vector`` in place (used for rewrites and the decoder grid)."""
+        start = 0
+        for i, p in enumerate(self.params):
+            flat = p.view(-1)
+            if self.local is None:
+                n = p.numel()
+                flat.add_(vector[start : start + n].to(p.device, p.dtype), alpha=scale)
+            else:
+                pos = self.local[i].to(p.device)
+                n = len(pos)
+                flat.index_add_(0, pos, vector[start : start + n].to(p.device, p.dtype), alpha=scale)
+            start += n
+
+
+class _grad_enabled:
+    """Temporarily let the selected parameters require grad (the base model stays frozen)."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+
+    def __enter__(self) -> None:
+        for p in self.params:
+            p.requires_grad_(True)
+        self._ctx = torch.enable_grad()
+        self._ctx.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._ctx.__exit__(*exc)
+        for p in self.params:
+            p.requires_grad_(False)

@@ -1,0 +1,336 @@
+"""GradiendModel: the one-neuron (by default) autoencoder over gradient space, as a plain artefact.
+
+``h = act_e(W_e s + b_e)``, ``ŝ = act_d(W_d h + b_d)``. Input dimension ``j`` is the base-global
+index ``global_indices()[j]`` of the base model, so weights of differently pruned runs compare.
+Saved as ``config.json`` + ``model.safetensors`` (+ ``mapping_indices.safetensors`` when pruned).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gradiend._io import atomic_dir, read_json, write_json
+from gradiend.lm.params import ParamMap
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+PARTS = ("decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
+_ACTIVATIONS = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leakyrelu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "sigmoid": nn.Sigmoid,
+    "smht": nn.Hardtanh,
+    "id": nn.Identity,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
+
+
+class _Linear(nn.Module):
+    """Wrapper so that state-dict keys read ``encoder.0.linear.weight`` like the incumbent's."""
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class GradiendModel(nn.Module):
+    """Encoder/decoder weights plus the map from input dimensions to base-model parameters."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int = 1,
+        activation_encoder: str = "tanh",
+        activation_decoder: str = "id",
+        bias_decoder: bool = True,
+        torch_dtype: torch.dtype = torch.float32,
+        param_map: ParamMap | None = None,
+        indices: torch.Tensor | None = None,
+        **metadata: Any,
+    ):
+        super().__init__()
+        if indices is not None and len(indices) != input_dim:
+            raise ValueError(f"{len(indices)} indices given for input_dim={input_dim}")
+        self.input_dim, self.latent_dim = int(input_dim), int(latent_dim)
+        self.activation_encoder, self.activation_decoder = activation_encoder, activation_decoder
+        self.bias_decoder = bias_decoder
+        self.param_map = param_map
+        self.indices = None if indices is None else indices.to(torch.long).contiguous()
+        self.metadata: dict[str, Any] = dict(metadata)
+        self.encoder = nn.Sequential(
+            _Linear(input_dim, latent_dim), _activation(activation_encoder)
+        )
+        self.decoder = nn.Sequential(
+            _Linear(latent_dim, input_dim, bias=bias_decoder), _activation(activation_decoder)
+        )
+        with torch.no_grad():  # decoder init scaled to the encoder's: U(-max W_e, max W_e)
+            m = float(self.encoder[0].linear.weight.abs().max())
+            self.decoder[0].linear.weight.uniform_(-m, m)
+            if bias_decoder:
+                self.decoder[0].linear.bias.uniform_(-m, m)
+        self.to(torch_dtype)
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def W_e(self) -> torch.Tensor:  # noqa: N802 - the method's notation
+        return self.encoder[0].linear.weight
+
+    @property
+    def b_e(self) -> torch.Tensor:
+        return self.encoder[0].linear.bias
+
+    @property
+    def W_d(self) -> torch.Tensor:  # noqa: N802
+        return self.decoder[0].linear.weight
+
+    @property
+    def b_d(self) -> torch.Tensor | None:
+        return self.decoder[0].linear.bias
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent code of gradient vectors ``x`` (shape ``[..., input_dim]``)."""
+        return self.encoder(x.to(self.W_e.dtype))
+
+    def decode(self, h: torch.Tensor | float) -> torch.Tensor:
+        h = torch.as_tensor(h, dtype=self.W_d.dtype, device=self.W_d.device)
+        if h.dim() == 0:
+            h = h.expand(self.latent_dim)
+        return self.decoder(h)
+
+    def forward(self, x: torch.Tensor, return_encoded: bool = False):
+        h = self.encode(x)
+        out = self.decoder(h)
+        return (out, h) if return_encoded else out
+
+    def forward_encoder(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    @torch.no_grad()
+    def flip_sign(self) -> None:
+        """Negate the latent axis: W_e, b_e and W_d change sign, b_d does not (same reconstruction
+        for odd activations such as tanh)."""
+        self.W_e.neg_()
+        self.b_e.neg_()
+        self.W_d.neg_()
+
+    # ------------------------------------------------------------------ index space
+    def global_indices(self) -> torch.Tensor:
+        """Base-global index of every input dimension."""
+        if self.indices is not None:
+            return self.indices
+        if self.param_map is None:
+            return torch.arange(self.input_dim)
+        return self.param_map.all_global_indices()
+
+    def get_weight_importance(self, part: str = "decoder-weight") -> torch.Tensor:
+        """Importance of every input dimension for ``part`` (see PARTS)."""
+        with torch.no_grad():
+            if part == "decoder-weight":
+                return self.W_d.abs().sum(dim=1).float()
+            if part == "encoder-weight":
+                return self.W_e.abs().sum(dim=0).float()
+            if part == "decoder-bias":
+                return self._bias().abs().float()
+            if part == "decoder-sum":
+                return (self.W_d.sum(dim=1) + self._bias()).abs().float()
+        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+
+    def weight_vector(self, part: str = "encoder-weight") -> torch.Tensor:
+        """Signed weights of ``part`` per input dimension (first latent unit)."""
+        with torch.no_grad():
+            if part == "encoder-weight":
+                return self.W_e[0].float().clone()
+            if part == "decoder-weight":
+                return self.W_d[:, 0].float().clone()
+            if part == "decoder-bias":
+                return self._bias().float().clone()
+            if part == "decoder-sum":
+                return (self.W_d.sum(dim=1) + self._bias()).float()
+        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+
+    def _bias(self) -> torch.Tensor:
+        return self.b_d if self.b_d is not None else torch.zeros(self.input_dim)
+
+    def get_topk_weights(
+        self, part: str = "decoder-weight", topk: int | float = 1000, global_indices: bool = True
+    ) -> torch.Tensor:
+        """Top dimensions by importance, most important first; base-global indices by default.
+
+        ``topk`` is a count (int) or a fraction of ``input_dim`` (float, rounded up).
+        """
+        k = _resolve_k(topk, self.input_dim)
+        local = torch.topk(self.get_weight_importance(part), k).indices
+        return self.global_indices()[local] if global_indices else local
+
+    def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
+        """The vector added to the base parameters: ``decoder(ff)`` or the raw vector of ``part``."""
+        with torch.no_grad():
+            if part == "decoder":
+                return self.decode(float(feature_factor)).float()
+            return self.weight_vector(part) if part != "decoder-bias" else self._bias().float()
+
+    # ------------------------------------------------------------------ pruning
+    @torch.no_grad()
+    def prune(
+        self,
+        mask: torch.Tensor | None = None,
+        topk: int | float | None = None,
+        threshold: float | None = None,
+        part: str = "decoder-weight",
+        inplace: bool = True,
+        return_mask: bool = False,
+    ):
+        """Keep the dimensions selected by ``mask``, then ``threshold`` (≥), then ``topk``.
+
+        Returns the pruned model (``self`` when ``inplace``), and the boolean keep-mask over the
+        old dimensions when ``return_mask``.
+        """
+        keep = torch.ones(self.input_dim, dtype=torch.bool) if mask is None else mask.bool().clone()
+        if len(keep) != self.input_dim:
+            raise ValueError(f"mask has {len(keep)} entries, the model has {self.input_dim} dims")
+        importance = self.get_weight_importance(part)
+        if threshold is not None:
+            keep &= importance >= threshold
+        if topk is not None:
+            idx = keep.nonzero().squeeze(1)
+            k = _resolve_k(topk, len(idx))
+            top = idx[torch.topk(importance[idx], k).indices]
+            keep = torch.zeros_like(keep)
+            keep[top] = True
+        model = self if inplace else self._empty_copy()
+        model._slice(keep.nonzero().squeeze(1), source=self)
+        return (model, keep) if return_mask else model
+
+    def _empty_copy(self) -> GradiendModel:
+        return GradiendModel(
+            1,
+            self.latent_dim,
+            self.activation_encoder,
+            self.activation_decoder,
+            self.bias_decoder,
+            self.W_e.dtype,
+            self.param_map,
+            None,
+            **self.metadata,
+        )
+
+    def _slice(self, keep_idx: torch.Tensor, source: GradiendModel) -> None:
+        gidx = source.global_indices()[keep_idx].clone()
+        w_e, w_d = source.W_e[:, keep_idx].clone(), source.W_d[keep_idx].clone()
+        b_e = source.b_e.clone()
+        b_d = source.b_d[keep_idx].clone() if source.b_d is not None else None
+        self.input_dim = len(keep_idx)
+        self.indices = gidx
+        self.encoder[0].linear = _linear_from(w_e, b_e)
+        self.decoder[0].linear = _linear_from(w_d, b_d)
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "architecture": {
+                "input_dim": self.input_dim,
+                "latent_dim": self.latent_dim,
+                "activation_encoder": self.activation_encoder,
+                "activation_decoder": self.activation_decoder,
+                "bias_decoder": self.bias_decoder,
+                "torch_dtype": str(self.W_e.dtype).replace("torch.", ""),
+            },
+            "mapping": {
+                "mode": "all" if self.indices is None else "indices",
+                "param_map": None if self.param_map is None else self.param_map.to_json(),
+                "indices_file": None if self.indices is None else "mapping_indices.safetensors",
+            },
+            "metadata": self.metadata,
+        }
+
+    def save_pretrained(self, path: str | Path, extra_files: dict[str, Any] | None = None) -> Path:
+        """Write weights, config and (when pruned) indices into ``path`` atomically.
+
+        ``extra_files`` maps file names to JSON-serialisable values written alongside.
+        """
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            save_file(tensors, str(tmp / "model.safetensors"))
+            if self.indices is not None:
+                save_file({"indices": self.indices.cpu()}, str(tmp / "mapping_indices.safetensors"))
+            write_json(tmp / "config.json", self.config())
+            for name, value in (extra_files or {}).items():
+                write_json(tmp / name, value)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> GradiendModel:
+        """Load a model saved by ``save_pretrained`` (a run folder or its ``model/`` folder)."""
+        path = _model_dir(path)
+        cfg = read_json(path / "config.json")
+        arch, mapping = cfg["architecture"], cfg["mapping"]
+        indices = None
+        if mapping.get("indices_file"):
+            indices = load_file(str(path / mapping["indices_file"]))["indices"]
+        pmap = ParamMap.from_json(mapping["param_map"]) if mapping.get("param_map") else None
+        dtype = getattr(torch, arch.get("torch_dtype", "float32"))
+        model = cls(
+            arch["input_dim"],
+            arch["latent_dim"],
+            arch["activation_encoder"],
+            arch["activation_decoder"],
+            arch["bias_decoder"],
+            dtype,
+            pmap,
+            indices,
+            **cfg.get("metadata", {}),
+        )
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        return model
+
+
+def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    lin.to(weight.dtype)
+    with torch.no_grad():
+        lin.weight = nn.Parameter(weight)
+        if bias is not None:
+            lin.bias = nn.Parameter(bias)
+    return lin
+
+
+def _resolve_k(topk: int | float, n: int) -> int:
+    if isinstance(topk, float):
+        if not 0 < topk <= 1:
+            raise ValueError(f"a fractional topk must be in (0, 1], got {topk}")
+        return max(1, min(n, math.ceil(topk * n)))
+    if topk < 1:
+        raise ValueError(f"topk must be ≥ 1, got {topk}")
+    return min(int(topk), n)
+
+
+def _model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if (path / "config.json").exists() and (path / "model.safetensors").exists():
+        return path
+    if (path / "model" / "config.json").exists():
+        return path / "model"
+    raise FileNotFoundError(f"no GRADIEND model in {path} (expected config.json + model.safetensors)")

@@ -1,0 +1,165 @@
+"""ModelWithGradiend: a base language model together with a trained GRADIEND.
+
+It encodes examples (by forward-mode AD, no per-example backward), gives the decoder's update
+vector in parameter space, and rewrites the base model — in place and reversibly for sweeps, or
+on a copy for a saved checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from gradiend._io import read_json
+from gradiend.lm.gradients import GradientComputer
+from gradiend.lm.loading import BaseLM, load_base_model
+from gradiend.lm.objectives import Item, make_objective
+from gradiend.lm.params import ParamMap
+from gradiend.model.gradiend import GradiendModel, _model_dir
+
+logger = logging.getLogger(__name__)
+
+
+class ModelWithGradiend:
+    """Base model + parameter map + GRADIEND. ``decoder(+1)`` strengthens ``target_classes[0]``."""
+
+    def __init__(self, lm: BaseLM, gradiend: GradiendModel, objective_name: str = "auto"):
+        if gradiend.param_map is None:
+            raise ValueError("the GRADIEND has no parameter map; it cannot be tied to a base model")
+        self.lm, self.gradiend = lm, gradiend
+        self.objective = make_objective(
+            gradiend.metadata.get("prediction_objective", objective_name), lm.kind, lm.tokenizer,
+            mask=gradiend.metadata.get("mask", "[MASK]"),
+        )
+        self.grads = GradientComputer(lm, self.objective, gradiend.param_map, gradiend.indices)
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def base_model(self) -> torch.nn.Module:
+        return self.lm.model
+
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    @property
+    def param_map(self) -> ParamMap:
+        return self.gradiend.param_map
+
+    @property
+    def source(self) -> str:
+        return self.gradiend.metadata.get("source", "alternative")
+
+    @property
+    def target_classes(self) -> list[str]:
+        return list(self.gradiend.metadata.get("target_classes", []))
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, gradients: torch.Tensor) -> torch.Tensor:
+        """Encode gradient vectors already in the GRADIEND's index space."""
+        with torch.no_grad():
+            return self.gradiend.encode(gradients)
+
+    def encode_items(
+        self, items: list[Item], kind: str | None = None, batch_size: int = 32, progress: bool = True
+    ) -> torch.Tensor:
+        """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit."""
+        kind = kind or self.source
+        w, b = self.gradiend.W_e.detach(), self.gradiend.b_e.detach()
+        act = self.gradiend.encoder[1]
+        out = []
+        bar = tqdm(range(0, len(items), batch_size), desc="encoding", disable=not progress)
+        for start in bar:
+            chunk = items[start : start + batch_size]
+            pre = torch.stack(
+                [self.grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1
+            )
+            out.append(act(pre.to(w.dtype) + b))
+        return torch.cat(out) if out else torch.zeros(0, self.gradiend.latent_dim)
+
+    # ------------------------------------------------------------------ rewriting
+    def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
+        return self.gradiend.get_update_vector(feature_factor, part)
+
+    @contextmanager
+    def applied(self, learning_rate: float, feature_factor: float = 1.0, part: str = "decoder",
+                update: torch.Tensor | None = None) -> Iterator[torch.nn.Module]:
+        """Temporarily ``θ += η·u`` in place; restored bit-for-bit on exit."""
+        u = self.get_update_vector(feature_factor, part) if update is None else update
+        saved = [p.detach().clone() for p in self.grads.params]
+        self.grads.add_to_params(u, learning_rate)
+        try:
+            yield self.lm.model
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.grads.params, saved):
+                    p.copy_(s)
+
+    def rewrite_base_model(
+        self, learning_rate: float, feature_factor: float = 1.0, part: str = "decoder",
+        inplace: bool = False,
+    ) -> torch.nn.Module:
+        """The base model with ``θ + η · decoder(ff)`` applied (a copy unless ``inplace``)."""
+        if inplace:
+            self.grads.add_to_params(self.get_update_vector(feature_factor, part), learning_rate)
+            return self.lm.model
+        with self.applied(learning_rate, feature_factor, part) as model:
+            rewritten = copy.deepcopy(model)
+        for p in rewritten.parameters():
+            p.requires_grad_(True)
+        return rewritten
+
+    # ------------------------------------------------------------------ pruning / top-k
+    def prune_gradiend(
+        self, mask: torch.Tensor | None = None, topk: int | float | None = None,
+        threshold: float | None = None, part: str = "decoder-weight", inplace: bool = True,
+        return_mask: bool = False,
+    ):
+        """Prune the GRADIEND (see ``GradiendModel.prune``); the base model is untouched."""
+        pruned, keep = self.gradiend.prune(mask, topk, threshold, part, inplace=False,
+                                           return_mask=True)
+        target = self if inplace else ModelWithGradiend(self.lm, pruned)
+        if inplace:
+            self.gradiend = pruned
+            self.grads.set_indices(pruned.indices)
+        return (target, keep) if return_mask else target
+
+    def get_prune_mask(self, topk=None, threshold=None, part: str = "decoder-weight") -> torch.Tensor:
+        """Boolean keep-mask over the current dimensions, without pruning."""
+        return self.gradiend.prune(None, topk, threshold, part, inplace=False, return_mask=True)[1]
+
+    def get_topk_weights(self, part: str = "decoder-weight", topk: int | float = 1000) -> torch.Tensor:
+        """Base-global indices of the top dimensions, most important first."""
+        return self.gradiend.get_topk_weights(part, topk)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path) -> Path:
+        return self.gradiend.save_pretrained(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, base_model=None, **load_kwargs) -> ModelWithGradiend:
+        """Load a GRADIEND and its base model (by the recorded id/path unless ``base_model``)."""
+        gradiend = GradiendModel.from_pretrained(path)
+        if base_model is None:
+            base_model = gradiend.metadata.get("base_model")
+            if not base_model:
+                raise ValueError(f"{path} records no base model; pass base_model=")
+        lm = base_model if isinstance(base_model, BaseLM) else load_base_model(base_model, **load_kwargs)
+        pmap = ParamMap.from_model(lm.model, gradiend.metadata.get("params"))
+        if pmap != gradiend.param_map:
+            raise ValueError(
+                "the base model's parameters do not match the GRADIEND's parameter map; "
+                "is it the same architecture and checkpoint?"
+            )
+        return cls(lm, gradiend)
+
+
+def load_context(path: str | Path) -> dict:
+    """The small JSON context saved beside a GRADIEND (source, target, classes, …)."""
+    return read_json(_model_dir(path) / "config.json").get("metadata", {})

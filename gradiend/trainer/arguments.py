@@ -1,0 +1,156 @@
+"""Configuration dataclasses with the incumbent's names and defaults.
+
+Unknown fields are a clear error (with a suggestion) rather than a silent no-op.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from gradiend.lm.gradients import KINDS
+
+
+def strict_fields(cls):
+    """Make ``cls(**kwargs)`` reject unknown names with a 'did you mean' hint."""
+    init = cls.__init__
+    names = [f.name for f in fields(cls)]
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for key in kwargs:
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise TypeError(f"{cls.__name__} has no field {key!r}{extra}")
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@strict_fields
+@dataclass
+class PrePruneConfig:
+    """Keep the top dimensions by gradient statistics of a few samples, before training."""
+
+    n_samples: int = 16
+    topk: int | float | None = 0.01
+    threshold: float | None = None
+    source: str = "diff"
+    seed: int | None = None
+    rule: str = "label_signed_mean"
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.source not in KINDS:
+            raise ValueError(f"PrePruneConfig.source must be one of {KINDS}, got {self.source!r}")
+        if self.topk is None and self.threshold is None:
+            raise ValueError("PrePruneConfig needs topk or threshold")
+
+
+@strict_fields
+@dataclass
+class PostPruneConfig:
+    """Keep the top dimensions by weight importance, after training."""
+
+    topk: int | float | None = 0.05
+    threshold: float | None = None
+    part: str = "decoder-weight"
+
+    def __post_init__(self) -> None:
+        if self.topk is None and self.threshold is None:
+            raise ValueError("PostPruneConfig needs topk or threshold")
+
+
+@strict_fields
+@dataclass
+class TrainingArguments:
+    """Everything that controls a GRADIEND training run (incumbent names and defaults)."""
+
+    # output
+    experiment_dir: str | None = None
+    output_dir: str | None = None
+    use_cache: bool | str = False
+    # what the GRADIEND reads and reconstructs
+    source: str = "alternative"
+    target: str = "diff"
+    add_identity_for_other_classes: bool = False
+    # loop
+    train_batch_size: int = 32
+    gradiend_batch_size: int | None = None
+    train_max_size: int | None = None
+    learning_rate: float = 1e-5
+    num_train_epochs: int = 3
+    max_steps: int = -1
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-8
+    optim: str = "adamw"
+    # evaluation
+    eval_steps: int = 250
+    eval_batch_size: int = 32
+    encoder_eval_max_size: int | None = None
+    encoder_eval_train_max_size: int | None = None
+    decoder_eval_max_size_training_like: int | None = None
+    decoder_eval_max_size_neutral: int | None = None
+    decoder_eval_lrs: list[float] | None = None
+    decoder_eval_feature_factors: list[float] | None = None
+    do_eval: bool = True
+    # base model
+    params: list[str] | None = None
+    prediction_objective: str = "auto"
+    torch_dtype: str | None = None
+    trust_remote_code: bool = False
+    # GRADIEND architecture
+    latent_dim: int | None = None
+    activation_encoder: str | None = None
+    activation_decoder: str | None = None
+    bias_decoder: bool | None = None
+    # seeds and convergence
+    seed: int = 0
+    max_seeds: int = 3
+    min_convergent_seeds: int = 1
+    convergent_metric: str | None = None
+    convergent_score_threshold: float | None = None
+    convergent_mean_by_class_threshold: float | None = None
+    fail_on_non_convergence: bool = False
+    # pruning
+    pre_prune_config: PrePruneConfig | None = None
+    post_prune_config: PostPruneConfig | None = None
+    # memory
+    gradient_cache_max_gb: float = 4.0
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("source", "target"):
+            if getattr(self, name) not in KINDS:
+                raise ValueError(f"{name} must be one of {KINDS}, got {getattr(self, name)!r}")
+        if self.use_cache not in (False, True, "always", "only_convergent"):
+            raise ValueError("use_cache must be False, True, 'always' or 'only_convergent'")
+        if self.optim not in ("adamw", "adam"):
+            raise ValueError(f"optim must be 'adamw' or 'adam', got {self.optim!r}")
+        if self.train_batch_size < 1 or self.eval_steps < 1:
+            raise ValueError("train_batch_size and eval_steps must be ≥ 1")
+        if isinstance(self.pre_prune_config, dict):
+            self.pre_prune_config = PrePruneConfig(**self.pre_prune_config)
+        if isinstance(self.post_prune_config, dict):
+            self.post_prune_config = PostPruneConfig(**self.post_prune_config)
+
+    # derived values with the incumbent's defaults
+    @property
+    def score_threshold(self) -> float:
+        return 0.5 if self.convergent_score_threshold is None else self.convergent_score_threshold
+
+    @property
+    def mean_threshold(self) -> float:
+        t = self.convergent_mean_by_class_threshold
+        return 0.5 if t is None else t
+
+    @property
+    def convergence_metric(self) -> str:
+        return self.convergent_metric or "correlation"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

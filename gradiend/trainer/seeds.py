@@ -1,0 +1,149 @@
+"""Multi-seed training on one shared gradient cache; the best convergent seed wins.
+
+Seeds ``seed, seed+1, …`` run one after another until ``min_convergent_seeds`` converged (at
+most ``max_seeds``). Each is oriented so that ``decoder(+1)`` strengthens ``target_classes[0]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import torch
+
+from gradiend._io import read_json, write_json
+from gradiend.evaluator.encoder import is_convergent
+from gradiend.lm.params import ParamMap
+from gradiend.model.gradiend import GradiendModel
+from gradiend.trainer.loop import orient_stats, train_loop
+
+if TYPE_CHECKING:
+    from gradiend.trainer.text_trainer import TextPredictionTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def _new_model(args, pmap: ParamMap, indices, meta: dict, seed: int) -> GradiendModel:
+    torch.manual_seed(seed)
+    dim = pmap.numel if indices is None else len(indices)
+    return GradiendModel(
+        dim,
+        latent_dim=args.latent_dim or 1,
+        activation_encoder=args.activation_encoder or "tanh",
+        activation_decoder=args.activation_decoder or "id",
+        bias_decoder=True if args.bias_decoder is None else args.bias_decoder,
+        param_map=pmap,
+        indices=indices,
+        **meta,
+    )
+
+
+def train_one_seed(trainer: TextPredictionTrainer, pmap, indices, batches, evaluate, meta, seed):
+    """Train, keep the best step, orient; return the model and its record."""
+    args = trainer.args
+    model = _new_model(args, pmap, indices, meta, seed)
+    steps = args.max_steps if args.max_steps > 0 else args.num_train_epochs * len(batches)
+    res = train_loop(
+        model, batches, evaluate, steps=steps, eval_steps=args.eval_steps,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        adam_epsilon=args.adam_epsilon, optim=args.optim,
+        gradiend_batch_size=args.gradiend_batch_size or 1, seed=seed, progress=trainer.progress,
+    )
+    flipped = res.best["correlation"] < 0
+    evals, best = res.evals, res.best
+    if flipped:
+        model.flip_sign()
+        evals = [orient_stats(e) for e in evals]
+        best = orient_stats(best)
+    converged = is_convergent(best, res.best_step, trainer.target_classes, args)
+    record = {
+        "seed": seed,
+        "best_step": res.best_step,
+        "correlation": best["correlation"],
+        "mean_by_class": best["mean_by_class"],
+        "converged": converged,
+        "flipped": flipped,
+        "steps": steps,
+        "seconds": res.seconds,
+    }
+    stats = {"evals": evals, "losses": res.losses, "best_step": res.best_step, "best": best}
+    return model, record, stats
+
+
+def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
+    """Run the seeds, post-prune the winner and return ``(model, training stats)``."""
+    args = trainer.args
+    seeds_dir = trainer.run_dir / "seeds"
+    records, best = [], None
+    t0 = time.perf_counter()
+    for i in range(max(1, args.max_seeds)):
+        seed = args.seed + i
+        seed_dir = seeds_dir / f"seed_{seed}"
+        done = _load_seed(seed_dir, fingerprint, seed) if args.use_cache else None
+        if done is not None:
+            model, record, stats = done
+            logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
+        else:
+            model, record, stats = train_one_seed(trainer, pmap, indices, batches, evaluate, meta,
+                                                  seed)
+            if args.max_seeds > 1:
+                model.save_pretrained(seed_dir, extra_files={
+                    "training.json": {**stats, "record": record,
+                                      "cache_fingerprint": {**fingerprint, "seed": seed}}})
+        logger.info("seed %d: correlation %.3f at step %d, converged=%s", seed,
+                    record["correlation"], record["best_step"], record["converged"])
+        records.append(record)
+        if best is None or _better(record, best[1]):
+            best = (model, record, stats)
+        if sum(r["converged"] for r in records) >= args.min_convergent_seeds:
+            break
+    n_conv = sum(r["converged"] for r in records)
+    if args.max_seeds > 1:
+        write_json(seeds_dir / "seed_report.json", {"seeds": records, "best_seed": best[1]["seed"],
+                                                    "convergent_count": n_conv})
+    if n_conv < args.min_convergent_seeds:
+        msg = (f"{n_conv} of {len(records)} seed(s) converged, {args.min_convergent_seeds} "
+               f"required (|correlation| ≥ {args.score_threshold}, class means ≥ "
+               f"{args.mean_threshold}); try a larger learning_rate or more steps")
+        if args.fail_on_non_convergence:
+            raise RuntimeError(msg)
+        logger.warning(msg)
+    model, record, stats = best
+    if args.post_prune_config is not None:
+        cfg = args.post_prune_config
+        before = model.input_dim
+        model.prune(topk=cfg.topk, threshold=cfg.threshold, part=cfg.part)
+        logger.info("post-pruning keeps %d of %d dimensions", model.input_dim, before)
+    stats.update({
+        "best_score_checkpoint": {"correlation": record["correlation"],
+                                  "global_step": record["best_step"]},
+        "convergence_info": {
+            "converged": record["converged"], "convergent_count": n_conv,
+            "min_convergent_seeds": args.min_convergent_seeds,
+            "convergence_metric": args.convergence_metric, "threshold": args.score_threshold,
+        },
+        "seed": record["seed"],
+        "seeds": records,
+        "training_args": args.to_dict(),
+        "cache_fingerprint": fingerprint,
+        "timings": {"seeds": time.perf_counter() - t0},
+    })
+    return model, stats
+
+
+def _better(a: dict, b: dict) -> bool:
+    if a["converged"] != b["converged"]:
+        return a["converged"]
+    return abs(a["correlation"]) > abs(b["correlation"])
+
+
+def _load_seed(seed_dir, fingerprint, seed):
+    path = seed_dir / "training.json"
+    if not path.exists():
+        return None
+    stats = read_json(path)
+    if stats.get("cache_fingerprint") != {**fingerprint, "seed": seed}:
+        return None
+    record = stats.pop("record")
+    return GradiendModel.from_pretrained(seed_dir), record, stats

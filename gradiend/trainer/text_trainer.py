@@ -1,0 +1,371 @@
+"""TextPredictionTrainer: the facade of the published workflow. It only wires the stages."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gradiend._io import read_json, write_json
+from gradiend.data.examples import ExampleTable, build_examples
+from gradiend.evaluator.encoder import class_summary, encoder_metrics
+from gradiend.evaluator.encoder_rows import cap_per_group, encoder_rows
+from gradiend.lm.gradients import GradientComputer
+from gradiend.lm.loading import BaseLM, describe_model, load_base_model
+from gradiend.lm.objectives import make_objective
+from gradiend.lm.params import ParamMap
+from gradiend.model.gradiend import GradiendModel
+from gradiend.model.with_gradiend import ModelWithGradiend
+from gradiend.trainer.arguments import TrainingArguments
+from gradiend.trainer.fingerprint import data_hash, diff_fingerprint, training_fingerprint
+from gradiend.trainer.gradient_data import (
+    GradientBatches,
+    build_items,
+    check_rows,
+    per_example_matrix,
+    schedule_batches,
+    stable_hash,
+)
+from gradiend.trainer.pruning import pre_prune, stratified_sample
+from gradiend.trainer.seeds import run_seeds
+
+logger = logging.getLogger(__name__)
+
+
+def encoding_labels(df: pd.DataFrame, targets: list[str], target: str) -> np.ndarray:
+    """+1 for rows whose decoder target pushes the model towards ``targets[0]``, −1 towards
+    ``targets[1]``, 0 for identity rows. This is the one sign convention of the library:
+    after orientation ``decoder(+1)`` strengthens ``targets[0]``."""
+    a = targets[0]
+    key = df["factual_class"] if target == "alternative" else df["alternative_class"]
+    lab = np.where(key == a, 1.0, -1.0)
+    return np.where(df["factual_class"] == df["alternative_class"], 0.0, lab)
+
+
+class TextPredictionTrainer:
+    """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
+
+    def __init__(
+        self,
+        model: Any,
+        run_id: str | None = None,
+        data: Any = None,
+        target_classes: list[str] | None = None,
+        *,
+        args: TrainingArguments | None = None,
+        training_args: TrainingArguments | None = None,
+        tokenizer: Any = None,
+        masked_col: str = "masked",
+        split_col: str | None = "split",
+        label_col: str = "label",
+        label_class_col: str = "label_class",
+        alternative_col: str = "alternative",
+        alternative_class_col: str = "alternative_class",
+        eval_neutral_data: Any = None,
+        eval_neutral_additional_excluded_words: list[str] | None = None,
+        eval_neutral_max_rows: int | None = None,
+        decoder_eval_targets: dict | str | None = None,
+        img_format: str = "png",
+        mask: str = "[MASK]",
+        progress: bool = True,
+    ):
+        if data is None:
+            raise ValueError("TextPredictionTrainer needs data= (see docs/data-format.md)")
+        self.args = args or training_args or TrainingArguments()
+        self.model_arg, self.tokenizer_arg = model, tokenizer
+        self.run_id, self.mask, self.progress = run_id, mask, progress
+        self.img_format = img_format
+        self.decoder_eval_targets = decoder_eval_targets
+        self.table: ExampleTable = build_examples(
+            data, target_classes, masked_col=masked_col, split_col=split_col,
+            label_col=label_col, label_class_col=label_class_col, alternative_col=alternative_col,
+            alternative_class_col=alternative_class_col,
+            add_identity_for_other_classes=self.args.add_identity_for_other_classes,
+            seed=self.args.seed,
+        )
+        self.target_classes = self.table.target_classes
+        for split in ("train",):
+            counts = self.table.df[self.table.df["split"] == split]["factual_class"].value_counts()
+            for c in self.target_classes:
+                if counts.get(c, 0) == 0:
+                    raise ValueError(f"class {c!r} has no rows in the {split} split")
+        self.neutral_df = _read_neutral(eval_neutral_data, eval_neutral_max_rows, self.args.seed)
+        self.neutral_excluded = {w.lower() for w in eval_neutral_additional_excluded_words or []}
+        self._lm: BaseLM | None = None
+        self._model: ModelWithGradiend | None = None
+        self._stats: dict | None = None
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def run_dir(self) -> Path:
+        base = Path(self.args.experiment_dir or "runs")
+        return base / self.run_id if self.run_id else base
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.args.output_dir) if self.args.output_dir else self.run_dir / "model"
+
+    # ------------------------------------------------------------------ base model
+    def _base(self) -> BaseLM:
+        if self._lm is None:
+            self._lm = load_base_model(
+                self.model_arg, self.tokenizer_arg, self.args.torch_dtype, self.args.trust_remote_code
+            )
+        return self._lm
+
+    def _objective(self):
+        return make_objective(self.args.prediction_objective, self._base().kind,
+                              self._base().tokenizer, mask=self.mask)
+
+    def _fingerprint(self) -> dict:
+        return training_fingerprint(self.args, describe_model(self.model_arg),
+                                    data_hash(self.table.df), self.target_classes)
+
+    def labels(self, df: pd.DataFrame) -> np.ndarray:
+        return encoding_labels(df, self.target_classes, self.args.target)
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> ModelWithGradiend:
+        """Train (or reuse a matching cached run) and return the oriented best model."""
+        fingerprint = self._fingerprint()
+        cached = self._try_cache(fingerprint)
+        if cached is not None:
+            return cached
+        t0 = time.perf_counter()
+        lm = self._base()
+        objective = self._objective()
+        df = self.table.df
+        check_rows(df, objective, str(lm.source))
+        pmap = ParamMap.from_model(lm.model, self.args.params)
+        computer = GradientComputer(lm, objective, pmap)
+        train_df = self.table.split("train")
+        val_df = cap_per_group(self.table.split("validation"),
+                               self.args.encoder_eval_train_max_size or self.args.encoder_eval_max_size,
+                               self.args.seed)
+        train_items, val_items = build_items(train_df, objective), build_items(val_df, objective)
+        timings: dict[str, float] = {"load_and_check": time.perf_counter() - t0}
+
+        t = time.perf_counter()
+        indices = None
+        if self.args.pre_prune_config is not None:
+            indices = self._pre_prune(computer, train_df, train_items)
+            computer.set_indices(indices)
+        timings["pre_prune"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        batches_idx = schedule_batches(train_df.reset_index(drop=True), self.args.train_batch_size,
+                                       self.args.seed, self.args.train_max_size)
+        cache_dir = None
+        if self.args.use_cache:
+            key = stable_hash(fingerprint, indices if indices is not None else "all")
+            cache_dir = self.run_dir / "cache" / "gradients" / key
+        batches = GradientBatches(
+            computer, train_items, batches_idx, self.args.source, self.args.target,
+            self.args.gradient_cache_max_gb * 1e9, cache_dir, self.progress,
+        )
+        timings["training_gradients"] = time.perf_counter() - t
+        t = time.perf_counter()
+        evaluate = self._val_evaluator(computer, val_df, val_items)
+        timings["validation_gradients"] = time.perf_counter() - t
+
+        meta = self._metadata(pmap)
+        model, stats = run_seeds(self, pmap, indices, batches, evaluate, meta, fingerprint)
+        timings["training_total"] = time.perf_counter() - t0
+        stats["timings"] = {**timings, **stats.get("timings", {})}
+        stats["n_training_batches"] = len(batches)
+        stats["base_passes"] = {"training_batches_computed": batches.computed}
+        self._save(model, stats)
+        self._model = ModelWithGradiend(lm, model)
+        return self._model
+
+    def _pre_prune(self, computer, train_df, train_items):
+        cfg = self.args.pre_prune_config
+        seed = self.args.seed if cfg.seed is None else cfg.seed
+        pos = stratified_sample(train_df.reset_index(drop=True), cfg.n_samples, seed)
+        labels = self.labels(train_df)
+        return pre_prune(computer, [train_items[i] for i in pos], [float(labels[i]) for i in pos],
+                         cfg, self.progress)
+
+    def _val_evaluator(self, computer: GradientComputer, val_df: pd.DataFrame, val_items):
+        """A callback giving the validation summary of a GRADIEND (matrix product when the
+        per-example gradients fit in memory, else a JVP pass per evaluation)."""
+        labels = self.labels(val_df)
+        frame = pd.DataFrame({"label": labels, "type": "training",
+                              "factual_class": val_df["factual_class"].to_numpy()})
+        kind = self.args.source
+        fits = len(val_items) * computer.dim * 4 <= self.args.gradient_cache_max_gb * 0.5e9
+        matrix = (per_example_matrix(computer, val_items, kind, self.args.eval_batch_size,
+                                     self.progress) if fits else None)
+
+        def evaluate(model: GradiendModel) -> dict:
+            if matrix is not None:
+                enc = model.encode(matrix)[:, 0]
+            else:
+                w, b = model.W_e.detach(), model.b_e.detach()
+                pre = torch.cat([computer.directional(val_items[i : i + self.args.eval_batch_size],
+                                                      kind, w[0])
+                                 for i in range(0, len(val_items), self.args.eval_batch_size)])
+                enc = model.encoder[1](pre + b[0])
+            frame["encoded"] = enc.detach().float().numpy()
+            return class_summary(frame)
+
+        return evaluate
+
+    def _metadata(self, pmap: ParamMap) -> dict:
+        lm = self._base()
+        return {
+            "base_model": lm.source if isinstance(self.model_arg, (str, Path)) else None,
+            "base_model_fingerprint": lm.fingerprint,
+            "kind": lm.kind,
+            "prediction_objective": self._objective().name,
+            "params": self.args.params,
+            "source": self.args.source,
+            "target": self.args.target,
+            "target_classes": self.target_classes,
+            "mask": self.mask,
+            "feature_class_encoding_direction": {self.target_classes[0]: 1, self.target_classes[1]: -1},
+        }
+
+    def _save(self, model: GradiendModel, stats: dict) -> None:
+        self._stats = stats
+        model.save_pretrained(self.model_dir, extra_files={
+            "training.json": stats,
+            "gradiend_context.json": {k: model.metadata.get(k) for k in
+                                      ("source", "target", "target_classes",
+                                       "feature_class_encoding_direction")},
+        })
+        logger.info("GRADIEND written to %s", self.model_dir)
+
+    def _try_cache(self, fingerprint: dict) -> ModelWithGradiend | None:
+        mode = self.args.use_cache
+        path = self.model_dir / "training.json"
+        if not mode or not path.exists():
+            return None
+        stats = read_json(path)
+        if mode in (True, "only_convergent"):
+            differ = diff_fingerprint(stats.get("cache_fingerprint"), fingerprint)
+            if differ:
+                logger.info("cached run in %s not used: %s differ(s)", self.model_dir, differ)
+                return None
+        if mode == "only_convergent" and not stats.get("convergence_info", {}).get("converged"):
+            logger.info("cached run in %s not used: it did not converge", self.model_dir)
+            return None
+        logger.info("using the cached GRADIEND in %s", self.model_dir)
+        self._stats = stats
+        self._model = ModelWithGradiend(self._base(), GradiendModel.from_pretrained(self.model_dir))
+        return self._model
+
+    # ------------------------------------------------------------------ results
+    def get_model(self) -> ModelWithGradiend:
+        if self._model is None:
+            if (self.model_dir / "config.json").exists():
+                self._model = ModelWithGradiend(self._base(),
+                                                GradiendModel.from_pretrained(self.model_dir))
+            else:
+                raise RuntimeError("no trained model yet: call train() first")
+        return self._model
+
+    load_model = get_model
+
+    def get_training_stats(self) -> dict:
+        if self._stats is None:
+            path = self.model_dir / "training.json"
+            if not path.exists():
+                raise RuntimeError("no training statistics yet: call train() first")
+            self._stats = read_json(path)
+        return self._stats
+
+    # ------------------------------------------------------------------ encoder evaluation
+    def evaluate_encoder(
+        self,
+        split: str = "test",
+        max_size: int | None = None,
+        return_df: bool = False,
+        plot: bool = False,
+        plot_kwargs: dict | None = None,
+        use_cache: bool | None = None,
+        neutral: bool = True,
+    ) -> dict:
+        """Encode held-out rows (and neutral variants) and return the incumbent's metric keys."""
+        mwg = self.get_model()
+        max_size = max_size if max_size is not None else self.args.encoder_eval_max_size
+        rows = cap_per_group(self.table.split(split), max_size, self.args.seed)
+        stem = f"encoded_values{f'_max_size_{max_size}' if max_size else ''}_split_{split}"
+        csv_path, json_path = self.run_dir / f"{stem}.csv", self.run_dir / f"{stem}.json"
+        use_cache = bool(self.args.use_cache) if use_cache is None else use_cache
+        fp = {"model": self.get_training_stats().get("cache_fingerprint"),
+              "rows": data_hash(rows), "neutral": neutral}
+        if use_cache and csv_path.exists() and json_path.exists():
+            cached = read_json(json_path)
+            if cached.get("fingerprint") == fp:
+                enc_df = pd.read_csv(csv_path)
+                return self._encoder_result(enc_df, return_df, plot, plot_kwargs)
+        neutral_texts = None
+        if neutral and self.neutral_df is not None:
+            n = max_size * 2 if max_size else len(self.neutral_df)
+            neutral_texts = self.neutral_df["text"].astype(str).tolist()[:n]
+        excluded = self._excluded_words()
+        enc_df = encoder_rows(mwg, rows, self.labels(rows), neutral_texts, excluded,
+                              self.args.eval_batch_size, self.args.seed,
+                              include_neutral_training=neutral and split == "test")
+        result = self._encoder_result(enc_df, return_df, plot, plot_kwargs)
+        enc_df.to_csv(csv_path, index=False)
+        write_json(json_path, {"fingerprint": fp,
+                               **{k: v for k, v in result.items() if k != "encoder_df"}})
+        return result
+
+    def _excluded_words(self) -> set[str]:
+        df = self.table.df
+        words = {w.lower() for w in pd.concat([df["factual"], df["alternative"]]).astype(str)}
+        return words | self.neutral_excluded
+
+    def _encoder_result(self, enc_df, return_df, plot, plot_kwargs) -> dict:
+        names = {1: self.target_classes[0], -1: self.target_classes[1], 0: "neutral"}
+        result = encoder_metrics(enc_df, names)
+        if return_df:
+            result["encoder_df"] = enc_df
+        if plot:
+            result["plot"] = self.plot_encoder_distributions(encoder_df=enc_df, **(plot_kwargs or {}))
+        return result
+
+    def plot_encoder_distributions(self, encoder_df: pd.DataFrame | None = None, **kwargs) -> dict:
+        from gradiend.visualizer.encoder import plot_encoder_distributions
+
+        if encoder_df is None:
+            encoder_df = self.evaluate_encoder(return_df=True)["encoder_df"]
+        kwargs.setdefault("output", self.run_dir / f"encoder_distributions.{self.img_format}")
+        kwargs.setdefault("target_classes", self.target_classes)
+        kwargs.setdefault("img_format", self.img_format)
+        return plot_encoder_distributions(encoder_df, **kwargs)
+
+    def plot_training_convergence(self, output=None, **kwargs) -> dict:
+        from gradiend.visualizer.convergence import plot_training_convergence
+
+        output = output or self.run_dir / f"training_convergence.{self.img_format}"
+        kwargs.setdefault("img_format", self.img_format)
+        return plot_training_convergence(self.get_training_stats(), output=output, **kwargs)
+
+
+def _read_neutral(data: Any, max_rows: int | None, seed: int) -> pd.DataFrame | None:
+    if data is None:
+        return None
+    if isinstance(data, (list, tuple)):
+        df = pd.DataFrame({"text": [str(t) for t in data]})
+    elif isinstance(data, pd.DataFrame):
+        df = data
+    else:
+        from gradiend.data.examples import read_table
+
+        df = read_table(data)
+    col = "text" if "text" in df.columns else "masked" if "masked" in df.columns else None
+    if col is None:
+        raise ValueError(f"eval_neutral_data needs a 'text' column; columns are {list(df.columns)}")
+    df = pd.DataFrame({"text": df[col].astype(str)})
+    if max_rows is not None:
+        df = df.sample(n=min(max_rows, len(df)), random_state=seed)
+    return df.reset_index(drop=True)

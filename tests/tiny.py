@@ -1,0 +1,158 @@
+"""Tiny models and a planted-feature corpus that the tests build (no hub, no downloads)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+MALE = ["king", "father", "man", "boy", "brother", "uncle", "husband", "son", "prince", "monk"]
+FEMALE = [
+    "queen",
+    "mother",
+    "woman",
+    "girl",
+    "sister",
+    "aunt",
+    "wife",
+    "daughter",
+    "princess",
+    "nun",
+]
+NEUTRAL = ["doctor", "teacher", "child", "friend", "neighbor", "student", "pilot", "baker"]
+VERBS = ["said", "thinks", "knows", "believes", "hopes", "told", "wrote", "claims"]
+ACTIONS = ["come", "leave", "sing", "work", "read", "win", "stay", "cook", "run", "write"]
+TIMES = ["today", "tomorrow", "soon", "later", "early", "again", "now", "tonight"]
+OTHER = [
+    "the",
+    "that",
+    "will",
+    "it",
+    "they",
+    "we",
+    "a",
+    "book",
+    "song",
+    "home",
+    "and",
+    "is",
+    "good",
+    ".",
+]
+PRONOUNS = ["he", "she"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]"]
+WORDS = MALE + FEMALE + NEUTRAL + VERBS + ACTIONS + TIMES + OTHER + PRONOUNS
+
+
+def make_tokenizer(kind: str) -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+    )
+    if kind == "mlm":
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            pad_token="[PAD]",
+            unk_token="[UNK]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+            model_max_length=64,
+        )
+    tok.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A", special_tokens=[("[BOS]", 5)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        bos_token="[BOS]",
+        eos_token="[SEP]",
+        model_max_length=64,
+    )
+
+
+def sentence(rng: random.Random, gender: str | None) -> str:
+    """A sentence whose pronoun agrees with the subject: the planted feature."""
+    if gender is None:
+        noun, pron = rng.choice(NEUTRAL), rng.choice(["it", "they", "we"])
+    else:
+        noun = rng.choice(MALE if gender == "he" else FEMALE)
+        pron = gender
+    return (
+        f"the {noun} {rng.choice(VERBS)} that {pron} will {rng.choice(ACTIONS)} "
+        f"{rng.choice(TIMES)} ."
+    )
+
+
+def corpus(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [sentence(rng, rng.choice(["he", "she", None])) for _ in range(n)]
+
+
+def make_model(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    tok = make_tokenizer(kind)
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    if kind == "mlm":
+        cfg = BertConfig(max_position_embeddings=64, pad_token_id=0, **common)
+        model = BertForMaskedLM(cfg)
+    else:
+        cfg = LlamaConfig(
+            max_position_embeddings=64,
+            pad_token_id=0,
+            bos_token_id=5,
+            eos_token_id=3,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+            **common,
+        )
+        model = LlamaForCausalLM(cfg)
+    return model, tok
+
+
+def pretrain(model, tok, kind: str, steps: int = 300, seed: int = 0):
+    """Teach the tiny model the planted feature (pronoun agrees with subject)."""
+    torch.manual_seed(seed)
+    texts = corpus(2000, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        batch = texts[(step * 32) % len(texts) :][:32]
+        enc = tok(batch, return_tensors="pt", padding=True)
+        labels = enc["input_ids"].clone()
+        labels[enc["attention_mask"] == 0] = -100
+        if kind == "mlm":
+            ids = enc["input_ids"].clone()
+            prob = torch.rand(ids.shape)
+            pron = torch.isin(ids, torch.tensor(tok.convert_tokens_to_ids(PRONOUNS)))
+            chosen = ((prob < 0.15) | (pron & (prob < 0.7))) & (enc["attention_mask"] == 1)
+            chosen &= ids > 5
+            labels[~chosen] = -100
+            ids[chosen] = tok.mask_token_id
+            out = model(input_ids=ids, attention_mask=enc["attention_mask"], labels=labels)
+        else:
+            out = model(**enc, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    return model

@@ -223,7 +223,7 @@ class TextPredictionDataCreator:
         msg = (
             f"classes with fewer than {needed} rows, too few for train/validation/test splits: "
             f"{listing}. Add base data, lower min_left_context_words, loosen the filters or lower "
-            "min_rows_per_class_for_split."
+            "min_rows_per_class_for_split (with validation_ratio=test_ratio=0 one row is enough)."
         )
         if raise_ or len(incomplete) == n_classes:
             raise ValueError(msg)

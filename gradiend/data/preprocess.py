@@ -138,9 +138,23 @@ class SentenceSplitter:
         docs = dict(zip(needs, self._nlp.pipe(batch[i] for i in needs), strict=True))
         for i, text in enumerate(batch):
             if i in docs:
-                yield [s.text.strip() for s in docs[i].sents if s.text.strip()]
+                yield _merge_continuations(text, docs[i].sents)
             else:
                 yield [text.strip()] if text.strip() else []
+
+
+def _merge_continuations(text: str, sents: Iterable[Any]) -> list[str]:
+    """spaCy's sentences, re-joined where a "sentence" starts lower-case (e.g. after `"Hi!" he`)."""
+    spans: list[list[int]] = []
+    for sent in sents:
+        piece = sent.text.strip()
+        if not piece:
+            continue
+        if spans and piece[0].islower():
+            spans[-1][1] = sent.end_char
+        else:
+            spans.append([sent.start_char, sent.end_char])
+    return [text[a:b].strip() for a, b in spans]
 
 
 def _windows(sentences: list[str], n: int) -> list[str]:

@@ -50,9 +50,10 @@ def plot_topk_overlap_heatmap(
     matrix = frame.to_numpy()
     side = max(4.0, 0.7 * len(labels) + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=_colour_max(matrix, value))
+    vmax = _colour_max(matrix, value)
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=_value_label(value, topk))
-    _annotate_cells(ax, matrix, integer=value == "intersection")
+    _annotate_cells(ax, matrix, integer=value == "intersection", vmax=vmax)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_title(f"Top-{topk} overlap ({part})")
@@ -85,14 +86,12 @@ def _value_label(value: str, topk: int | float) -> str:
     return "|S_i ∩ S_j| / min(|S_i|, |S_j|)"
 
 
-def _annotate_cells(ax: Any, matrix: np.ndarray, integer: bool) -> None:
-    """Write each cell's number, in a colour that stays readable on the viridis map."""
-    finite = matrix[np.isfinite(matrix)]
-    middle = (finite.max() + finite.min()) / 2 if finite.size else 0.0
+def _annotate_cells(ax: Any, matrix: np.ndarray, integer: bool, vmax: float) -> None:
+    """Write each cell's number: black on the bright half of viridis, white on the dark half."""
     fontsize = 9 if len(matrix) <= 8 else 7
     for (i, j), v in np.ndenumerate(matrix):
         text = f"{int(v)}" if integer and np.isfinite(v) else f"{v:.2f}"
-        colour = "black" if np.isfinite(v) and v > middle else "white"
+        colour = "black" if np.isfinite(v) and vmax > 0 and v / vmax > 0.5 else "white"
         ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
 
 

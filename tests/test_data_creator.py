@@ -159,6 +159,23 @@ def test_every_base_data_kind_gives_the_same_rows(tmp_path):
     assert _texts_of(make(iter(texts)).generate_training_data()) == expected
 
 
+def test_hub_dataset_id_is_streamed_with_config_and_split(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load_dataset(name, config=None, split=None, streaming=False):
+        calls.append((name, config, split, streaming))
+        return datasets.Dataset.from_dict({"text": corpus()}).to_iterable_dataset()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    creator = make("org/sentences", hf_config="en", split="validation")
+    data = creator.generate_training_data()
+    assert calls == [("org/sentences", "en", "validation", True)]
+    assert len(data["he"]) == 40
+    sample = list(resolve_base_data("org/sentences", base_max_size=7, seed=0))
+    assert len(sample) == 7 and set(sample) <= set(corpus())
+
+
 def test_base_max_size_is_a_seeded_sample(tmp_path):
     texts = corpus()
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "c.csv", index=False)
@@ -246,6 +263,14 @@ def test_balance_modes_and_early_stop():
     base = corpus(40) + [f"On evening {i} the old friend said that he slept." for i in range(20)]
     strict = make(base).generate_training_data(balance="strict")
     assert len(strict["he"]) == len(strict["she"]) == 40
+    # Within a class, strict gives every word (case-folded) as many rows as the rarest one.
+    mixed = corpus(30) + [f"On day {i} of the trip we saw HIM at the lake." for i in range(6)]
+    male = make(mixed, feature_targets=[TextFilterConfig(targets=["he", "him"], id="male")])
+    df = male.generate_training_data(balance="strict")["male"]
+    assert df["label"].str.casefold().value_counts().to_dict() == {"he": 6, "him": 6}
+    df = make(mixed, feature_targets=[TextFilterConfig(targets=["he", "him"], id="male")])
+    df = df.generate_training_data(balance="strict", min_rows_per_target_for_balance=10)["male"]
+    assert df["label"].value_counts().to_dict() == {"he": 30}
     creator = make(base)
     capped = creator.generate_training_data(max_size_per_class=5, min_rows_per_class_for_split=3)
     assert {cid: len(df) for cid, df in capped.items()} == {"he": 5, "she": 5}

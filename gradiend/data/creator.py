@@ -62,6 +62,7 @@ class TextPredictionDataCreator:
         training_basename: str = "training",
         neutral_basename: str = "neutral",
         use_cache: bool = False,
+        split_group_col: str | None = None,
         batch_size: int = 256,
         progress: bool = True,
     ) -> None:
@@ -92,6 +93,7 @@ class TextPredictionDataCreator:
         self.training_basename = training_basename
         self.neutral_basename = neutral_basename
         self.use_cache = use_cache
+        self.split_group_col = split_group_col
         self.batch_size = batch_size
         self.progress = progress
         self.base_data = base_data
@@ -143,6 +145,7 @@ class TextPredictionDataCreator:
         test_ratio: float = 0.1,
         split_group_col: str | None = None,
         min_rows_per_class_for_split: int = 10,
+        min_rows_per_target_for_balance: int = 1,
         raise_on_incomplete_classes: bool = False,
         output: str | Path | bool | None = None,
     ) -> dict[str, pd.DataFrame] | pd.DataFrame:
@@ -153,7 +156,9 @@ class TextPredictionDataCreator:
         ``min_rows_per_class_for_split`` rows are dropped with a warning naming them, or raise
         with ``raise_on_incomplete_classes``. ``output`` (a folder, ``True`` for ``output_dir``,
         ``False`` for none) says where files go; by default they go to ``output_dir`` if set.
+        ``split_group_col`` (default: the creator's) makes held-out splits by that column's values.
         """
+        split_group_col = split_group_col or self.split_group_col
         if format not in _FORMATS:
             raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
         ratios = check_ratios(train_ratio, validation_ratio, test_ratio)
@@ -164,6 +169,7 @@ class TextPredictionDataCreator:
             "max_size_per_class": max_size_per_class, "format": format, "balance": balance,
             "ratios": ratios, "split_group_col": split_group_col,
             "min_rows_per_class_for_split": min_rows_per_class_for_split,
+            "min_rows_per_target_for_balance": min_rows_per_target_for_balance,
         }  # fmt: skip
         key = self._cache_key("training", params)
         if self.use_cache and out_dir is not None:
@@ -177,7 +183,7 @@ class TextPredictionDataCreator:
         )
         collector.run(self._sentences(None, pre))
         frames = {cid: per_class_frame(rows, cid) for cid, rows in collector.rows.items()}
-        frames = balance_frames(frames, balance, self.seed)
+        frames = balance_frames(frames, balance, self.seed, min_rows_per_target_for_balance)
         needed = max(min_rows_per_class_for_split, sum(r > 0 for r in ratios))
         incomplete = {cid: len(df) for cid, df in frames.items() if len(df) < needed}
         self._report_incomplete(incomplete, needed, raise_on_incomplete_classes, len(frames))
@@ -247,11 +253,17 @@ class TextPredictionDataCreator:
         excluded_spacy_tags: SpacyTagSpec | Sequence[SpacyTagSpec] | None = None,
         max_size: int | None = None,
         base_data: Any = None,
+        format: str = "minimal",
         output: str | Path | bool | None = None,
     ) -> pd.DataFrame:
         """Sentences with no target word of any filter, no additional excluded word (whole word,
         case-insensitive) and no token matching any of ``excluded_spacy_tags``; column ``text``.
+        ``format`` is accepted for compatibility; ``"minimal"`` (the text column) is the only one.
         """
+        if format != "minimal":
+            raise ValueError(
+                f"neutral data has only format='minimal' (a text column), got {format!r}"
+            )
         specs = (
             [excluded_spacy_tags]
             if isinstance(excluded_spacy_tags, dict)

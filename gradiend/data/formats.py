@@ -34,13 +34,14 @@ def check_ratios(train: float, validation: float, test: float) -> tuple[float, f
 
 
 def balance_frames(
-    frames: dict[str, pd.DataFrame], balance: str | bool, seed: int
+    frames: dict[str, pd.DataFrame], balance: str | bool, seed: int, min_rows_per_target: int = 1
 ) -> dict[str, pd.DataFrame]:
     """Apply the balance mode.
 
     ``"try"`` shuffles each class (seeded); ``"strict"`` additionally gives every label
     (case-folded) of a class as many rows as its rarest label and cuts every class to the size of
-    the smallest non-empty class; ``False`` keeps the order in which rows were found.
+    the smallest non-empty class (labels with fewer than ``min_rows_per_target`` rows are dropped
+    first, so one rare word does not shrink the class); ``False`` keeps the order rows were found.
     """
     if balance not in ("try", "strict", False):
         raise ValueError(f"balance must be 'try', 'strict' or False, got {balance!r}")
@@ -52,8 +53,11 @@ def balance_frames(
         df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
         if balance == "strict" and len(df):
             keys = df["label"].str.casefold()
-            floor = int(keys.value_counts().min())
-            df = df[keys.groupby(keys).cumcount() < floor].reset_index(drop=True)
+            counts = keys.value_counts()
+            counts = counts[counts >= min_rows_per_target]
+            floor = int(counts.min()) if len(counts) else 0
+            keep = keys.isin(counts.index) & (keys.groupby(keys).cumcount() < floor)
+            df = df[keep.to_numpy()].reset_index(drop=True)
         out[cid] = df
     if balance == "strict":
         sizes = [len(df) for df in out.values() if len(df)]

@@ -252,8 +252,11 @@ def test_venn_two_and_three(tmp_path, n):
 
 def test_venn_two_by_hand():
     models = {"A": gradiend([0, 1, 2, 3], [4, 3, 2, 1]), "B": gradiend([2, 5, 0, 9], [4, 3, 2, 1])}
-    regions = plot_topk_overlap_venn(models, topk=3, show=False)["data"]["regions"]
+    out = plot_topk_overlap_venn(models, topk=3, show=False)
+    regions = out["data"]["regions"]
     assert regions == {("A",): 1, ("B",): 1, ("A", "B"): 2}
+    drawn = sorted(t.get_text() for t in out["figure"].axes[0].texts)
+    assert drawn == ["1", "1", "2", "A", "B"]  # the region numbers drawn match the data
 
 
 @pytest.mark.parametrize("n", [4, 6])
@@ -336,3 +339,16 @@ def test_heatmap_colour_scale_uses_off_diagonal_counts():
     models = {"A": gradiend([0, 1, 2, 3], [4, 3, 2, 1]), "B": gradiend([2, 5, 0, 9], [4, 3, 2, 1])}
     fig = plot_topk_overlap_heatmap(models, topk=3, show=False)["figure"]
     assert fig.axes[0].images[0].get_clim() == (0.0, 2.0)
+
+
+def test_probability_shift_without_base_entry_uses_summary_base_lms():
+    results = decoder_results()
+    results["grid"] = results["grid"][1:]
+    data = plot_probability_shifts(results, show=False)["data"]
+    assert data["base_probs"] == {}
+    assert data["base_lms"] == 0.5 and data["lms_threshold"] == pytest.approx(0.495)
+
+
+def test_convergence_with_no_evals_still_draws():
+    out = plot_training_convergence({"evals": [], "losses": [{"step": 1, "loss": 2.0}]}, show=False)
+    assert out["data"]["steps"] == [] and out["data"]["best_step"] is None

@@ -17,6 +17,7 @@ from gradiend.model.gradiend import GradiendModel  # noqa: E402
 from gradiend.visualizer import (  # noqa: E402
     plot_encoder_distributions,
     plot_probability_shifts,
+    plot_similarity_heatmap,
     plot_topk_overlap_heatmap,
     plot_topk_overlap_venn,
     plot_training_convergence,
@@ -352,3 +353,20 @@ def test_probability_shift_without_base_entry_uses_summary_base_lms():
 def test_convergence_with_no_evals_still_draws():
     out = plot_training_convergence({"evals": [], "losses": [{"step": 1, "loss": 2.0}]}, show=False)
     assert out["data"]["steps"] == [] and out["data"]["best_step"] is None
+
+
+def test_similarity_heatmap_signed_and_from_frame(tmp_path):
+    from gradiend.evaluator.compare import compute_similarity_matrix
+
+    models = runs(3)
+    out = plot_similarity_heatmap(models, measure="cosine_signed", output_path=tmp_path, show=False)
+    expected = compute_similarity_matrix(models, measure="cosine_signed")
+    np.testing.assert_allclose(out["data"]["matrix"], expected.to_numpy())
+    assert out["data"]["part"] == "encoder-weight"
+    assert out["figure"].axes[0].images[0].get_clim() == (-1.0, 1.0)
+    assert out["path"] == str(tmp_path / "similarity_cosine_signed.png")
+    assert _png_shape(out["path"]) == (460, 560)
+    frame = compute_similarity_matrix(models, measure="mass_overlap")
+    again = plot_similarity_heatmap(frame, show=False)
+    assert again["data"]["measure"] == "mass_overlap"
+    assert again["figure"].axes[0].images[0].get_clim() == (0.0, 1.0)

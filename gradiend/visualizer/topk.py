@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gradiend.evaluator.compare import (
     ModelLike,
@@ -46,18 +47,16 @@ def plot_topk_overlap_heatmap(
     frame = compute_similarity_matrix(
         models, measure="topk_overlap", part=part, topk=topk, value=value
     )
-    labels = [str(label) for label in frame.index]
     matrix = frame.to_numpy()
-    side = max(4.0, 0.7 * len(labels) + 2.5)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    vmax = _colour_max(matrix, value)
-    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=_value_label(value, topk))
-    _annotate_cells(ax, matrix, integer=value == "intersection", vmax=vmax)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_title(f"Top-{topk} overlap ({part})")
-    fig.tight_layout()
+    fig = _draw_matrix(
+        plt,
+        frame,
+        title=f"Top-{topk} overlap ({part})",
+        colour_label=_value_label(value, topk),
+        limits=(0.0, _colour_max(matrix, value)),
+        integer=value == "intersection",
+    )
+    labels = [str(label) for label in frame.index]
     data = {
         "labels": labels,
         "matrix": matrix.tolist(),
@@ -86,13 +85,88 @@ def _value_label(value: str, topk: int | float) -> str:
     return "|S_i ∩ S_j| / min(|S_i|, |S_j|)"
 
 
-def _annotate_cells(ax: Any, matrix: np.ndarray, integer: bool, vmax: float) -> None:
-    """Write each cell's number: black on the bright half of viridis, white on the dark half."""
+def plot_similarity_heatmap(
+    models: Mapping[str, Any] | Sequence[ModelLike] | pd.DataFrame,
+    measure: str = "cosine",
+    part: str | None = None,
+    topk: int | float | None = None,
+    value: str = "intersection_frac",
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Heatmap of any ``compute_similarity_matrix`` measure, or of a ready similarity DataFrame.
+
+    Signed measures (``cosine_signed``, ``spearman_signed``) use a diverging −1…1 scale; the
+    others 0…1 (or 0…max for top-k counts). Returns ``{"path", "figure", "data": {"labels",
+    "matrix", "measure", "part", "topk", "value"}}``.
+    """
+    plt = import_pyplot(show)  # fail early when the plot extra is missing
+    if isinstance(models, pd.DataFrame):
+        frame = models
+    else:
+        frame = compute_similarity_matrix(
+            models, measure=measure, part=part, topk=topk, value=value
+        )
+    attrs = {"measure": measure, "part": part, "topk": topk, "value": value, **frame.attrs}
+    matrix = frame.to_numpy(dtype=float)
+    counts = attrs["measure"] == "topk_overlap" and attrs["value"] == "intersection"
+    if str(attrs["measure"]).endswith("_signed"):
+        limits = (-1.0, 1.0)
+    else:
+        limits = (0.0, _colour_max(matrix, "intersection") if counts else 1.0)
+    title = f"{attrs['measure']} ({attrs['part']})"
+    fig = _draw_matrix(plt, frame, title, str(attrs["measure"]), limits, integer=counts)
+    data = {"labels": [str(x) for x in frame.index], "matrix": matrix.tolist()}
+    data.update({k: attrs[k] for k in ("measure", "part", "topk", "value")})
+    return finish(fig, data, output_path, f"similarity_{attrs['measure']}", show, img_format, dpi)
+
+
+def _draw_matrix(
+    plt: Any,
+    frame: pd.DataFrame,
+    title: str,
+    colour_label: str,
+    limits: tuple[float, float],
+    integer: bool,
+) -> Any:
+    """A labelled, annotated square heatmap; diverging colours when the scale is −1…1."""
+    labels = [str(label) for label in frame.index]
+    matrix = frame.to_numpy(dtype=float)
+    diverging = limits[0] < 0
+    side = max(4.0, 0.7 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    cmap = "RdBu_r" if diverging else "viridis"
+    image = ax.imshow(matrix, cmap=cmap, vmin=limits[0], vmax=limits[1])
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=colour_label)
+    _annotate_cells(ax, matrix, integer, limits, diverging)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _annotate_cells(
+    ax: Any, matrix: np.ndarray, integer: bool, limits: tuple[float, float], diverging: bool
+) -> None:
+    """Write each cell's number in a colour readable on its cell (dark cells get white text)."""
     fontsize = 9 if len(matrix) <= 8 else 7
+    low, high = limits
     for (i, j), v in np.ndenumerate(matrix):
         text = f"{int(v)}" if integer and np.isfinite(v) else f"{v:.2f}"
-        colour = "black" if np.isfinite(v) and vmax > 0 and v / vmax > 0.5 else "white"
-        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
+        t = (v - low) / (high - low) if high > low and np.isfinite(v) else 0.0
+        light = 0.2 < t < 0.8 if diverging else t > 0.5
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            color="black" if light else "white",
+            fontsize=fontsize,
+        )
 
 
 def plot_topk_overlap_venn(

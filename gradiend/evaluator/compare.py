@@ -205,16 +205,22 @@ def _mass_overlap(a: _Aligned, b: _Aligned) -> float:
 
 
 def _pair_score(measure: str, value: str) -> Callable[[Any, Any], float]:
+    """Score of one pair of runs, for the measures computed pair by pair."""
     if measure == "topk_overlap":
         if value == "intersection":
             return lambda a, b: float(len(a & b))
         return lambda a, b: len(a & b) / min(len(a), len(b))
-    if measure in ("cosine", "spearman"):
-        fn = _cosine if measure == "cosine" else _spearman
-        return lambda a, b: abs(fn(a, b))
-    return {"cosine_signed": _cosine, "spearman_signed": _spearman, "mass_overlap": _mass_overlap}[
-        measure
-    ]
+    pair_fns = {"cosine": _cosine, "spearman": _spearman, "mass_overlap": _mass_overlap}
+    return pair_fns[measure.removesuffix("_signed")]
+
+
+def _member_matrix(flat: list[Any], measure: str, value: str) -> np.ndarray:
+    """Scores of every pair of runs (seed-group members listed individually)."""
+    score = _pair_score(measure, value)
+    matrix = np.empty((len(flat), len(flat)))
+    for i, j in itertools.combinations_with_replacement(range(len(flat)), 2):
+        matrix[i, j] = matrix[j, i] = score(flat[i], flat[j])
+    return np.abs(matrix) if measure in ("cosine", "spearman") else matrix
 
 
 # --------------------------------------------------------------------------- similarity matrix
@@ -244,10 +250,10 @@ def compute_similarity_matrix(
         raise ValueError("measure='topk_overlap' needs topk (a count or a fraction)")
     part = part or _DEFAULT_PART[measure]
     groups = {label: _members(m) for label, m in _labelled(models).items()}
-    features = {
-        label: [_features(m, measure, part, topk) for m in ms] for label, ms in groups.items()
-    }
-    matrix = _group_matrix(features, _pair_score(measure, value), _AGGREGATES[aggregate])
+    flat = [_features(m, measure, part, topk) for ms in groups.values() for m in ms]
+    owners = [g for g, ms in enumerate(groups.values()) for _ in ms]
+    members = _member_matrix(flat, measure, value)
+    matrix = _group_matrix(members, owners, len(groups), _AGGREGATES[aggregate])
     frame = pd.DataFrame(matrix, index=list(groups), columns=list(groups))
     if measure == "topk_overlap" and value == "intersection" and not np.isnan(matrix).any():
         if all(len(ms) == 1 for ms in groups.values()):
@@ -265,17 +271,18 @@ def _features(model: ModelLike, measure: str, part: str, topk: int | float | Non
 
 
 def _group_matrix(
-    features: dict[str, list[Any]],
-    score: Callable[[Any, Any], float],
+    members: np.ndarray,
+    owners: list[int],
+    n_groups: int,
     aggregate: Callable[[np.ndarray], float],
 ) -> np.ndarray:
-    labels = list(features)
-    matrix = np.empty((len(labels), len(labels)))
-    for i, j in itertools.combinations_with_replacement(range(len(labels)), 2):
-        left, right = features[labels[i]], features[labels[j]]
-        if i == j and len(left) > 1:
-            scores = [score(a, b) for a, b in itertools.combinations(left, 2)]
-        else:
-            scores = [score(a, b) for a in left for b in right]
-        matrix[i, j] = matrix[j, i] = float(aggregate(np.asarray(scores)))
+    """Aggregate member-pair scores per pair of groups; within a group, distinct members only."""
+    owner = np.asarray(owners)
+    matrix = np.empty((n_groups, n_groups))
+    for i, j in itertools.combinations_with_replacement(range(n_groups), 2):
+        rows, cols = np.flatnonzero(owner == i), np.flatnonzero(owner == j)
+        block = members[np.ix_(rows, cols)]
+        if i == j and len(rows) > 1:
+            block = block[np.triu_indices(len(rows), k=1)]
+        matrix[i, j] = matrix[j, i] = float(aggregate(np.ravel(block)))
     return matrix

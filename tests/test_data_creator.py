@@ -176,6 +176,19 @@ def test_hub_dataset_id_is_streamed_with_config_and_split(monkeypatch):
     assert len(sample) == 7 and set(sample) <= set(corpus())
 
 
+def test_streams_an_endless_source_and_stops_when_full():
+    def endless():
+        i = 0
+        while True:
+            i += 1
+            yield f"Line {i}: in the end the pilot said that {'he' if i % 2 else 'she'} was ready."
+
+    creator = make(endless())
+    data = creator.generate_training_data(max_size_per_class=15)
+    assert {cid: len(df) for cid, df in data.items()} == {"he": 15, "she": 15}
+    assert creator.stats["stopped_early"] and creator.stats["sentences_scanned"] == 30
+
+
 def test_base_max_size_is_a_seeded_sample(tmp_path):
     texts = corpus()
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "c.csv", index=False)
@@ -338,6 +351,10 @@ def test_use_cache_skips_scanning(tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(cached[cid], first[cid], check_dtype=False)
     with pytest.raises(AssertionError, match="scanned again"):
         make(output_dir=tmp_path, use_cache=True, seed=3).generate_training_data()
+    neutral = make(output_dir=tmp_path, use_cache=True).generate_neutral_data(max_size=5)
+    monkeypatch.setattr("gradiend.data.creator.collect_neutral", Boom)
+    again = make(output_dir=tmp_path, use_cache=True).generate_neutral_data(max_size=5)
+    pd.testing.assert_frame_equal(again, neutral)
 
 
 # ---------------------------------------------------------------- neutral data

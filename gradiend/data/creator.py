@@ -6,8 +6,6 @@ columns are the contract in docs/data-format.md.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .cache import describe_data, fingerprint, load_cached
 from .filters import CompiledFilter, SpacyTagSpec, TextFilterConfig, load_spacy
 from .formats import (
     add_splits,
@@ -25,7 +24,7 @@ from .formats import (
     to_minimal,
     to_unified,
 )
-from .output import check_format, frame_path, read_frame, safe_name, write_frame, write_json
+from .output import check_format, frame_path, safe_name, write_frame, write_json
 from .preprocess import TextPreprocessConfig, preprocess_texts
 from .scan import ClassCollector, collect_neutral
 from .sources import resolve_base_data
@@ -172,10 +171,11 @@ class TextPredictionDataCreator:
             "min_rows_per_target_for_balance": min_rows_per_target_for_balance,
         }  # fmt: skip
         key = self._cache_key("training", params)
-        if self.use_cache and out_dir is not None:
-            cached = self._load_cached(out_dir, key, format)
+        if key is not None and out_dir is not None:
+            cached = load_cached(out_dir, self.training_basename, key, self.output_format)
             if cached is not None:
-                return cached
+                frames, self.stats = cached
+                return frames if format == "per_class" else frames[format]
 
         pre: Counter[str] = Counter()
         collector = ClassCollector(
@@ -279,11 +279,11 @@ class TextPredictionDataCreator:
         out_dir = self._output_dir(output)
         params = {"max_size": max_size, "excluded_words": sorted(set(words)), "tags": specs}
         key = self._cache_key("neutral", params, base_data)
-        if self.use_cache and out_dir is not None:
-            path = frame_path(out_dir, self.neutral_basename, self.output_format)
-            if path.exists() and self._cached_key(out_dir, self.neutral_basename) == key:
-                logger.info("Loading cached neutral data from %s", path)
-                return read_frame(path, self.output_format)
+        if key is not None and out_dir is not None:
+            cached = load_cached(out_dir, self.neutral_basename, key, self.output_format)
+            if cached is not None:
+                frames, self.stats = cached
+                return frames["neutral"]
         pre: Counter[str] = Counter()
         kept, stats = collect_neutral(
             self._sentences(base_data, pre),
@@ -304,8 +304,9 @@ class TextPredictionDataCreator:
         )
         df = pd.DataFrame({"text": kept})
         if out_dir is not None:
-            write_frame(df, frame_path(out_dir, self.neutral_basename, self.output_format),
-                        self.output_format)  # fmt: skip
+            path = frame_path(out_dir, self.neutral_basename, self.output_format)
+            write_frame(df, path, self.output_format)
+            stats["files"] = {"neutral": str(path)}
             write_json(stats, out_dir / f"{self.neutral_basename}_stats.json")
         return df
 
@@ -352,53 +353,14 @@ class TextPredictionDataCreator:
         write_json(stats, out_dir / f"{self.training_basename}_stats.json")
         logger.info("Wrote training data to %s", out_dir)
 
-    def _cached_key(self, out_dir: Path, basename: str) -> str | None:
-        path = out_dir / f"{basename}_stats.json"
-        if not path.exists():
+    def _cache_key(self, kind: str, params: dict[str, Any], base_data: Any = None) -> str | None:
+        """Fingerprint of everything that determines the output; only computed with use_cache."""
+        if not self.use_cache:
             return None
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh).get("cache_key")
-
-    def _load_cached(
-        self, out_dir: Path, key: str, format: str
-    ) -> dict[str, pd.DataFrame] | pd.DataFrame | None:
-        if self._cached_key(out_dir, self.training_basename) != key:
-            return None
-        with open(out_dir / f"{self.training_basename}_stats.json", encoding="utf-8") as fh:
-            stats = json.load(fh)
-        files = stats.get("files", {})
-        if not files or not all(Path(p).exists() for p in files.values()):
-            return None
-        logger.info("Loading cached training data from %s", out_dir)
-        self.stats = stats
-        loaded = {k: read_frame(Path(p), self.output_format) for k, p in files.items()}
-        return loaded if format == "per_class" else loaded[format]
-
-    def _cache_key(self, kind: str, params: dict[str, Any], base_data: Any = None) -> str:
-        """Fingerprint of everything that determines the output (data, filters, settings)."""
         data = base_data if base_data is not None else self.base_data
-        h = hashlib.sha256()
-        for part in (
-            kind, _describe_data(data), self.text_column, self.base_max_size, self.split,
+        return fingerprint((
+            kind, describe_data(data), self.text_column, self.base_max_size, self.split,
             self.hf_config, repr(self.preprocess), self.spacy_model_name,
             [repr(f) for f in self.feature_targets], self.min_left_context_words, self.seed,
             self.output_format, params,
-        ):  # fmt: skip
-            h.update(json.dumps(part, default=str, sort_keys=True).encode())
-        return h.hexdigest()
-
-
-def _describe_data(data: Any) -> Any:
-    """A cheap identity of the base data: content hash for in-memory text, stat for files."""
-    if isinstance(data, (list, tuple)):
-        h = hashlib.sha256()
-        for t in data:
-            h.update(str(t).encode() + b"\0")
-        return h.hexdigest()
-    if isinstance(data, pd.DataFrame):
-        return str(pd.util.hash_pandas_object(data, index=False).sum())
-    if isinstance(data, (str, Path)) and Path(data).exists():
-        st = Path(data).stat()
-        return [str(Path(data).resolve()), st.st_size, st.st_mtime_ns]
-    fingerprint = getattr(data, "_fingerprint", None)
-    return fingerprint if fingerprint is not None else str(data)
+        ))  # fmt: skip

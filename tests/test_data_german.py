@@ -176,3 +176,22 @@ def test_parent_tags_extend_to_nested_targets(nlp_de):
     df = creator.generate_training_data(min_rows_per_class_for_split=3)["fem"]
     n_fem = sum(len(re.findall(r"\{F.\}", s)) for s in ANNOTATED)
     assert df["token_count"].sum() == n_fem
+
+
+def test_german_sentence_splitting_keeps_abbreviations(nlp_de):
+    from gradiend.data import TextPreprocessConfig
+
+    text = 'Laut Dr. Weber kam z.B. der Mann am 3. Oktober. Er sagte: "Gut." Dann ging er.'
+    creator = TextPredictionDataCreator(
+        base_data=[text],
+        spacy_model=nlp_de,
+        preprocess=TextPreprocessConfig(split_to_sentences=True),
+        feature_targets=[TextFilterConfig(targets=["er"], id="er")],
+        min_left_context_words=0,
+        progress=False,
+    )
+    df = creator.generate_training_data(
+        train_ratio=1.0, validation_ratio=0.0, test_ratio=0.0, min_rows_per_class_for_split=1
+    )["er"]
+    assert sorted(df["text"]) == ["Dann ging er.", 'Er sagte: "Gut."']
+    assert creator.stats["sentences_scanned"] == 3

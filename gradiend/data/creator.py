@@ -124,7 +124,21 @@ class TextPredictionDataCreator:
         return self._resolve(self.base_data)
 
     def _sentences(self, base_data: Any, stats: Counter[str]) -> Iterator[str]:
-        return preprocess_texts(self._texts(base_data), self.preprocess, stats)
+        language = getattr(self.nlp, "lang", None)
+        return preprocess_texts(self._texts(base_data), self.preprocess, stats, language)
+
+    def _known_total(self, base_data: Any) -> int | None:
+        """Number of sentences for the progress bar, when known without reading the data."""
+        data = base_data if base_data is not None else self.base_data
+        if self.preprocess is not None and self.preprocess.split_to_sentences is not False:
+            return None
+        try:
+            n = len(data)
+        except TypeError:
+            return None
+        if isinstance(data, (str, Path)):
+            return None
+        return min(n, self.base_max_size) if self.base_max_size else n
 
     def _compiled(self) -> list[CompiledFilter]:
         if not self.feature_targets:
@@ -181,7 +195,7 @@ class TextPredictionDataCreator:
         collector = ClassCollector(
             filters, self.nlp, max_size_per_class, self.batch_size, self.progress
         )
-        collector.run(self._sentences(None, pre))
+        collector.run(self._sentences(None, pre), total=self._known_total(None))
         frames = {cid: per_class_frame(rows, cid) for cid, rows in collector.rows.items()}
         frames = balance_frames(frames, balance, self.seed, min_rows_per_target_for_balance)
         needed = max(min_rows_per_class_for_split, sum(r > 0 for r in ratios))

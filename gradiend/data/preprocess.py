@@ -35,7 +35,8 @@ class TextPreprocessConfig:
     length, ``exclude_chars`` drops texts containing any of those characters and ``custom_filter``
     keeps a text only when it returns ``True``. ``splitter`` picks spaCy's sentencizer
     (``"spacy"``), the built-in rules (``"rules"``) or spaCy when installed (``"auto"``);
-    ``language`` is the spaCy language code whose tokenizer knows the abbreviations.
+    ``language`` is the spaCy language code whose tokenizer knows the abbreviations (default:
+    the creator's spaCy pipeline's language, else ``"en"``).
     """
 
     split_to_sentences: bool | int = False
@@ -44,7 +45,7 @@ class TextPreprocessConfig:
     exclude_chars: str | Iterable[str] | None = None
     custom_filter: Callable[[str], bool] | None = None
     splitter: str = "auto"
-    language: str = "en"
+    language: str | None = None
     abbreviations: Iterable[str] | None = None
 
     def __post_init__(self) -> None:
@@ -96,8 +97,9 @@ def split_sentences_rules(text: str, abbreviations: Iterable[str] | None = None)
 class SentenceSplitter:
     """Splits texts into sentences with spaCy's sentencizer, or rules when spaCy is missing."""
 
-    def __init__(self, config: TextPreprocessConfig) -> None:
+    def __init__(self, config: TextPreprocessConfig, language: str | None = None) -> None:
         self.config = config
+        lang = config.language or language or "en"
         self._nlp: Any = None
         if config.splitter in ("auto", "spacy"):
             try:
@@ -109,7 +111,7 @@ class SentenceSplitter:
                     ) from err
                 logger.info("spaCy not installed; splitting sentences with the built-in rules")
             else:
-                self._nlp = spacy.blank(config.language)
+                self._nlp = spacy.blank(lang)
                 self._nlp.add_pipe("sentencizer")
 
     def split_many(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[list[str]]:
@@ -178,11 +180,13 @@ def preprocess_texts(
     texts: Iterable[str],
     config: TextPreprocessConfig | None = None,
     stats: Counter[str] | None = None,
+    language: str | None = None,
 ) -> Iterator[str]:
     """Lazily turn raw ``texts`` into the candidate sentences described by ``config``.
 
     ``None`` passes non-empty texts through unchanged. Reasons for dropping a text are counted in
     ``stats`` (``too_short``, ``too_long``, ``excluded_chars``, ``custom_filter``, ``empty``).
+    ``language`` is the splitter's language when ``config.language`` is not set.
     """
     counter = stats if stats is not None else Counter()
     if config is None:
@@ -197,7 +201,7 @@ def preprocess_texts(
     if split is False:
         units: Iterable[list[str]] = ([t] for t in texts)
     else:
-        units = SentenceSplitter(config).split_many(texts)
+        units = SentenceSplitter(config, language).split_many(texts)
         if split is not True and split > 1:
             units = (_windows(s, split) for s in units)
     for pieces in units:

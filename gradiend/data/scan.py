@@ -64,11 +64,17 @@ class ClassCollector:
         self._parse_all = any(f.needs_spacy and f.prefilter is None for f in self.active)
         self._union = word_regex(w for f in self.active for w in f.config.words)
 
-    def run(self, sentences: Iterable[str]) -> None:
+    def run(self, sentences: Iterable[str], total: int | None = None) -> None:
         """Consume ``sentences`` until exhausted or every class holds ``max_size`` rows."""
         start = time.perf_counter()
         pending: list[str] = []
-        bar = tqdm(sentences, desc="Scanning sentences", unit=" sent", disable=not self.progress)
+        bar = tqdm(
+            sentences,
+            desc="Scanning sentences",
+            unit=" sent",
+            total=total,
+            disable=not self.progress,
+        )
         for sentence in bar:
             if not self.active:
                 self.stopped_early = True

@@ -156,7 +156,16 @@ def test_every_base_data_kind_gives_the_same_rows(tmp_path):
         got = make(base, text_column="sentence").generate_training_data()
         assert _texts_of(got) == expected, type(base)
     assert _texts_of(make(tmp_path / "c.txt").generate_training_data()) == expected
+    df.to_csv(tmp_path / "c.tsv", sep="\t", index=False)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    for base in (tmp_path / "c.tsv", tmp_path / "saved"):
+        assert _texts_of(make(base, text_column="sentence").generate_training_data()) == expected
     assert _texts_of(make(iter(texts)).generate_training_data()) == expected
+
+
+def test_csv_keeps_na_like_text(tmp_path):
+    pd.DataFrame({"text": ["NA", "null", "", "fine"]}).to_csv(tmp_path / "t.csv", index=False)
+    assert list(resolve_base_data(tmp_path / "t.csv")) == ["NA", "null", "fine"]
 
 
 def test_hub_dataset_id_is_streamed_with_config_and_split(monkeypatch):

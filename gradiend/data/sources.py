@@ -71,8 +71,14 @@ def _is_hf_dataset(obj: Any) -> bool:
     return type(obj).__module__.startswith("datasets.")
 
 
+def _csv_kwargs(path: Path) -> dict[str, Any]:
+    # Only empty cells are missing: a sentence "NA" or "null" stays text.
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    return {"sep": sep, "keep_default_na": False, "na_values": [""]}
+
+
 def _iter_csv(path: Path, column: str) -> Iterator[str]:
-    for chunk in pd.read_csv(path, usecols=[column], chunksize=_CSV_CHUNK):
+    for chunk in pd.read_csv(path, usecols=[column], chunksize=_CSV_CHUNK, **_csv_kwargs(path)):
         yield from _clean(chunk[column].tolist())
 
 
@@ -86,7 +92,7 @@ def _iter_parquet(path: Path, column: str) -> Iterator[str]:
 def _file_stream(path: Path, column: str) -> Iterator[str]:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        header = pd.read_csv(path, nrows=0).columns
+        header = pd.read_csv(path, nrows=0, **_csv_kwargs(path)).columns
         if column not in header:
             raise _missing_column(column, header, str(path))
         return _iter_csv(path, column)
@@ -101,6 +107,10 @@ def _file_stream(path: Path, column: str) -> Iterator[str]:
         return _iter_parquet(path, column)
     if suffix == ".txt":
         return _iter_lines(path)
+    if path.is_dir() and (path / "dataset_info.json").exists():  # datasets.save_to_disk folder
+        import datasets
+
+        return _hf_stream(datasets.load_from_disk(str(path)), column, None, 0)
     raise ValueError(
         f"Unsupported base_data file type {suffix!r} ({path}); use .csv, .parquet or .txt"
     )

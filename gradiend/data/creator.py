@@ -84,7 +84,6 @@ class TextPredictionDataCreator:
         self.hf_config = hf_config
         self.preprocess = preprocess
         self.spacy_model_name = spacy_model if isinstance(spacy_model, str) else None
-        self.nlp = load_spacy(spacy_model)
         self.min_left_context_words = min_left_context_words
         self.seed = seed
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -101,6 +100,7 @@ class TextPredictionDataCreator:
         self._stream: Iterator[str] | None = (
             self._resolve(base_data) if base_data is not None else None
         )
+        self.nlp = load_spacy(spacy_model)
 
     # ------------------------------------------------------------------ inputs
     def _resolve(self, base_data: Any) -> Iterator[str]:

@@ -78,11 +78,15 @@ class GradientComputer:
         return torch.stack(list(self.iter_per_example(items, kind)))
 
     def iter_per_example(self, items: list[Item], kind: str):
-        """Yield per-example gradients one at a time (memory: one vector, not a matrix)."""
+        """Yield per-example gradients one at a time (memory: one vector, not a matrix).
+
+        Each row gets its own forward and backward: a backward of one row's loss through a
+        batched graph would cost a whole batch's backward.
+        """
         with _grad_enabled(self.params):
-            loss = _kind_loss(self._losses(items), kind)
-            for i in range(len(items)):
-                yield self._grad(loss[i], retain=i < len(items) - 1)
+            for item in items:
+                loss = _kind_loss(self._losses([item]), kind)
+                yield self._grad(loss[0], retain=False)
 
     def directional(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
         """``direction · ∇L_i`` for every row ``i`` by one forward-mode (JVP) pass."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: planted-feature tiny models (masked and causal) and their data."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tiny import make_model, pretrain, sentence  # noqa: E402
+
+PRETRAIN_STEPS = {"mlm": 600, "clm": 200}
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def planted():
+    """``{kind: (model, tokenizer)}``: tiny models trained on text where the pronoun agrees
+    with the subject's gender (the planted feature)."""
+    out = {}
+    for kind in ("mlm", "clm"):
+        model, tok = make_model(kind)
+        out[kind] = (pretrain(model, tok, kind, steps=PRETRAIN_STEPS[kind]), tok)
+    return out
+
+
+def he_she_data(n: int = 120, seed: int = 1) -> dict[str, pd.DataFrame]:
+    """Per-class frames (the creator's format) for he vs she."""
+    rng = random.Random(seed)
+    data = {}
+    for g in ("he", "she"):
+        s = [sentence(rng, g) for _ in range(n)]
+        data[g] = pd.DataFrame({"masked": [x.replace(f" {g} ", " [MASK] ") for x in s], g: g})
+    return data
+
+
+def neutral_texts(n: int = 40, seed: int = 2) -> list[str]:
+    rng = random.Random(seed)
+    return [sentence(rng, None) for _ in range(n)]
+
+
+@pytest.fixture
+def he_she():
+    return he_she_data()
+
+
+@pytest.fixture
+def neutral():
+    return neutral_texts()

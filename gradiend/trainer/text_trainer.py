@@ -22,7 +22,12 @@ from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.trainer.arguments import TrainingArguments
-from gradiend.trainer.fingerprint import data_hash, diff_fingerprint, training_fingerprint
+from gradiend.trainer.fingerprint import (
+    data_hash,
+    diff_fingerprint,
+    gradient_fingerprint,
+    training_fingerprint,
+)
 from gradiend.trainer.gradient_data import (
     GradientBatches,
     build_items,
@@ -162,7 +167,8 @@ class TextPredictionTrainer:
                                        self.args.seed, self.args.train_max_size)
         cache_dir = None
         if self.args.use_cache:
-            key = stable_hash(fingerprint, indices if indices is not None else "all")
+            key = stable_hash(gradient_fingerprint(fingerprint),
+                              indices if indices is not None else "all")
             cache_dir = self.run_dir / "cache" / "gradients" / key
         batches = GradientBatches(
             computer, train_items, batches_idx, self.args.source, self.args.target,

@@ -114,6 +114,8 @@ class TrainingArguments:
     min_convergent_seeds: int = 1
     convergent_metric: str | None = None
     convergent_score_threshold: float | None = None
+    convergence_metric: str | None = None  # alias of convergent_metric (issue 5's name)
+    convergence_threshold: float | None = None  # alias of convergent_score_threshold
     convergent_mean_by_class_threshold: float | None = None
     fail_on_non_convergence: bool = False
     # pruning
@@ -133,10 +135,28 @@ class TrainingArguments:
             raise ValueError(f"optim must be 'adamw' or 'adam', got {self.optim!r}")
         if self.train_batch_size < 1 or self.eval_steps < 1:
             raise ValueError("train_batch_size and eval_steps must be ≥ 1")
+        self._resolve_aliases()
         if isinstance(self.pre_prune_config, dict):
             self.pre_prune_config = PrePruneConfig(**self.pre_prune_config)
         if isinstance(self.post_prune_config, dict):
             self.post_prune_config = PostPruneConfig(**self.post_prune_config)
+
+    def _resolve_aliases(self) -> None:
+        """Fill both spellings of the convergence fields with one value (clash → error)."""
+        for old, new in (("convergent_metric", "convergence_metric"),
+                         ("convergent_score_threshold", "convergence_threshold")):
+            a, b = getattr(self, old), getattr(self, new)
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"{old}={a!r} and its alias {new}={b!r} disagree")
+            value = a if a is not None else b
+            setattr(self, old, value)
+            setattr(self, new, value)
+        self.convergent_metric = self.convergence_metric = self.convergent_metric or "correlation"
+        if self.convergence_metric not in ("correlation", "loss"):
+            raise ValueError(f"convergence_metric must be 'correlation' or 'loss', "
+                             f"got {self.convergence_metric!r}")
+        if self.min_convergent_seeds < 1 or self.max_seeds < 1:
+            raise ValueError("max_seeds and min_convergent_seeds must be ≥ 1")
 
     # derived values with the incumbent's defaults
     @property
@@ -147,10 +167,6 @@ class TrainingArguments:
     def mean_threshold(self) -> float:
         t = self.convergent_mean_by_class_threshold
         return 0.5 if t is None else t
-
-    @property
-    def convergence_metric(self) -> str:
-        return self.convergent_metric or "correlation"
 
     def to_dict(self) -> dict:
         return asdict(self)

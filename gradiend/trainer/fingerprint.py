@@ -1,8 +1,17 @@
-"""Run-cache fingerprints: everything that changes a result, compared field by field."""
+"""Run-cache fingerprints: everything that changes a result, compared field by field.
+
+A fingerprint is a JSON-able dict of every ``TrainingArguments`` field that can change the
+trained GRADIEND, plus the base model's identity (id/path and revision, file hash or weight
+hash), the content hash of the example table and the target classes. A cache is used only when
+the stored fingerprint equals the new one; otherwise the differing fields are named.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from typing import Any
 
 import pandas as pd
 
@@ -17,29 +26,65 @@ _IGNORED = {
     "decoder_eval_feature_factors", "do_eval", "gradient_cache_max_gb", "metadata",
 }
 
+# fields that change the GRADIEND but not the training gradients (the gradient cache survives
+# a change of these: a new learning rate or more steps reuse the extracted gradients)
+_NOT_GRADIENTS = {
+    "learning_rate", "num_train_epochs", "max_steps", "weight_decay", "adam_epsilon", "optim",
+    "eval_steps", "encoder_eval_max_size", "encoder_eval_train_max_size", "latent_dim",
+    "activation_encoder", "activation_decoder", "bias_decoder", "max_seeds",
+    "min_convergent_seeds", "convergent_metric", "convergent_score_threshold",
+    "convergence_metric", "convergence_threshold", "convergent_mean_by_class_threshold",
+    "post_prune_config", "gradiend_batch_size",
+}
+
+_DATA_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class",
+                 "split", "mask_labels", "feature_class_id")
+
 
 def data_hash(df: pd.DataFrame) -> str:
-    cols = [c for c in ("masked", "factual", "alternative", "factual_class", "alternative_class",
-                        "split", "mask_labels") if c in df.columns]
+    """Content hash of the example rows that matter (row order included: it sets the batches)."""
+    cols = [c for c in _DATA_COLUMNS if c in df.columns]
     values = pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy()
-    return format(int(pd.util.hash_array(values).sum() % (1 << 63)), "x")
+    h = hashlib.sha256(values.tobytes())
+    h.update(json.dumps(cols).encode())
+    return h.hexdigest()[:16]
 
 
 def training_fingerprint(args: TrainingArguments, model: dict, data: str, targets: list[str]) -> dict:
+    """The fingerprint of a training run (see the module docstring)."""
     fp = {k: v for k, v in args.to_dict().items() if k not in _IGNORED}
     fp.update({"base_model": model, "data_sha": data, "target_classes": list(targets)})
     return _jsonable(fp)
 
 
-def _jsonable(value):
-    import json
+def gradient_fingerprint(fingerprint: dict) -> dict:
+    """The part of a training fingerprint that determines the training gradients."""
+    return {k: v for k, v in fingerprint.items() if k not in _NOT_GRADIENTS}
 
+
+def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
 def diff_fingerprint(old: dict | None, new: dict) -> list[str]:
-    """Names of the fields that differ (empty list: the cache may be used)."""
+    """Names of the fields that differ (empty list: the cache may be used).
+
+    Nested fields are named with dots, e.g. ``pre_prune_config.topk`` or
+    ``base_model.weights_sha``.
+    """
     if old is None:
         return ["<no fingerprint stored>"]
-    keys = sorted(set(old) | set(new))
-    return [k for k in keys if old.get(k) != new.get(k)]
+    return _diff(old, new, "")
+
+
+def _diff(old: dict, new: dict, prefix: str) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out

@@ -16,6 +16,7 @@ from gradiend._io import read_json, write_json
 from gradiend.evaluator.encoder import is_convergent
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
+from gradiend.trainer.fingerprint import diff_fingerprint
 from gradiend.trainer.loop import orient_stats, train_loop
 
 if TYPE_CHECKING:
@@ -72,25 +73,26 @@ def train_one_seed(trainer: TextPredictionTrainer, pmap, indices, batches, evalu
 
 
 def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
-    """Run the seeds, post-prune the winner and return ``(model, training stats)``."""
+    """Run the seeds, post-prune the winner and return ``(model, training stats)``.
+
+    A seed that raises (e.g. diverges into an error) is recorded as failed and the next seed
+    runs; only when every seed failed is the last error re-raised.
+    """
     args = trainer.args
     seeds_dir = trainer.run_dir / "seeds"
-    records, best = [], None
+    records, best, error = [], None, None
     t0 = time.perf_counter()
     for i in range(max(1, args.max_seeds)):
         seed = args.seed + i
-        seed_dir = seeds_dir / f"seed_{seed}"
-        done = _load_seed(seed_dir, fingerprint, seed) if args.use_cache else None
-        if done is not None:
-            model, record, stats = done
-            logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
-        else:
-            model, record, stats = train_one_seed(trainer, pmap, indices, batches, evaluate, meta,
-                                                  seed)
-            if args.max_seeds > 1:
-                model.save_pretrained(seed_dir, extra_files={
-                    "training.json": {**stats, "record": record,
-                                      "cache_fingerprint": {**fingerprint, "seed": seed}}})
+        try:
+            model, record, stats = _seed_run(trainer, pmap, indices, batches, evaluate, meta,
+                                             fingerprint, seeds_dir / f"seed_{seed}", seed)
+        except Exception as err:  # noqa: BLE001 - one failing seed must not stop the run
+            logger.warning("seed %d failed (%s: %s); trying the next seed", seed,
+                           type(err).__name__, err)
+            records.append(_failed_record(seed, err))
+            error = err
+            continue
         logger.info("seed %d: correlation %.3f at step %d, converged=%s", seed,
                     record["correlation"], record["best_step"], record["converged"])
         records.append(record)
@@ -98,10 +100,11 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
             best = (model, record, stats)
         if sum(r["converged"] for r in records) >= args.min_convergent_seeds:
             break
+    if best is None:
+        raise RuntimeError(f"all {len(records)} seed(s) failed") from error
     n_conv = sum(r["converged"] for r in records)
     if args.max_seeds > 1:
-        write_json(seeds_dir / "seed_report.json", {"seeds": records, "best_seed": best[1]["seed"],
-                                                    "convergent_count": n_conv})
+        write_json(seeds_dir / "seed_report.json", _report(args, records, best[1], n_conv))
     if n_conv < args.min_convergent_seeds:
         msg = (f"{n_conv} of {len(records)} seed(s) converged, {args.min_convergent_seeds} "
                f"required (|correlation| ≥ {args.score_threshold}, class means ≥ "
@@ -132,6 +135,46 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
     return model, stats
 
 
+def _seed_run(trainer, pmap, indices, batches, evaluate, meta, fingerprint, seed_dir, seed):
+    """One seed: reuse its finished run when cached, else train it (and save it)."""
+    args = trainer.args
+    if args.use_cache:
+        done = _load_seed(seed_dir, fingerprint, seed)
+        if done is not None:
+            logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
+            return done
+    model, record, stats = train_one_seed(trainer, pmap, indices, batches, evaluate, meta, seed)
+    if args.max_seeds > 1:
+        model.save_pretrained(seed_dir, extra_files={
+            "training.json": {**stats, "record": record,
+                              "cache_fingerprint": {**fingerprint, "seed": seed}}})
+    return model, record, stats
+
+
+def _failed_record(seed: int, err: Exception) -> dict:
+    return {"seed": seed, "best_step": 0, "correlation": None, "mean_by_class": {},
+            "converged": False, "failed": True, "error": f"{type(err).__name__}: {err}"}
+
+
+def _report(args, records: list[dict], best: dict, n_conv: int) -> dict:
+    """``seeds/seed_report.json``: every tried seed, the winner and the criterion."""
+    return {
+        "seeds": records,
+        "tried": [r["seed"] for r in records],
+        "best_seed": best["seed"],
+        "best_correlation": best["correlation"],
+        "convergent_count": n_conv,
+        "convergent_seeds": [r["seed"] for r in records if r["converged"]],
+        "failed_seeds": [r["seed"] for r in records if r.get("failed")],
+        "max_seeds": args.max_seeds,
+        "min_convergent_seeds": args.min_convergent_seeds,
+        "convergence_metric": args.convergence_metric,
+        "threshold": args.score_threshold,
+        "mean_by_class_threshold": args.mean_threshold,
+        "selection": "converged first, then the largest |validation correlation|",
+    }
+
+
 def _better(a: dict, b: dict) -> bool:
     if a["converged"] != b["converged"]:
         return a["converged"]
@@ -143,7 +186,9 @@ def _load_seed(seed_dir, fingerprint, seed):
     if not path.exists():
         return None
     stats = read_json(path)
-    if stats.get("cache_fingerprint") != {**fingerprint, "seed": seed}:
+    differ = diff_fingerprint(stats.get("cache_fingerprint"), {**fingerprint, "seed": seed})
+    if differ:
+        logger.info("seed %d: cached run in %s not used: %s differ(s)", seed, seed_dir, differ)
         return None
     record = stats.pop("record")
     return GradiendModel.from_pretrained(seed_dir), record, stats

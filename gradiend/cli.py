@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--model", default=None, help="hub id, folder or .gguf (default SmolLM2)")
     demo.add_argument("--max-steps", type=int, default=60)
     demo.add_argument("--seeds", type=int, default=3)
-    demo.add_argument("--max-size-per-class", type=int, default=160)
+    demo.add_argument("--max-size-per-class", type=int, default=120)
     demo.add_argument("-v", "--verbose", action="store_true")
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING,

@@ -36,7 +36,7 @@ def smollm2_path() -> str:
 class DemoConfig:
     output_dir: str = "runs/demo"
     model: str | None = None
-    max_size_per_class: int = 160
+    max_size_per_class: int = 120
     max_steps: int = 60
     seeds: int = 3
     learning_rate: float = 1e-4

@@ -205,6 +205,10 @@ class TextPredictionTrainer:
                               "factual_class": val_df["factual_class"].to_numpy()})
         kind = self.args.source
         fits = len(val_items) * computer.dim * 4 <= self.args.gradient_cache_max_gb * 0.5e9
+        steps = self.args.max_steps if self.args.max_steps > 0 else 10**9
+        n_evals = steps // self.args.eval_steps + 2
+        jvp_passes = n_evals * -(-len(val_items) // self.args.eval_batch_size)
+        fits = fits and len(val_items) <= jvp_passes  # else JVP passes are the cheaper way
         matrix = (per_example_matrix(computer, val_items, kind, self.args.eval_batch_size,
                                      self.progress) if fits else None)
 

@@ -130,6 +130,8 @@ def build_examples(
 def _from_per_class(frames: dict[str, pd.DataFrame], masked_col: str, split_col: str | None):
     parts = []
     for cls, df in frames.items():
+        if len(df) == 0:
+            raise ValueError(f"class {cls!r} has no rows; remove it from data or add examples")
         if masked_col not in df.columns:
             raise ValueError(
                 f"class {cls!r}: no column {masked_col!r}; columns are {list(df.columns)}. "

@@ -19,11 +19,18 @@ from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import load_base_model
 from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
-from gradiend.trainer import PostPruneConfig, PrePruneConfig, TextPredictionTrainer, TrainingArguments
+from gradiend.trainer import (
+    PostPruneConfig,
+    PrePruneConfig,
+    TextPredictionTrainer,
+    TrainingArguments,
+)
 from gradiend.trainer.gradient_data import build_items, schedule_batches
 
 
-def floor_seconds(model_path: str, training, batch_size: int, n_probe: int = 4) -> tuple[float, int]:
+def floor_seconds(
+    model_path: str, training, batch_size: int, n_probe: int = 4
+) -> tuple[float, int]:
     """Seconds of one forward+backward per training batch (measured on n_probe batches)."""
     lm = load_base_model(model_path)
     obj = make_objective("auto", lm.kind, lm.tokenizer)
@@ -51,13 +58,24 @@ def main() -> None:
     training, neutral = build_data(DemoConfig(max_size_per_class=ns.per_class))
     t_data = time.perf_counter() - t
     args = TrainingArguments(
-        experiment_dir=ns.out, train_batch_size=8, max_steps=ns.steps, eval_steps=20,
-        learning_rate=1e-4, encoder_eval_max_size=20, max_seeds=1,
+        experiment_dir=ns.out,
+        train_batch_size=8,
+        max_steps=ns.steps,
+        eval_steps=20,
+        learning_rate=1e-4,
+        encoder_eval_max_size=20,
+        max_seeds=1,
         pre_prune_config=PrePruneConfig(n_samples=16, topk=0.01, source="diff"),
         post_prune_config=PostPruneConfig(topk=0.05),
     )
-    trainer = TextPredictionTrainer(model=model, run_id="bench", data=training,
-                                    eval_neutral_data=neutral, args=args, progress=False)
+    trainer = TextPredictionTrainer(
+        model=model,
+        run_id="bench",
+        data=training,
+        eval_neutral_data=neutral,
+        args=args,
+        progress=False,
+    )
     t = time.perf_counter()
     trainer.train()
     t_train = time.perf_counter() - t
@@ -68,7 +86,9 @@ def main() -> None:
     per_batch, n_batches = floor_seconds(model, training, 8)
     floor = per_batch * n_batches
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads {torch.get_num_threads()}")
+    print(
+        f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads {torch.get_num_threads()}"
+    )
     print(f"data generation          {t_data:8.1f} s")
     for k, v in timings.items():
         print(f"train: {k:<22}{v:8.1f} s")

@@ -1,7 +1,12 @@
 """GRADIEND: find where a language model stores a feature and rewrite it, from gradients."""
 
 from gradiend.model import GradiendModel, ModelWithGradiend, ParamMappedGradiendModel
-from gradiend.trainer import PostPruneConfig, PrePruneConfig, TextPredictionTrainer, TrainingArguments
+from gradiend.trainer import (
+    PostPruneConfig,
+    PrePruneConfig,
+    TextPredictionTrainer,
+    TrainingArguments,
+)
 
 __version__ = "0.3.0"
 

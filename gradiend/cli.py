@@ -12,8 +12,13 @@ import time
 def _demo(ns: argparse.Namespace) -> int:
     from gradiend.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(output_dir=ns.output_dir, model=ns.model, max_steps=ns.max_steps,
-                     seeds=ns.seeds, max_size_per_class=ns.max_size_per_class)
+    cfg = DemoConfig(
+        output_dir=ns.output_dir,
+        model=ns.model,
+        max_steps=ns.max_steps,
+        seeds=ns.seeds,
+        max_size_per_class=ns.max_size_per_class,
+    )
     start = time.perf_counter()
     out = run_demo(cfg)
     lines = [
@@ -54,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--max-size-per-class", type=int, default=120)
     demo.add_argument("-v", "--verbose", action="store_true")
     ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if ns.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("gradiend").setLevel(logging.INFO)
     return {"demo": _demo}[ns.command](ns)
 

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradiend.data import TextFilterConfig, TextPredictionDataCreator
-from gradiend.trainer import PostPruneConfig, PrePruneConfig, TextPredictionTrainer, TrainingArguments
+from gradiend.trainer import (
+    PostPruneConfig,
+    PrePruneConfig,
+    TextPredictionTrainer,
+    TrainingArguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +51,16 @@ def build_data(cfg: DemoConfig):
     texts = DEMO_SENTENCES.read_text().splitlines()
     creator = TextPredictionDataCreator(
         base_data=texts,
-        feature_targets=[TextFilterConfig(targets=["he"], id="he"),
-                         TextFilterConfig(targets=["she"], id="she")],
+        feature_targets=[
+            TextFilterConfig(targets=["he"], id="he"),
+            TextFilterConfig(targets=["she"], id="she"),
+        ],
         min_left_context_words=3,
     )
     training = creator.generate_training_data(max_size_per_class=cfg.max_size_per_class)
-    neutral = creator.generate_neutral_data(additional_excluded_words=["him", "her", "his", "hers"],
-                                            max_size=60)
+    neutral = creator.generate_neutral_data(
+        additional_excluded_words=["him", "her", "his", "hers"], max_size=60
+    )
     return training, neutral
 
 
@@ -60,32 +68,52 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run the whole workflow and return what the CLI reports."""
     training, neutral = build_data(cfg)
     args = TrainingArguments(
-        experiment_dir=cfg.output_dir, train_batch_size=8, max_steps=cfg.max_steps, eval_steps=20,
-        learning_rate=cfg.learning_rate, encoder_eval_max_size=20, max_seeds=cfg.seeds,
+        experiment_dir=cfg.output_dir,
+        train_batch_size=8,
+        max_steps=cfg.max_steps,
+        eval_steps=20,
+        learning_rate=cfg.learning_rate,
+        encoder_eval_max_size=20,
+        max_seeds=cfg.seeds,
         min_convergent_seeds=cfg.seeds,
         pre_prune_config=PrePruneConfig(n_samples=16, topk=0.01, source="diff"),
-        post_prune_config=PostPruneConfig(topk=0.05, part="decoder-weight"), use_cache=True,
+        post_prune_config=PostPruneConfig(topk=0.05, part="decoder-weight"),
+        use_cache=True,
     )
     trainer = TextPredictionTrainer(
-        model=cfg.model or smollm2_path(), run_id="he_she", data=training,
-        eval_neutral_data=neutral, target_classes=["he", "she"], args=args,
+        model=cfg.model or smollm2_path(),
+        run_id="he_she",
+        data=training,
+        eval_neutral_data=neutral,
+        target_classes=["he", "she"],
+        args=args,
     )
     trainer.train()
     out: dict = {"run_dir": str(trainer.run_dir)}
     out["convergence_plot"] = trainer.plot_training_convergence(show=False)["path"]
-    enc = trainer.evaluate_encoder(max_size=30, return_df=True, plot=True,
-                                   plot_kwargs={"show": False})
+    enc = trainer.evaluate_encoder(
+        max_size=30, return_df=True, plot=True, plot_kwargs={"show": False}
+    )
     out["correlation"] = enc["correlation"]
     out["encoder_plot"] = enc["plot"]["path"]
     out["mean_by_feature_class"] = enc["mean_by_feature_class"]
     out["neutral_mean_by_type"] = enc["neutral_mean_by_type"]
     if hasattr(trainer, "evaluate_decoder"):
-        dec = trainer.evaluate_decoder(target_class="she", lrs=[5.0, 2.0, 1.0, 0.5, 0.2, 0.1],
-                                       max_size_training_like=20, max_size_neutral=20, plot=True)
+        dec = trainer.evaluate_decoder(
+            target_class="she",
+            lrs=[5.0, 2.0, 1.0, 0.5, 0.2, 0.1],
+            max_size_training_like=20,
+            max_size_neutral=20,
+            plot=True,
+        )
         out["decoder"] = {k: v for k, v in dec["she"].items() if k != "id"}
-        out["decoder_plot"] = dec.get("plot", {}).get("path") if isinstance(dec.get("plot"), dict) else None
+        out["decoder_plot"] = (
+            dec.get("plot", {}).get("path") if isinstance(dec.get("plot"), dict) else None
+        )
         rewritten_dir = Path(cfg.output_dir) / "he_she" / "she_rewritten"
-        trainer.rewrite_base_model(decoder_results=dec, target_class="she", output_dir=rewritten_dir)
+        trainer.rewrite_base_model(
+            decoder_results=dec, target_class="she", output_dir=rewritten_dir
+        )
         out["rewritten_model"] = str(rewritten_dir)
     out.update(_compare_seeds(trainer))
     return out
@@ -98,9 +126,14 @@ def _compare_seeds(trainer: TextPredictionTrainer) -> dict:
     models = {d.name: str(d) for d in seed_dirs if (d / "config.json").exists()}
     if len(models) < 2:
         return {}
-    heat = plot_topk_overlap_heatmap(models, topk=1000, output_path=trainer.run_dir / "topk_heatmap.png",
-                                     show=False)
-    venn = plot_topk_overlap_venn(models, topk=1000, output_path=trainer.run_dir / "topk_venn.png",
-                                  show=False)
-    return {"topk_heatmap": heat["path"], "topk_venn": venn["path"],
-            "topk_overlap": heat["data"]["matrix"]}
+    heat = plot_topk_overlap_heatmap(
+        models, topk=1000, output_path=trainer.run_dir / "topk_heatmap.png", show=False
+    )
+    venn = plot_topk_overlap_venn(
+        models, topk=1000, output_path=trainer.run_dir / "topk_venn.png", show=False
+    )
+    return {
+        "topk_heatmap": heat["path"],
+        "topk_venn": venn["path"],
+        "topk_overlap": heat["data"]["matrix"],
+    }

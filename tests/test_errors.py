@@ -20,10 +20,12 @@ def no_gradients(monkeypatch):
 
 
 def _trainer(planted, tmp_path, data, **kw):
-    args = TrainingArguments(experiment_dir=str(tmp_path), max_steps=5, max_seeds=1,
-                             **kw.pop("args", {}))
-    return TextPredictionTrainer(model=planted["mlm"], run_id="bad", data=data, args=args,
-                                 progress=False, **kw)
+    args = TrainingArguments(
+        experiment_dir=str(tmp_path), max_steps=5, max_seeds=1, **kw.pop("args", {})
+    )
+    return TextPredictionTrainer(
+        model=planted["mlm"], run_id="bad", data=data, args=args, progress=False, **kw
+    )
 
 
 def test_missing_masked_column(planted, tmp_path):
@@ -84,8 +86,13 @@ def test_unknown_training_argument_is_named():
 def test_three_classes_with_identity_rows(planted, tmp_path):
     data = he_she_data()
     data["it"] = data["he"].rename(columns={"he": "it"}).assign(it="it")
-    trainer = _trainer(planted, tmp_path, data, target_classes=["he", "she"],
-                       args={"add_identity_for_other_classes": True})
+    trainer = _trainer(
+        planted,
+        tmp_path,
+        data,
+        target_classes=["he", "she"],
+        args={"add_identity_for_other_classes": True},
+    )
     df = trainer.table.df
     identity = df[df["factual_class"] == "it"]
     assert len(identity) and (identity["alternative"] == identity["factual"]).all()

@@ -14,17 +14,28 @@ from gradiend.lm.params import ParamMap
 
 
 def _args(tmp_path, **kw):
-    base = dict(experiment_dir=str(tmp_path), train_batch_size=4, max_steps=120, eval_steps=20,
-                learning_rate=1e-3, max_seeds=1)
+    base = dict(
+        experiment_dir=str(tmp_path),
+        train_batch_size=4,
+        max_steps=120,
+        eval_steps=20,
+        learning_rate=1e-3,
+        max_seeds=1,
+    )
     base.update(kw)
     return TrainingArguments(**base)
 
 
 @pytest.mark.parametrize("kind", ["mlm", "clm"])
 def test_planted_feature_is_found(planted, tmp_path, kind):
-    trainer = TextPredictionTrainer(model=planted[kind], run_id=kind, data=he_she_data(),
-                                    eval_neutral_data=neutral_texts(), args=_args(tmp_path),
-                                    progress=False)
+    trainer = TextPredictionTrainer(
+        model=planted[kind],
+        run_id=kind,
+        data=he_she_data(),
+        eval_neutral_data=neutral_texts(),
+        args=_args(tmp_path),
+        progress=False,
+    )
     trainer.train()
     result = trainer.evaluate_encoder(return_df=True)
     assert abs(result["correlation"]) >= 0.9
@@ -34,8 +45,16 @@ def test_planted_feature_is_found(planted, tmp_path, kind):
     means = result["mean_by_feature_class"]
     assert means["he"] * means["she"] < 0
     assert abs(result["neutral_mean_by_type"]["neutral_dataset"]) < 0.5
-    for key in ("all_data", "training_only", "mean_by_class", "mean_by_type", "n_samples",
-                "sample_counts", "label_value_to_class_name", "encoder_df"):
+    for key in (
+        "all_data",
+        "training_only",
+        "mean_by_class",
+        "mean_by_type",
+        "n_samples",
+        "sample_counts",
+        "label_value_to_class_name",
+        "encoder_df",
+    ):
         assert key in result
     stats = trainer.get_training_stats()
     assert stats["convergence_info"]["converged"]
@@ -49,17 +68,23 @@ def test_jvp_encodings_equal_explicit_gradients(planted, kind):
     obj = make_objective("auto", lm.kind, tok)
     pmap = ParamMap.from_model(model)
     comp = GradientComputer(lm, obj, pmap)
-    items = [obj.item("the king said that [MASK] will come today .", ["he"], ["she"]),
-             obj.item("the queen thinks that [MASK] will sing .", ["she"], ["he"]),
-             obj.item("the [MASK] said that [MASK] will sing .", ["queen", "she"], ["king", "he"])]
+    items = [
+        obj.item("the king said that [MASK] will come today .", ["he"], ["she"]),
+        obj.item("the queen thinks that [MASK] will sing .", ["she"], ["he"]),
+        obj.item("the [MASK] said that [MASK] will sing .", ["queen", "she"], ["king", "he"]),
+    ]
     direction = torch.randn(comp.dim)
     for kind_ in ("factual", "alternative", "diff"):
         explicit = comp.per_example(items, kind_) @ direction
         jvp = comp.directional(items, kind_, direction)
         torch.testing.assert_close(jvp, explicit, rtol=1e-4, atol=1e-5)
     # batch gradient == mean of per-example gradients
-    torch.testing.assert_close(comp.batch(items, ["diff"])["diff"],
-                               comp.per_example(items, "diff").mean(0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        comp.batch(items, ["diff"])["diff"],
+        comp.per_example(items, "diff").mean(0),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_multi_mask_each_mask_gets_its_own_word(planted):
@@ -79,8 +104,13 @@ def test_causal_target_is_scored_from_the_prefix(planted):
 
 
 def test_save_load_round_trip_gives_identical_encodings(planted, tmp_path):
-    trainer = TextPredictionTrainer(model=planted["clm"], run_id="rt", data=he_she_data(),
-                                    args=_args(tmp_path, max_steps=20), progress=False)
+    trainer = TextPredictionTrainer(
+        model=planted["clm"],
+        run_id="rt",
+        data=he_she_data(),
+        args=_args(tmp_path, max_steps=20),
+        progress=False,
+    )
     mwg = trainer.train()
     loaded = GradiendModel.from_pretrained(tmp_path / "rt")
     again = ModelWithGradiend(mwg.lm, loaded)
@@ -91,9 +121,14 @@ def test_save_load_round_trip_gives_identical_encodings(planted, tmp_path):
 
 def test_decoder_plus_one_strengthens_first_class_after_orientation(planted, tmp_path):
     """The sign convention: adding decoder(+1) raises P(target_classes[0])."""
-    trainer = TextPredictionTrainer(model=planted["clm"], run_id="sign", data=he_she_data(),
-                                    target_classes=["she", "he"], args=_args(tmp_path),
-                                    progress=False)
+    trainer = TextPredictionTrainer(
+        model=planted["clm"],
+        run_id="sign",
+        data=he_she_data(),
+        target_classes=["she", "he"],
+        args=_args(tmp_path),
+        progress=False,
+    )
     mwg = trainer.train()
     obj = mwg.objective
     items = [obj.item("the king said that [MASK] will come today .", ["he"], ["she"])]

@@ -20,7 +20,12 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
+_SPLIT_ALIASES = {
+    "val": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "eval": "validation",
+}
 _WORD_FALLBACKS = ("label", "token", "source", "target")
 
 
@@ -34,8 +39,11 @@ class ExampleTable:
 
     def split(self, name: str) -> pd.DataFrame:
         """Rows of split ``name`` (falling back as the incumbent does when it is empty)."""
-        order = {"train": SPLITS, "validation": ("validation", "test", "train"),
-                 "test": ("test", "validation", "train")}[name]
+        order = {
+            "train": SPLITS,
+            "validation": ("validation", "test", "train"),
+            "test": ("test", "validation", "train"),
+        }[name]
         for s in order:
             rows = self.df[self.df["split"] == s]
             if len(rows):
@@ -62,7 +70,9 @@ def read_table(data: Any) -> pd.DataFrame | dict[str, pd.DataFrame]:
         try:
             import datasets
         except ImportError:
-            raise ImportError("loading data from the hub needs `pip install gradiend[data]`") from None
+            raise ImportError(
+                "loading data from the hub needs `pip install gradiend[data]`"
+            ) from None
         data = datasets.load_dataset(str(data))
     return _from_datasets(data)
 
@@ -103,8 +113,15 @@ def build_examples(
     if isinstance(table, dict):
         base = _from_per_class(table, masked_col, split_col)
     else:
-        base = _from_unified(table, masked_col, split_col, label_col, label_class_col,
-                             alternative_col, alternative_class_col)
+        base = _from_unified(
+            table,
+            masked_col,
+            split_col,
+            label_col,
+            label_class_col,
+            alternative_col,
+            alternative_class_col,
+        )
     all_classes = list(dict.fromkeys(base["factual_class"]))
     targets = _resolve_targets(target_classes, all_classes)
     if "split" not in base.columns or base["split"].isna().all():
@@ -137,17 +154,23 @@ def _from_per_class(frames: dict[str, pd.DataFrame], masked_col: str, split_col:
                 f"class {cls!r}: no column {masked_col!r}; columns are {list(df.columns)}. "
                 "Pass masked_col= to name the column with the masked text."
             )
-        word_col = cls if cls in df.columns else next((c for c in _WORD_FALLBACKS if c in df.columns), None)
+        word_col = (
+            cls
+            if cls in df.columns
+            else next((c for c in _WORD_FALLBACKS if c in df.columns), None)
+        )
         if word_col is None:
             raise ValueError(
                 f"class {cls!r}: no column with its words (looked for {cls!r}, "
                 f"{', '.join(_WORD_FALLBACKS)}); columns are {list(df.columns)}"
             )
-        part = pd.DataFrame({
-            "masked": df[masked_col].astype(str).values,
-            "factual": df[word_col].astype(str).values,
-            "factual_class": str(cls),
-        })
+        part = pd.DataFrame(
+            {
+                "masked": df[masked_col].astype(str).values,
+                "factual": df[word_col].astype(str).values,
+                "factual_class": str(cls),
+            }
+        )
         if "mask_labels" in df.columns:
             part["mask_labels"] = df["mask_labels"].values
         if split_col and split_col in df.columns:
@@ -163,11 +186,13 @@ def _from_unified(df, masked_col, split_col, label_col, label_class_col, alt_col
             f"data is missing column(s) {missing}; columns are {list(df.columns)}. A unified table "
             f"needs {masked_col!r}, {label_col!r} and {label_class_col!r} (or pass a per-class dict)."
         )
-    out = pd.DataFrame({
-        "masked": df[masked_col].astype(str).values,
-        "factual": df[label_col].astype(str).values,
-        "factual_class": df[label_class_col].astype(str).values,
-    })
+    out = pd.DataFrame(
+        {
+            "masked": df[masked_col].astype(str).values,
+            "factual": df[label_col].astype(str).values,
+            "factual_class": df[label_class_col].astype(str).values,
+        }
+    )
     if alt_col in df.columns and alt_class_col in df.columns:
         out["alternative"] = df[alt_col].astype(str).values
         out["alternative_class"] = df[alt_class_col].astype(str).values
@@ -195,7 +220,9 @@ def _resolve_targets(target_classes: list[str] | None, all_classes: list[str]) -
         raise ValueError(f"target_classes must be two different classes, got {target_classes}")
     for c in targets:
         if c not in all_classes:
-            raise ValueError(f"target class {c!r} has no rows in the data; classes are {all_classes}")
+            raise ValueError(
+                f"target class {c!r} has no rows in the data; classes are {all_classes}"
+            )
     return targets
 
 

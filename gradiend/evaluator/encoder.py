@@ -90,9 +90,7 @@ def encoder_metrics(df: pd.DataFrame, label_value_to_class_name: dict[int, str])
         else {},
         "mean_by_type": by_type.mean().astype(float).to_dict(),
         "abs_mean_by_type": by_type.apply(lambda v: float(v.abs().mean())).to_dict(),
-        "neutral_mean_by_type": {
-            t: float(v.mean()) for t, v in by_type if t != TRAINING
-        },
+        "neutral_mean_by_type": {t: float(v.mean()) for t, v in by_type if t != TRAINING},
         "label_value_to_class_name": {int(k): v for k, v in label_value_to_class_name.items()},
         "n_samples": len(df),
         "sample_counts": df["type"].value_counts().astype(int).to_dict(),

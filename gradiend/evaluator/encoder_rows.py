@@ -25,9 +25,8 @@ def cap_per_group(df: pd.DataFrame, max_size: int | None, seed: int) -> pd.DataF
     """At most ``max_size`` rows per transition (seeded sample)."""
     if max_size is None:
         return df
-    return (
-        df.groupby("feature_class_id", group_keys=False, sort=True)
-        .apply(lambda g: g.sample(n=min(len(g), max_size), random_state=seed))
+    return df.groupby("feature_class_id", group_keys=False, sort=True).apply(
+        lambda g: g.sample(n=min(len(g), max_size), random_state=seed)
     )
 
 
@@ -71,17 +70,19 @@ def encoder_rows(
     items = build_items(rows, mwg.objective)
     enc = mwg.encode_items(items, mwg.source, batch_size)[:, 0].numpy()
     frames = [
-        pd.DataFrame({
-            "text": rows["masked"].to_numpy(),
-            "encoded": enc,
-            "label": labels,
-            "type": "training",
-            "factual_class": rows["factual_class"].to_numpy(),
-            "alternative_class": rows["alternative_class"].to_numpy(),
-            "transition": rows["transition"].to_numpy(),
-            "factual": rows["factual"].to_numpy(),
-            "alternative": rows["alternative"].to_numpy(),
-        })
+        pd.DataFrame(
+            {
+                "text": rows["masked"].to_numpy(),
+                "encoded": enc,
+                "label": labels,
+                "type": "training",
+                "factual_class": rows["factual_class"].to_numpy(),
+                "alternative_class": rows["alternative_class"].to_numpy(),
+                "transition": rows["transition"].to_numpy(),
+                "factual": rows["factual"].to_numpy(),
+                "alternative": rows["alternative"].to_numpy(),
+            }
+        )
     ]
     groups = []
     if include_neutral_training:

@@ -129,7 +129,9 @@ class GradientComputer:
             else:
                 pos = self.local[i].to(p.device)
                 n = len(pos)
-                flat.index_add_(0, pos, vector[start : start + n].to(p.device, p.dtype), alpha=scale)
+                flat.index_add_(
+                    0, pos, vector[start : start + n].to(p.device, p.dtype), alpha=scale
+                )
             start += n
 
 

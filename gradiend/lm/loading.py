@@ -116,8 +116,11 @@ def _load_hf(name: str, dtype, trust_remote_code: bool, revision: str | None) ->
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
     config = AutoConfig.from_pretrained(name, **kwargs)
     archs = " ".join(config.architectures or [])
-    if "MaskedLM" in archs or (not archs and not getattr(config, "is_decoder", False)
-                              and config.model_type in _masked_types()):
+    if "MaskedLM" in archs or (
+        not archs
+        and not getattr(config, "is_decoder", False)
+        and config.model_type in _masked_types()
+    ):
         cls, kind = AutoModelForMaskedLM, "mlm"
     else:
         cls, kind = AutoModelForCausalLM, "clm"
@@ -146,7 +149,9 @@ def _load_gguf(path: Path) -> BaseLM:
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
     folder, name = str(path.parent), path.name
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, attn_implementation="eager"
+    )
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     st = os.stat(path)
     fp = {"model": str(path), "file_size": st.st_size, "file_sha": _file_hash(path)}

@@ -97,7 +97,9 @@ class Objective:
 
     def position_logits(self, model: nn.Module, batch: dict, params: dict | None = None):
         """Logits at the scored positions, shape ``[n_positions, vocab]``."""
-        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+        kwargs = {
+            k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch
+        }
         kwargs.update(self._extra_kwargs(model, batch))
         if params is None:
             logits = model(**kwargs).logits
@@ -114,7 +116,9 @@ class Objective:
         """Mean negative log-likelihood of ``targets`` per row."""
         logp = torch.log_softmax(logits.float(), dim=-1)
         nll = -logp.gather(1, targets[:, None]).squeeze(1)
-        sums = torch.zeros(n_rows, device=nll.device, dtype=nll.dtype).index_add(0, batch["rows"], nll)
+        sums = torch.zeros(n_rows, device=nll.device, dtype=nll.dtype).index_add(
+            0, batch["rows"], nll
+        )
         counts = torch.zeros(n_rows, device=nll.device).index_add(
             0, batch["rows"], torch.ones_like(nll)
         )

@@ -144,7 +144,8 @@ def match_param_patterns(names: list[str], patterns: list[str], prefix: str = ""
         hits = [
             n
             for n in names
-            if rx.match(n) or (prefix and n.startswith(prefix + ".") and rx.match(n[len(prefix) + 1 :]))
+            if rx.match(n)
+            or (prefix and n.startswith(prefix + ".") and rx.match(n[len(prefix) + 1 :]))
         ]
         if not hits:
             sample = ", ".join(names[:6])

@@ -333,4 +333,6 @@ def _model_dir(path: str | Path) -> Path:
         return path
     if (path / "model" / "config.json").exists():
         return path / "model"
-    raise FileNotFoundError(f"no GRADIEND model in {path} (expected config.json + model.safetensors)")
+    raise FileNotFoundError(
+        f"no GRADIEND model in {path} (expected config.json + model.safetensors)"
+    )

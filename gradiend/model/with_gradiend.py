@@ -34,7 +34,9 @@ class ModelWithGradiend:
             raise ValueError("the GRADIEND has no parameter map; it cannot be tied to a base model")
         self.lm, self.gradiend = lm, gradiend
         self.objective = make_objective(
-            gradiend.metadata.get("prediction_objective", objective_name), lm.kind, lm.tokenizer,
+            gradiend.metadata.get("prediction_objective", objective_name),
+            lm.kind,
+            lm.tokenizer,
             mask=gradiend.metadata.get("mask", "[MASK]"),
         )
         self.grads = GradientComputer(lm, self.objective, gradiend.param_map, gradiend.indices)
@@ -67,7 +69,11 @@ class ModelWithGradiend:
             return self.gradiend.encode(gradients)
 
     def encode_items(
-        self, items: list[Item], kind: str | None = None, batch_size: int = 32, progress: bool = True
+        self,
+        items: list[Item],
+        kind: str | None = None,
+        batch_size: int = 32,
+        progress: bool = True,
     ) -> torch.Tensor:
         """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit."""
         kind = kind or self.source
@@ -88,8 +94,13 @@ class ModelWithGradiend:
         return self.gradiend.get_update_vector(feature_factor, part)
 
     @contextmanager
-    def applied(self, learning_rate: float, feature_factor: float = 1.0, part: str = "decoder",
-                update: torch.Tensor | None = None) -> Iterator[torch.nn.Module]:
+    def applied(
+        self,
+        learning_rate: float,
+        feature_factor: float = 1.0,
+        part: str = "decoder",
+        update: torch.Tensor | None = None,
+    ) -> Iterator[torch.nn.Module]:
         """Temporarily ``θ += η·u`` in place; restored bit-for-bit on exit."""
         u = self.get_update_vector(feature_factor, part) if update is None else update
         saved = [p.detach().clone() for p in self.grads.params]
@@ -102,7 +113,10 @@ class ModelWithGradiend:
                     p.copy_(s)
 
     def rewrite_base_model(
-        self, learning_rate: float, feature_factor: float = 1.0, part: str = "decoder",
+        self,
+        learning_rate: float,
+        feature_factor: float = 1.0,
+        part: str = "decoder",
         inplace: bool = False,
     ) -> torch.nn.Module:
         """The base model with ``θ + η · decoder(ff)`` applied (a copy unless ``inplace``)."""
@@ -117,24 +131,33 @@ class ModelWithGradiend:
 
     # ------------------------------------------------------------------ pruning / top-k
     def prune_gradiend(
-        self, mask: torch.Tensor | None = None, topk: int | float | None = None,
-        threshold: float | None = None, part: str = "decoder-weight", inplace: bool = True,
+        self,
+        mask: torch.Tensor | None = None,
+        topk: int | float | None = None,
+        threshold: float | None = None,
+        part: str = "decoder-weight",
+        inplace: bool = True,
         return_mask: bool = False,
     ):
         """Prune the GRADIEND (see ``GradiendModel.prune``); the base model is untouched."""
-        pruned, keep = self.gradiend.prune(mask, topk, threshold, part, inplace=False,
-                                           return_mask=True)
+        pruned, keep = self.gradiend.prune(
+            mask, topk, threshold, part, inplace=False, return_mask=True
+        )
         target = self if inplace else ModelWithGradiend(self.lm, pruned)
         if inplace:
             self.gradiend = pruned
             self.grads.set_indices(pruned.indices)
         return (target, keep) if return_mask else target
 
-    def get_prune_mask(self, topk=None, threshold=None, part: str = "decoder-weight") -> torch.Tensor:
+    def get_prune_mask(
+        self, topk=None, threshold=None, part: str = "decoder-weight"
+    ) -> torch.Tensor:
         """Boolean keep-mask over the current dimensions, without pruning."""
         return self.gradiend.prune(None, topk, threshold, part, inplace=False, return_mask=True)[1]
 
-    def get_topk_weights(self, part: str = "decoder-weight", topk: int | float = 1000) -> torch.Tensor:
+    def get_topk_weights(
+        self, part: str = "decoder-weight", topk: int | float = 1000
+    ) -> torch.Tensor:
         """Base-global indices of the top dimensions, most important first."""
         return self.gradiend.get_topk_weights(part, topk)
 
@@ -150,7 +173,11 @@ class ModelWithGradiend:
             base_model = gradiend.metadata.get("base_model")
             if not base_model:
                 raise ValueError(f"{path} records no base model; pass base_model=")
-        lm = base_model if isinstance(base_model, BaseLM) else load_base_model(base_model, **load_kwargs)
+        lm = (
+            base_model
+            if isinstance(base_model, BaseLM)
+            else load_base_model(base_model, **load_kwargs)
+        )
         pmap = ParamMap.from_model(lm.model, gradiend.metadata.get("params"))
         if pmap != gradiend.param_map:
             raise ValueError(

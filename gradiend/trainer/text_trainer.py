@@ -87,8 +87,13 @@ class TextPredictionTrainer:
         self.img_format = img_format
         self.decoder_eval_targets = decoder_eval_targets
         self.table: ExampleTable = build_examples(
-            data, target_classes, masked_col=masked_col, split_col=split_col,
-            label_col=label_col, label_class_col=label_class_col, alternative_col=alternative_col,
+            data,
+            target_classes,
+            masked_col=masked_col,
+            split_col=split_col,
+            label_col=label_col,
+            label_class_col=label_class_col,
+            alternative_col=alternative_col,
             alternative_class_col=alternative_class_col,
             add_identity_for_other_classes=self.args.add_identity_for_other_classes,
             seed=self.args.seed,
@@ -119,17 +124,25 @@ class TextPredictionTrainer:
     def _base(self) -> BaseLM:
         if self._lm is None:
             self._lm = load_base_model(
-                self.model_arg, self.tokenizer_arg, self.args.torch_dtype, self.args.trust_remote_code
+                self.model_arg,
+                self.tokenizer_arg,
+                self.args.torch_dtype,
+                self.args.trust_remote_code,
             )
         return self._lm
 
     def _objective(self):
-        return make_objective(self.args.prediction_objective, self._base().kind,
-                              self._base().tokenizer, mask=self.mask)
+        return make_objective(
+            self.args.prediction_objective,
+            self._base().kind,
+            self._base().tokenizer,
+            mask=self.mask,
+        )
 
     def _fingerprint(self) -> dict:
-        return training_fingerprint(self.args, describe_model(self.model_arg),
-                                    data_hash(self.table.df), self.target_classes)
+        return training_fingerprint(
+            self.args, describe_model(self.model_arg), data_hash(self.table.df), self.target_classes
+        )
 
     def labels(self, df: pd.DataFrame) -> np.ndarray:
         return encoding_labels(df, self.target_classes, self.args.target)
@@ -149,9 +162,11 @@ class TextPredictionTrainer:
         pmap = ParamMap.from_model(lm.model, self.args.params)
         computer = GradientComputer(lm, objective, pmap)
         train_df = self.table.split("train")
-        val_df = cap_per_group(self.table.split("validation"),
-                               self.args.encoder_eval_train_max_size or self.args.encoder_eval_max_size,
-                               self.args.seed)
+        val_df = cap_per_group(
+            self.table.split("validation"),
+            self.args.encoder_eval_train_max_size or self.args.encoder_eval_max_size,
+            self.args.seed,
+        )
         train_items, val_items = build_items(train_df, objective), build_items(val_df, objective)
         timings: dict[str, float] = {"load_and_check": time.perf_counter() - t0}
 
@@ -163,16 +178,27 @@ class TextPredictionTrainer:
         timings["pre_prune"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        batches_idx = schedule_batches(train_df.reset_index(drop=True), self.args.train_batch_size,
-                                       self.args.seed, self.args.train_max_size)
+        batches_idx = schedule_batches(
+            train_df.reset_index(drop=True),
+            self.args.train_batch_size,
+            self.args.seed,
+            self.args.train_max_size,
+        )
         cache_dir = None
         if self.args.use_cache:
-            key = stable_hash(gradient_fingerprint(fingerprint),
-                              indices if indices is not None else "all")
+            key = stable_hash(
+                gradient_fingerprint(fingerprint), indices if indices is not None else "all"
+            )
             cache_dir = self.run_dir / "cache" / "gradients" / key
         batches = GradientBatches(
-            computer, train_items, batches_idx, self.args.source, self.args.target,
-            self.args.gradient_cache_max_gb * 1e9, cache_dir, self.progress,
+            computer,
+            train_items,
+            batches_idx,
+            self.args.source,
+            self.args.target,
+            self.args.gradient_cache_max_gb * 1e9,
+            cache_dir,
+            self.progress,
         )
         timings["training_gradients"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -194,32 +220,50 @@ class TextPredictionTrainer:
         seed = self.args.seed if cfg.seed is None else cfg.seed
         pos = stratified_sample(train_df.reset_index(drop=True), cfg.n_samples, seed)
         labels = self.labels(train_df)
-        return pre_prune(computer, [train_items[i] for i in pos], [float(labels[i]) for i in pos],
-                         cfg, self.progress)
+        return pre_prune(
+            computer,
+            [train_items[i] for i in pos],
+            [float(labels[i]) for i in pos],
+            cfg,
+            self.progress,
+        )
 
     def _val_evaluator(self, computer: GradientComputer, val_df: pd.DataFrame, val_items):
         """A callback giving the validation summary of a GRADIEND (matrix product when the
         per-example gradients fit in memory, else a JVP pass per evaluation)."""
         labels = self.labels(val_df)
-        frame = pd.DataFrame({"label": labels, "type": "training",
-                              "factual_class": val_df["factual_class"].to_numpy()})
+        frame = pd.DataFrame(
+            {
+                "label": labels,
+                "type": "training",
+                "factual_class": val_df["factual_class"].to_numpy(),
+            }
+        )
         kind = self.args.source
         fits = len(val_items) * computer.dim * 4 <= self.args.gradient_cache_max_gb * 0.5e9
         steps = self.args.max_steps if self.args.max_steps > 0 else 10**9
         n_evals = steps // self.args.eval_steps + 2
         jvp_passes = n_evals * -(-len(val_items) // self.args.eval_batch_size)
         fits = fits and len(val_items) <= jvp_passes  # else JVP passes are the cheaper way
-        matrix = (per_example_matrix(computer, val_items, kind, self.args.eval_batch_size,
-                                     self.progress) if fits else None)
+        matrix = (
+            per_example_matrix(computer, val_items, kind, self.args.eval_batch_size, self.progress)
+            if fits
+            else None
+        )
 
         def evaluate(model: GradiendModel) -> dict:
             if matrix is not None:
                 enc = model.encode(matrix)[:, 0]
             else:
                 w, b = model.W_e.detach(), model.b_e.detach()
-                pre = torch.cat([computer.directional(val_items[i : i + self.args.eval_batch_size],
-                                                      kind, w[0])
-                                 for i in range(0, len(val_items), self.args.eval_batch_size)])
+                pre = torch.cat(
+                    [
+                        computer.directional(
+                            val_items[i : i + self.args.eval_batch_size], kind, w[0]
+                        )
+                        for i in range(0, len(val_items), self.args.eval_batch_size)
+                    ]
+                )
                 enc = model.encoder[1](pre + b[0])
             frame["encoded"] = enc.detach().float().numpy()
             return class_summary(frame)
@@ -238,17 +282,29 @@ class TextPredictionTrainer:
             "target": self.args.target,
             "target_classes": self.target_classes,
             "mask": self.mask,
-            "feature_class_encoding_direction": {self.target_classes[0]: 1, self.target_classes[1]: -1},
+            "feature_class_encoding_direction": {
+                self.target_classes[0]: 1,
+                self.target_classes[1]: -1,
+            },
         }
 
     def _save(self, model: GradiendModel, stats: dict) -> None:
         self._stats = stats
-        model.save_pretrained(self.model_dir, extra_files={
-            "training.json": stats,
-            "gradiend_context.json": {k: model.metadata.get(k) for k in
-                                      ("source", "target", "target_classes",
-                                       "feature_class_encoding_direction")},
-        })
+        model.save_pretrained(
+            self.model_dir,
+            extra_files={
+                "training.json": stats,
+                "gradiend_context.json": {
+                    k: model.metadata.get(k)
+                    for k in (
+                        "source",
+                        "target",
+                        "target_classes",
+                        "feature_class_encoding_direction",
+                    )
+                },
+            },
+        )
         logger.info("GRADIEND written to %s", self.model_dir)
 
     def _try_cache(self, fingerprint: dict) -> ModelWithGradiend | None:
@@ -274,8 +330,9 @@ class TextPredictionTrainer:
     def get_model(self) -> ModelWithGradiend:
         if self._model is None:
             if (self.model_dir / "config.json").exists():
-                self._model = ModelWithGradiend(self._base(),
-                                                GradiendModel.from_pretrained(self.model_dir))
+                self._model = ModelWithGradiend(
+                    self._base(), GradiendModel.from_pretrained(self.model_dir)
+                )
             else:
                 raise RuntimeError("no trained model yet: call train() first")
         return self._model
@@ -308,8 +365,11 @@ class TextPredictionTrainer:
         stem = f"encoded_values{f'_max_size_{max_size}' if max_size else ''}_split_{split}"
         csv_path, json_path = self.run_dir / f"{stem}.csv", self.run_dir / f"{stem}.json"
         use_cache = bool(self.args.use_cache) if use_cache is None else use_cache
-        fp = {"model": self.get_training_stats().get("cache_fingerprint"),
-              "rows": data_hash(rows), "neutral": neutral}
+        fp = {
+            "model": self.get_training_stats().get("cache_fingerprint"),
+            "rows": data_hash(rows),
+            "neutral": neutral,
+        }
         if use_cache and csv_path.exists() and json_path.exists():
             cached = read_json(json_path)
             if cached.get("fingerprint") == fp:
@@ -320,13 +380,21 @@ class TextPredictionTrainer:
             n = max_size * 2 if max_size else len(self.neutral_df)
             neutral_texts = self.neutral_df["text"].astype(str).tolist()[:n]
         excluded = self._excluded_words()
-        enc_df = encoder_rows(mwg, rows, self.labels(rows), neutral_texts, excluded,
-                              self.args.eval_batch_size, self.args.seed,
-                              include_neutral_training=neutral and split == "test")
+        enc_df = encoder_rows(
+            mwg,
+            rows,
+            self.labels(rows),
+            neutral_texts,
+            excluded,
+            self.args.eval_batch_size,
+            self.args.seed,
+            include_neutral_training=neutral and split == "test",
+        )
         result = self._encoder_result(enc_df, return_df, plot, plot_kwargs)
         enc_df.to_csv(csv_path, index=False)
-        write_json(json_path, {"fingerprint": fp,
-                               **{k: v for k, v in result.items() if k != "encoder_df"}})
+        write_json(
+            json_path, {"fingerprint": fp, **{k: v for k, v in result.items() if k != "encoder_df"}}
+        )
         return result
 
     def _excluded_words(self) -> set[str]:
@@ -340,7 +408,9 @@ class TextPredictionTrainer:
         if return_df:
             result["encoder_df"] = enc_df
         if plot:
-            result["plot"] = self.plot_encoder_distributions(encoder_df=enc_df, **(plot_kwargs or {}))
+            result["plot"] = self.plot_encoder_distributions(
+                encoder_df=enc_df, **(plot_kwargs or {})
+            )
         return result
 
     def plot_encoder_distributions(self, encoder_df: pd.DataFrame | None = None, **kwargs) -> dict:

@@ -177,7 +177,10 @@ def test_mlm_lms_never_masks_special_tokens(planted):
         seed=3,
         mask_fraction=0.9,
     )
-    assert all(torch.equal(x["labels"], y["labels"]) for x, y in zip(scorer.batches, again.batches))
+    assert all(
+        torch.equal(x["labels"], y["labels"])
+        for x, y in zip(scorer.batches, again.batches, strict=True)
+    )
     assert 0.0 <= scorer(model)["lms"] <= 1.0
 
 

@@ -51,7 +51,7 @@ def measure(tr, label: str, repeats: int = 3) -> None:
     t = time.perf_counter()
     tr.train()
     train_s = time.perf_counter() - t
-    tr.evaluate_decoder(lrs=[1.0], use_cache=False)  # warm-up (allocations, kernels)
+    tr.evaluate_decoder(lrs=[0.001], use_cache=False)  # warm-up (allocations, kernels)
     t = time.perf_counter()
     res = tr.evaluate_decoder(lrs=DEFAULT_LRS, use_cache=False)
     grid_s = time.perf_counter() - t

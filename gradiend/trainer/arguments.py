@@ -12,6 +12,9 @@ from typing import Any
 
 from gradiend.lm.gradients import KINDS
 
+# pre-pruning importance rules (see gradiend.trainer.pruning and docs/pruning.md)
+PRE_PRUNE_RULES = ("label_signed_mean", "abs_mean", "signed_mean")
+
 
 def strict_fields(cls):
     """Make ``cls(**kwargs)`` reject unknown names with a 'did you mean' hint."""
@@ -47,6 +50,12 @@ class PrePruneConfig:
     def __post_init__(self) -> None:
         if self.source not in KINDS:
             raise ValueError(f"PrePruneConfig.source must be one of {KINDS}, got {self.source!r}")
+        if self.rule not in PRE_PRUNE_RULES:
+            raise ValueError(
+                f"unknown pre-prune rule {self.rule!r}; choose one of {PRE_PRUNE_RULES}"
+            )
+        if self.n_samples < 1:
+            raise ValueError("PrePruneConfig.n_samples must be ≥ 1")
         if self.topk is None and self.threshold is None:
             raise ValueError("PrePruneConfig needs topk or threshold")
 
@@ -143,8 +152,10 @@ class TrainingArguments:
 
     def _resolve_aliases(self) -> None:
         """Fill both spellings of the convergence fields with one value (clash → error)."""
-        for old, new in (("convergent_metric", "convergence_metric"),
-                         ("convergent_score_threshold", "convergence_threshold")):
+        for old, new in (
+            ("convergent_metric", "convergence_metric"),
+            ("convergent_score_threshold", "convergence_threshold"),
+        ):
             a, b = getattr(self, old), getattr(self, new)
             if a is not None and b is not None and a != b:
                 raise ValueError(f"{old}={a!r} and its alias {new}={b!r} disagree")
@@ -153,8 +164,10 @@ class TrainingArguments:
             setattr(self, new, value)
         self.convergent_metric = self.convergence_metric = self.convergent_metric or "correlation"
         if self.convergence_metric not in ("correlation", "loss"):
-            raise ValueError(f"convergence_metric must be 'correlation' or 'loss', "
-                             f"got {self.convergence_metric!r}")
+            raise ValueError(
+                f"convergence_metric must be 'correlation' or 'loss', "
+                f"got {self.convergence_metric!r}"
+            )
         if self.min_convergent_seeds < 1 or self.max_seeds < 1:
             raise ValueError("max_seeds and min_convergent_seeds must be ≥ 1")
 

@@ -21,24 +21,57 @@ logger = logging.getLogger(__name__)
 
 # fields that do not change the trained GRADIEND
 _IGNORED = {
-    "experiment_dir", "output_dir", "use_cache", "eval_batch_size", "fail_on_non_convergence",
-    "decoder_eval_max_size_training_like", "decoder_eval_max_size_neutral", "decoder_eval_lrs",
-    "decoder_eval_feature_factors", "do_eval", "gradient_cache_max_gb", "metadata",
+    "experiment_dir",
+    "output_dir",
+    "use_cache",
+    "eval_batch_size",
+    "fail_on_non_convergence",
+    "decoder_eval_max_size_training_like",
+    "decoder_eval_max_size_neutral",
+    "decoder_eval_lrs",
+    "decoder_eval_feature_factors",
+    "do_eval",
+    "gradient_cache_max_gb",
+    "metadata",
 }
 
 # fields that change the GRADIEND but not the training gradients (the gradient cache survives
 # a change of these: a new learning rate or more steps reuse the extracted gradients)
 _NOT_GRADIENTS = {
-    "learning_rate", "num_train_epochs", "max_steps", "weight_decay", "adam_epsilon", "optim",
-    "eval_steps", "encoder_eval_max_size", "encoder_eval_train_max_size", "latent_dim",
-    "activation_encoder", "activation_decoder", "bias_decoder", "max_seeds",
-    "min_convergent_seeds", "convergent_metric", "convergent_score_threshold",
-    "convergence_metric", "convergence_threshold", "convergent_mean_by_class_threshold",
-    "post_prune_config", "gradiend_batch_size",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "weight_decay",
+    "adam_epsilon",
+    "optim",
+    "eval_steps",
+    "encoder_eval_max_size",
+    "encoder_eval_train_max_size",
+    "latent_dim",
+    "activation_encoder",
+    "activation_decoder",
+    "bias_decoder",
+    "max_seeds",
+    "min_convergent_seeds",
+    "convergent_metric",
+    "convergent_score_threshold",
+    "convergence_metric",
+    "convergence_threshold",
+    "convergent_mean_by_class_threshold",
+    "post_prune_config",
+    "gradiend_batch_size",
 }
 
-_DATA_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class",
-                 "split", "mask_labels", "feature_class_id")
+_DATA_COLUMNS = (
+    "masked",
+    "factual",
+    "alternative",
+    "factual_class",
+    "alternative_class",
+    "split",
+    "mask_labels",
+    "feature_class_id",
+)
 
 
 def data_hash(df: pd.DataFrame) -> str:
@@ -50,7 +83,9 @@ def data_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def training_fingerprint(args: TrainingArguments, model: dict, data: str, targets: list[str]) -> dict:
+def training_fingerprint(
+    args: TrainingArguments, model: dict, data: str, targets: list[str]
+) -> dict:
     """The fingerprint of a training run (see the module docstring)."""
     fp = {k: v for k, v in args.to_dict().items() if k not in _IGNORED}
     fp.update({"base_model": model, "data_sha": data, "target_classes": list(targets)})

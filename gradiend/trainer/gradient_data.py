@@ -111,7 +111,8 @@ class GradientBatches(Sequence):
         if not self.in_memory:
             logger.warning(
                 "gradient cache would need %.1f GB (> gradient_cache_max_gb): gradients are "
-                "recomputed at every step; pre-prune to make training fast", need / 1e9
+                "recomputed at every step; pre-prune to make training fast",
+                need / 1e9,
             )
             self.cache_dir = None
             return
@@ -152,8 +153,9 @@ def per_example_matrix(
 ) -> torch.Tensor:
     """``[n, dim]`` per-example gradients (for in-training evaluation when they fit in memory)."""
     rows = []
-    for start in tqdm(range(0, len(items), batch_size), desc="validation gradients",
-                      disable=not progress):
+    for start in tqdm(
+        range(0, len(items), batch_size), desc="validation gradients", disable=not progress
+    ):
         rows.append(computer.per_example(items[start : start + batch_size], kind))
     return torch.cat(rows)
 

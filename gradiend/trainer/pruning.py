@@ -17,11 +17,11 @@ from tqdm.auto import tqdm
 
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
-from gradiend.trainer.arguments import PrePruneConfig
+from gradiend.trainer.arguments import PRE_PRUNE_RULES, PrePruneConfig
 
 logger = logging.getLogger(__name__)
 
-RULES = ("label_signed_mean", "abs_mean", "signed_mean")
+RULES = PRE_PRUNE_RULES
 
 
 def stratified_sample(df: pd.DataFrame, n: int, seed: int) -> list[int]:

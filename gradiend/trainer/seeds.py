@@ -46,10 +46,18 @@ def train_one_seed(trainer: TextPredictionTrainer, pmap, indices, batches, evalu
     model = _new_model(args, pmap, indices, meta, seed)
     steps = args.max_steps if args.max_steps > 0 else args.num_train_epochs * len(batches)
     res = train_loop(
-        model, batches, evaluate, steps=steps, eval_steps=args.eval_steps,
-        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        adam_epsilon=args.adam_epsilon, optim=args.optim,
-        gradiend_batch_size=args.gradiend_batch_size or 1, seed=seed, progress=trainer.progress,
+        model,
+        batches,
+        evaluate,
+        steps=steps,
+        eval_steps=args.eval_steps,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        adam_epsilon=args.adam_epsilon,
+        optim=args.optim,
+        gradiend_batch_size=args.gradiend_batch_size or 1,
+        seed=seed,
+        progress=trainer.progress,
     )
     flipped = res.best["correlation"] < 0
     evals, best = res.evals, res.best
@@ -85,16 +93,31 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
     for i in range(max(1, args.max_seeds)):
         seed = args.seed + i
         try:
-            model, record, stats = _seed_run(trainer, pmap, indices, batches, evaluate, meta,
-                                             fingerprint, seeds_dir / f"seed_{seed}", seed)
+            model, record, stats = _seed_run(
+                trainer,
+                pmap,
+                indices,
+                batches,
+                evaluate,
+                meta,
+                fingerprint,
+                seeds_dir / f"seed_{seed}",
+                seed,
+            )
         except Exception as err:  # noqa: BLE001 - one failing seed must not stop the run
-            logger.warning("seed %d failed (%s: %s); trying the next seed", seed,
-                           type(err).__name__, err)
+            logger.warning(
+                "seed %d failed (%s: %s); trying the next seed", seed, type(err).__name__, err
+            )
             records.append(_failed_record(seed, err))
             error = err
             continue
-        logger.info("seed %d: correlation %.3f at step %d, converged=%s", seed,
-                    record["correlation"], record["best_step"], record["converged"])
+        logger.info(
+            "seed %d: correlation %.3f at step %d, converged=%s",
+            seed,
+            record["correlation"],
+            record["best_step"],
+            record["converged"],
+        )
         records.append(record)
         if best is None or _better(record, best[1]):
             best = (model, record, stats)
@@ -106,9 +129,11 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
     if args.max_seeds > 1:
         write_json(seeds_dir / "seed_report.json", _report(args, records, best[1], n_conv))
     if n_conv < args.min_convergent_seeds:
-        msg = (f"{n_conv} of {len(records)} seed(s) converged, {args.min_convergent_seeds} "
-               f"required (|correlation| ≥ {args.score_threshold}, class means ≥ "
-               f"{args.mean_threshold}); try a larger learning_rate or more steps")
+        msg = (
+            f"{n_conv} of {len(records)} seed(s) converged, {args.min_convergent_seeds} "
+            f"required (|correlation| ≥ {args.score_threshold}, class means ≥ "
+            f"{args.mean_threshold}); try a larger learning_rate or more steps"
+        )
         if args.fail_on_non_convergence:
             raise RuntimeError(msg)
         logger.warning(msg)
@@ -118,20 +143,26 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
         before = model.input_dim
         model.prune(topk=cfg.topk, threshold=cfg.threshold, part=cfg.part)
         logger.info("post-pruning keeps %d of %d dimensions", model.input_dim, before)
-    stats.update({
-        "best_score_checkpoint": {"correlation": record["correlation"],
-                                  "global_step": record["best_step"]},
-        "convergence_info": {
-            "converged": record["converged"], "convergent_count": n_conv,
-            "min_convergent_seeds": args.min_convergent_seeds,
-            "convergence_metric": args.convergence_metric, "threshold": args.score_threshold,
-        },
-        "seed": record["seed"],
-        "seeds": records,
-        "training_args": args.to_dict(),
-        "cache_fingerprint": fingerprint,
-        "timings": {"seeds": time.perf_counter() - t0},
-    })
+    stats.update(
+        {
+            "best_score_checkpoint": {
+                "correlation": record["correlation"],
+                "global_step": record["best_step"],
+            },
+            "convergence_info": {
+                "converged": record["converged"],
+                "convergent_count": n_conv,
+                "min_convergent_seeds": args.min_convergent_seeds,
+                "convergence_metric": args.convergence_metric,
+                "threshold": args.score_threshold,
+            },
+            "seed": record["seed"],
+            "seeds": records,
+            "training_args": args.to_dict(),
+            "cache_fingerprint": fingerprint,
+            "timings": {"seeds": time.perf_counter() - t0},
+        }
+    )
     return model, stats
 
 
@@ -145,15 +176,29 @@ def _seed_run(trainer, pmap, indices, batches, evaluate, meta, fingerprint, seed
             return done
     model, record, stats = train_one_seed(trainer, pmap, indices, batches, evaluate, meta, seed)
     if args.max_seeds > 1:
-        model.save_pretrained(seed_dir, extra_files={
-            "training.json": {**stats, "record": record,
-                              "cache_fingerprint": {**fingerprint, "seed": seed}}})
+        model.save_pretrained(
+            seed_dir,
+            extra_files={
+                "training.json": {
+                    **stats,
+                    "record": record,
+                    "cache_fingerprint": {**fingerprint, "seed": seed},
+                }
+            },
+        )
     return model, record, stats
 
 
 def _failed_record(seed: int, err: Exception) -> dict:
-    return {"seed": seed, "best_step": 0, "correlation": None, "mean_by_class": {},
-            "converged": False, "failed": True, "error": f"{type(err).__name__}: {err}"}
+    return {
+        "seed": seed,
+        "best_step": 0,
+        "correlation": None,
+        "mean_by_class": {},
+        "converged": False,
+        "failed": True,
+        "error": f"{type(err).__name__}: {err}",
+    }
 
 
 def _report(args, records: list[dict], best: dict, n_conv: int) -> dict:

@@ -22,6 +22,7 @@ from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.trainer.arguments import TrainingArguments
+from gradiend.trainer.decoder_mixin import DecoderMixin
 from gradiend.trainer.fingerprint import (
     data_hash,
     diff_fingerprint,
@@ -52,7 +53,7 @@ def encoding_labels(df: pd.DataFrame, targets: list[str], target: str) -> np.nda
     return np.where(df["factual_class"] == df["alternative_class"], 0.0, lab)
 
 
-class TextPredictionTrainer:
+class TextPredictionTrainer(DecoderMixin):
     """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
 
     def __init__(

@@ -334,3 +334,12 @@ def _demo_he_she(n: int) -> dict:
         ][:n]
         out[g] = pd.DataFrame({"masked": rows, g: g})
     return out
+
+
+def test_plot_probability_shifts(trained, tmp_path):
+    pytest.importorskip("matplotlib")
+    tr = trained["mlm"]
+    res = tr.evaluate_decoder(target_class="he", lrs=[0.05, 0.1])
+    out = tr.plot_probability_shifts(res, output=tmp_path / "shift.png", show=False)
+    assert Path(out["path"]).exists()
+    assert out["data"]["selected"]["he"]["learning_rate"] == res["he"]["learning_rate"]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from gradiend.evaluator.encoder import pearson
 from gradiend.evaluator.encoder_rows import cap_per_group
-from gradiend.trainer.gradient_data import build_items
+from gradiend.lm.items import build_items
 
 if TYPE_CHECKING:
     from gradiend.trainer.text_trainer import TextPredictionTrainer

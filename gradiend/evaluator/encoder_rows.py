@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from gradiend.data.examples import row_words
+from gradiend.lm.items import build_items, neutral_item
 from gradiend.lm.objectives import Item
 from gradiend.model.with_gradiend import ModelWithGradiend
-from gradiend.trainer.gradient_data import build_items, neutral_item
 
 logger = logging.getLogger(__name__)
 

@@ -118,6 +118,22 @@ class GradientComputer:
         return out
 
     @torch.no_grad()
+    def snapshot(self) -> list[torch.Tensor]:
+        """Copies of the mapped entries only (the whole tensor when unpruned), for ``restore``."""
+        if self.local is None:
+            return [p.detach().clone() for p in self.params]
+        return [p.view(-1)[pos.to(p.device)].clone() for p, pos in zip(self.params, self.local)]
+
+    @torch.no_grad()
+    def restore(self, snap: list[torch.Tensor]) -> None:
+        """Put the entries saved by ``snapshot`` back, bit for bit."""
+        for i, (p, saved) in enumerate(zip(self.params, snap)):
+            if self.local is None:
+                p.copy_(saved)
+            else:
+                p.view(-1)[self.local[i].to(p.device)] = saved
+
+    @torch.no_grad()
     def add_to_params(self, vector: torch.Tensor, scale: float = 1.0) -> None:
         """``θ[mapped] += scale · vector`` in place (used for rewrites and the decoder grid)."""
         start = 0

@@ -103,14 +103,12 @@ class ModelWithGradiend:
     ) -> Iterator[torch.nn.Module]:
         """Temporarily ``θ += η·u`` in place; restored bit-for-bit on exit."""
         u = self.get_update_vector(feature_factor, part) if update is None else update
-        saved = [p.detach().clone() for p in self.grads.params]
+        saved = self.grads.snapshot()
         self.grads.add_to_params(u, learning_rate)
         try:
             yield self.lm.model
         finally:
-            with torch.no_grad():
-                for p, s in zip(self.grads.params, saved):
-                    p.copy_(s)
+            self.grads.restore(saved)
 
     def rewrite_base_model(
         self,

@@ -19,6 +19,7 @@ from gradiend.trainer.fingerprint import diff_fingerprint
 
 KIND = "mlm"
 N_ROWS = 60
+_TRAIN_ONE_SEED = seeds_mod.train_one_seed  # the real one, whatever spies are installed
 
 
 def _args(tmp_path, **kw) -> TrainingArguments:
@@ -49,7 +50,7 @@ def _trainer(planted, tmp_path, model=None, data=None, target_classes=None, **kw
 def _seed_spy(monkeypatch, hook=None) -> list[int]:
     """Record the seeds actually trained; ``hook(seed, result)`` may raise or edit the result."""
     trained: list[int] = []
-    original = seeds_mod.train_one_seed
+    original = _TRAIN_ONE_SEED
 
     def spy(trainer, pmap, indices, batches, evaluate, meta, seed):
         trained.append(seed)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from gradiend._io import replace_dir
+
 FORMATS = ("csv", "parquet", "hf")
 _HINT = "pip install gradiend[data]"
 
@@ -36,16 +38,6 @@ def frame_path(directory: Path, basename: str, output_format: str) -> Path:
     return directory / f"{basename}{suffix}"
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
     """Write ``df`` atomically as csv, parquet or a ``datasets`` folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +49,7 @@ def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         try:
             datasets.Dataset.from_pandas(df, preserve_index=False).save_to_disk(str(tmp))
-            _replace_dir(tmp, path)
+            replace_dir(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path

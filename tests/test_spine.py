@@ -137,3 +137,24 @@ def test_decoder_plus_one_strengthens_first_class_after_orientation(planted, tmp
         with mwg.applied(0.5, +1.0):
             after = obj.losses(mwg.base_model, items)["alternative"]
     assert after < before
+
+
+def test_model_with_gradiend_reloads_base_model_by_recorded_path(planted, tmp_path):
+    model, tok = planted["mlm"]
+    folder = tmp_path / "base"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    trainer = TextPredictionTrainer(
+        model=str(folder),
+        run_id="bypath",
+        data=he_she_data(),
+        args=_args(tmp_path, max_steps=20),
+        progress=False,
+    )
+    mwg = trainer.train()
+    again = ModelWithGradiend.from_pretrained(tmp_path / "bypath")
+    assert again.gradiend.metadata["base_model"] == str(folder)
+    x = torch.randn(3, mwg.gradiend.input_dim)
+    torch.testing.assert_close(again.encode(x), mwg.encode(x))
+    for (n1, p1), (n2, p2) in zip(again.base_model.named_parameters(), model.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2)

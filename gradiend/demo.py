@@ -98,23 +98,19 @@ def run_demo(cfg: DemoConfig) -> dict:
     out["encoder_plot"] = enc["plot"]["path"]
     out["mean_by_feature_class"] = enc["mean_by_feature_class"]
     out["neutral_mean_by_type"] = enc["neutral_mean_by_type"]
-    if hasattr(trainer, "evaluate_decoder"):
-        dec = trainer.evaluate_decoder(
-            target_class="she",
-            lrs=[5.0, 2.0, 1.0, 0.5, 0.2, 0.1],
-            max_size_training_like=20,
-            max_size_neutral=20,
-            plot=True,
-        )
-        out["decoder"] = {k: v for k, v in dec["she"].items() if k != "id"}
-        out["decoder_plot"] = (
-            dec.get("plot", {}).get("path") if isinstance(dec.get("plot"), dict) else None
-        )
-        rewritten_dir = Path(cfg.output_dir) / "he_she" / "she_rewritten"
-        trainer.rewrite_base_model(
-            decoder_results=dec, target_class="she", output_dir=rewritten_dir
-        )
-        out["rewritten_model"] = str(rewritten_dir)
+    dec = trainer.evaluate_decoder(
+        target_class="she",
+        lrs=[5.0, 2.0, 1.0, 0.5, 0.2, 0.1],
+        max_size_training_like=20,
+        max_size_neutral=20,
+        plot=True,
+    )
+    out["decoder"] = {k: v for k, v in dec["she"].items() if k != "id"}
+    shifts = trainer.run_dir / f"decoder_probability_shifts.{trainer.img_format}"
+    out["decoder_plot"] = str(shifts) if shifts.exists() else None
+    rewritten_dir = Path(cfg.output_dir) / "he_she" / "she_rewritten"
+    trainer.rewrite_base_model(decoder_results=dec, target_class="she", output_dir=rewritten_dir)
+    out["rewritten_model"] = str(rewritten_dir)
     out.update(_compare_seeds(trainer))
     return out
 

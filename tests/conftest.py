@@ -43,6 +43,22 @@ def he_she_data(n: int = 120, seed: int = 1) -> dict[str, pd.DataFrame]:
     return data
 
 
+def fast_args(tmp_path, **overrides):
+    """TrainingArguments that train a planted-feature GRADIEND in about a second."""
+    from gradiend import TrainingArguments
+
+    base = dict(
+        experiment_dir=str(tmp_path),
+        train_batch_size=4,
+        max_steps=120,
+        eval_steps=20,
+        learning_rate=1e-3,
+        max_seeds=1,
+    )
+    base.update(overrides)
+    return TrainingArguments(**base)
+
+
 def neutral_texts(n: int = 40, seed: int = 2) -> list[str]:
     rng = random.Random(seed)
     return [sentence(rng, None) for _ in range(n)]

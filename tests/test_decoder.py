@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import he_she_data, neutral_texts
+from conftest import fast_args, he_she_data, neutral_texts
 
 from gradiend import TextPredictionTrainer, TrainingArguments
 from gradiend.evaluator.decoder import (
@@ -31,15 +31,7 @@ else:
 
 
 def _trainer(planted, tmp_path, kind, neutral=True, **kw):
-    args = TrainingArguments(
-        experiment_dir=str(tmp_path),
-        train_batch_size=4,
-        max_steps=120,
-        eval_steps=20,
-        learning_rate=1e-3,
-        max_seeds=1,
-        **kw,
-    )
+    args = fast_args(tmp_path, **kw)
     tr = Trainer(
         model=planted[kind],
         run_id=kind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import he_she_data
+from conftest import fast_args, he_she_data
 
 from gradiend import GradiendModel, ModelWithGradiend, TextPredictionTrainer, TrainingArguments
 from gradiend.trainer.arguments import PostPruneConfig, PrePruneConfig
@@ -14,20 +14,11 @@ KINDS = ["mlm", "clm"]
 
 
 def _train(planted, tmp_path, kind: str, run_id: str, **kw) -> TextPredictionTrainer:
-    base = dict(
-        experiment_dir=str(tmp_path),
-        train_batch_size=4,
-        max_steps=120,
-        eval_steps=20,
-        learning_rate=1e-3,
-        max_seeds=1,
-    )
-    base.update(kw)
     trainer = TextPredictionTrainer(
         model=planted[kind],
         run_id=run_id,
         data=he_she_data(),
-        args=TrainingArguments(**base),
+        args=fast_args(tmp_path, **kw),
         progress=False,
     )
     trainer.train()

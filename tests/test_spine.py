@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import he_she_data, neutral_texts
+from conftest import fast_args, he_she_data, neutral_texts
 
-from gradiend import GradiendModel, ModelWithGradiend, TextPredictionTrainer, TrainingArguments
+from gradiend import GradiendModel, ModelWithGradiend, TextPredictionTrainer
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import load_base_model
 from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
-
-
-def _args(tmp_path, **kw):
-    base = dict(
-        experiment_dir=str(tmp_path),
-        train_batch_size=4,
-        max_steps=120,
-        eval_steps=20,
-        learning_rate=1e-3,
-        max_seeds=1,
-    )
-    base.update(kw)
-    return TrainingArguments(**base)
 
 
 @pytest.mark.parametrize("kind", ["mlm", "clm"])
@@ -33,7 +20,7 @@ def test_planted_feature_is_found(planted, tmp_path, kind):
         run_id=kind,
         data=he_she_data(),
         eval_neutral_data=neutral_texts(),
-        args=_args(tmp_path),
+        args=fast_args(tmp_path),
         progress=False,
     )
     trainer.train()
@@ -108,7 +95,7 @@ def test_save_load_round_trip_gives_identical_encodings(planted, tmp_path):
         model=planted["clm"],
         run_id="rt",
         data=he_she_data(),
-        args=_args(tmp_path, max_steps=20),
+        args=fast_args(tmp_path, max_steps=20),
         progress=False,
     )
     mwg = trainer.train()
@@ -126,7 +113,7 @@ def test_decoder_plus_one_strengthens_first_class_after_orientation(planted, tmp
         run_id="sign",
         data=he_she_data(),
         target_classes=["she", "he"],
-        args=_args(tmp_path),
+        args=fast_args(tmp_path),
         progress=False,
     )
     mwg = trainer.train()
@@ -148,7 +135,7 @@ def test_model_with_gradiend_reloads_base_model_by_recorded_path(planted, tmp_pa
         model=str(folder),
         run_id="bypath",
         data=he_she_data(),
-        args=_args(tmp_path, max_steps=20),
+        args=fast_args(tmp_path, max_steps=20),
         progress=False,
     )
     mwg = trainer.train()

@@ -304,7 +304,7 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     cls = AutoModelForMaskedLM if "MaskedLM" in type(model).__name__ else AutoModelForCausalLM
-    plain = cls.from_config(config, torch_dtype=next(model.parameters()).dtype)
+    plain = cls.from_config(config, dtype=next(model.parameters()).dtype)
     plain.load_state_dict(model.state_dict())
     return plain.eval()
 

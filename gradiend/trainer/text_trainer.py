@@ -185,6 +185,9 @@ class TextPredictionTrainer(DecoderMixin):
             self.args.seed,
             self.args.train_max_size,
         )
+        needed = self.args.max_steps * (self.args.gradiend_batch_size or 1)
+        if 0 < needed < len(batches_idx):  # a short run never visits every batch
+            batches_idx = batches_idx[:needed]
         cache_dir = None
         if self.args.use_cache:
             key = stable_hash(

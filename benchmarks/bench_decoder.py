@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import re
 import sys
 import tempfile
 import time
@@ -33,18 +32,10 @@ Trainer = (
 
 
 def demo_he_she(n: int) -> dict[str, pd.DataFrame]:
-    """Rows of the demo corpus with exactly one he/she (not sentence-initial), per class."""
-    text = (ROOT / "gradiend/demo_data/en_sentences.txt").read_text()
-    out = {}
-    for g in ("he", "she"):
-        pat = re.compile(rf"\b{g}\b", re.IGNORECASE)
-        rows = [
-            pat.sub("[MASK]", s, count=1)
-            for s in text.splitlines()
-            if len(pat.findall(s)) == 1 and s.split()[0].lower() != g
-        ][:n]
-        out[g] = pd.DataFrame({"masked": rows, g: g})
-    return out
+    """he/she rows of the demo corpus, built with the data creator as the demo does."""
+    from gradiend.demo import DemoConfig, build_data
+
+    return build_data(DemoConfig(max_size_per_class=n))[0]
 
 
 def measure(tr, label: str, repeats: int = 3) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import he_she_data
+from conftest import fast_args, he_she_data
 
-from gradiend import TextPredictionTrainer, TrainingArguments
+from gradiend import TextPredictionTrainer
 from gradiend.evaluator.cross import compute_cross_encoding_matrix
 
 
@@ -13,14 +13,7 @@ def test_cross_encoding_of_mirrored_runs(planted, tmp_path):
     """Two runs on the same pair in opposite order: r ≈ +1 on the diagonal, ≈ −1 off it."""
     trainers = {}
     for name, classes in (("he_she", ["he", "she"]), ("she_he", ["she", "he"])):
-        args = TrainingArguments(
-            experiment_dir=str(tmp_path),
-            train_batch_size=4,
-            max_steps=80,
-            eval_steps=20,
-            learning_rate=1e-3,
-            max_seeds=1,
-        )
+        args = fast_args(tmp_path, max_steps=80)
         trainers[name] = TextPredictionTrainer(
             model=planted["clm"],
             run_id=name,

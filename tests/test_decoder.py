@@ -285,8 +285,9 @@ def test_smollm2_strengthening_she(tmp_path):
     if path is None:
         pytest.skip("SmolLM2 gguf not installed")
     from gradiend import PrePruneConfig
+    from gradiend.demo import DemoConfig, build_data
 
-    data = _demo_he_she(24)
+    data, _ = build_data(DemoConfig(max_size_per_class=24))
     args = TrainingArguments(
         experiment_dir=str(tmp_path),
         train_batch_size=4,
@@ -308,24 +309,6 @@ def test_smollm2_strengthening_she(tmp_path):
     tr.rewrite_base_model(res, target_class="she", output_dir=tmp_path / "she")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "she")
     assert reloaded.config.vocab_size == tr.get_model().base_model.config.vocab_size
-
-
-def _demo_he_she(n: int) -> dict:
-    import re
-
-    import pandas as pd
-
-    text = (Path(__file__).parent.parent / "gradiend/demo_data/en_sentences.txt").read_text()
-    out = {}
-    for g in ("he", "she"):
-        pat = re.compile(rf"\b{g}\b", re.IGNORECASE)
-        rows = [
-            pat.sub("[MASK]", s, count=1)
-            for s in text.splitlines()
-            if pat.search(s) and s.split()[0].lower() != g and len(pat.findall(s)) == 1
-        ][:n]
-        out[g] = pd.DataFrame({"masked": rows, g: g})
-    return out
 
 
 def test_plot_probability_shifts(trained, tmp_path):

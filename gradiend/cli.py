@@ -48,6 +48,16 @@ def _round(d: dict) -> dict:
     return {str(k): round(float(v), 3) for k, v in d.items()}
 
 
+def _log_to_stderr(level: int) -> None:
+    """Show the library's own log on stderr; the root logger stays untouched."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("gradiend")
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gradiend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,13 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--max-steps", type=int, default=60)
     demo.add_argument("--seeds", type=int, default=3)
     demo.add_argument("--max-size-per-class", type=int, default=120)
-    demo.add_argument("-v", "--verbose", action="store_true")
+    demo.add_argument("-v", "--verbose", action="store_true", help="debug-level log")
     ns = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if ns.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("gradiend").setLevel(logging.INFO)
+    _log_to_stderr(logging.DEBUG if ns.verbose else logging.INFO)
     return {"demo": _demo}[ns.command](ns)
 
 

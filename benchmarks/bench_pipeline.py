@@ -16,6 +16,7 @@ import torch
 from gradiend.data.examples import build_examples
 from gradiend.demo import DemoConfig, build_data, smollm2_path
 from gradiend.lm.gradients import GradientComputer
+from gradiend.lm.items import build_items
 from gradiend.lm.loading import load_base_model
 from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
@@ -25,7 +26,7 @@ from gradiend.trainer import (
     TextPredictionTrainer,
     TrainingArguments,
 )
-from gradiend.trainer.gradient_data import build_items, schedule_batches
+from gradiend.trainer.gradient_data import schedule_batches
 
 
 def floor_seconds(

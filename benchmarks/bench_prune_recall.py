@@ -25,9 +25,9 @@ import torch
 
 from gradiend import TextPredictionTrainer, TrainingArguments
 from gradiend.lm.gradients import GradientComputer
+from gradiend.lm.items import build_items
 from gradiend.lm.params import ParamMap
 from gradiend.trainer.arguments import PRE_PRUNE_RULES, PrePruneConfig
-from gradiend.trainer.gradient_data import build_items
 from gradiend.trainer.pruning import importance, select, stratified_sample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -76,18 +76,9 @@ class ModelWithGradiend:
         progress: bool = True,
     ) -> torch.Tensor:
         """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit."""
-        kind = kind or self.source
-        w, b = self.gradiend.W_e.detach(), self.gradiend.b_e.detach()
-        act = self.gradiend.encoder[1]
-        out = []
-        bar = tqdm(range(0, len(items), batch_size), desc="encoding", disable=not progress)
-        for start in bar:
-            chunk = items[start : start + batch_size]
-            pre = torch.stack(
-                [self.grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1
-            )
-            out.append(act(pre.to(w.dtype) + b))
-        return torch.cat(out) if out else torch.zeros(0, self.gradiend.latent_dim)
+        return jvp_encode(
+            self.gradiend, self.grads, items, kind or self.source, batch_size, progress
+        )
 
     # ------------------------------------------------------------------ rewriting
     def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
@@ -183,6 +174,27 @@ class ModelWithGradiend:
                 "is it the same architecture and checkpoint?"
             )
         return cls(lm, gradiend)
+
+
+def jvp_encode(
+    gradiend: GradiendModel,
+    grads: GradientComputer,
+    items: list[Item],
+    kind: str,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``act_e(W_e · ∇L_i + b_e)`` for every item without a per-item backward pass: one JVP
+    pass per batch and latent unit (``grads`` must use the GRADIEND's index space)."""
+    w, b = gradiend.W_e.detach(), gradiend.b_e.detach()
+    act = gradiend.encoder[1]
+    out = []
+    bar = tqdm(range(0, len(items), batch_size), desc="encoding", disable=not progress)
+    for start in bar:
+        chunk = items[start : start + batch_size]
+        pre = torch.stack([grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1)
+        out.append(act(pre.to(w.dtype) + b))
+    return torch.cat(out) if out else torch.zeros(0, gradiend.latent_dim)
 
 
 def load_context(path: str | Path) -> dict:

@@ -22,7 +22,6 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from gradiend.lm.gradients import GradientComputer
-from gradiend.lm.items import build_items, check_rows, neutral_item  # noqa: F401
 from gradiend.lm.objectives import Item
 
 logger = logging.getLogger(__name__)

@@ -9,18 +9,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from gradiend._io import read_json, write_json
 from gradiend.data.examples import ExampleTable, build_examples
 from gradiend.evaluator.encoder import class_summary, encoder_metrics
 from gradiend.evaluator.encoder_rows import cap_per_group, encoder_rows
 from gradiend.lm.gradients import GradientComputer
+from gradiend.lm.items import build_items, check_rows
 from gradiend.lm.loading import BaseLM, describe_model, load_base_model
 from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
-from gradiend.model.with_gradiend import ModelWithGradiend
+from gradiend.model.with_gradiend import ModelWithGradiend, jvp_encode
 from gradiend.trainer.arguments import TrainingArguments
 from gradiend.trainer.decoder_mixin import DecoderMixin
 from gradiend.trainer.fingerprint import (
@@ -31,8 +31,6 @@ from gradiend.trainer.fingerprint import (
 )
 from gradiend.trainer.gradient_data import (
     GradientBatches,
-    build_items,
-    check_rows,
     per_example_matrix,
     schedule_batches,
     stable_hash,
@@ -259,16 +257,7 @@ class TextPredictionTrainer(DecoderMixin):
             if matrix is not None:
                 enc = model.encode(matrix)[:, 0]
             else:
-                w, b = model.W_e.detach(), model.b_e.detach()
-                pre = torch.cat(
-                    [
-                        computer.directional(
-                            val_items[i : i + self.args.eval_batch_size], kind, w[0]
-                        )
-                        for i in range(0, len(val_items), self.args.eval_batch_size)
-                    ]
-                )
-                enc = model.encoder[1](pre + b[0])
+                enc = jvp_encode(model, computer, val_items, kind, self.args.eval_batch_size)[:, 0]
             frame["encoded"] = enc.detach().float().numpy()
             return class_summary(frame)
 

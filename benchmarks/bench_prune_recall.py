@@ -38,10 +38,16 @@ class Replay:
 
     def __init__(self, grads: list[torch.Tensor]):
         self.grads, self.dim = grads, grads[0].numel()
+        self.params = [torch.nn.Parameter(torch.zeros(self.dim))]
 
-    def iter_per_example(self, items, kind):
+    def iter_per_example_params(self, items, kind):
         for i in items:
-            yield self.grads[i].clone()
+            yield [self.grads[i].clone()]
+
+    def accumulate_weighted(self, items, kind, weights, first=False):
+        p = self.params[0]
+        g = sum(w * self.grads[i] for i, w in zip(items, weights))
+        p.grad = g if first or p.grad is None else p.grad + g
 
 
 def reference(trainer: TextPredictionTrainer) -> tuple[torch.Tensor, float, dict]:

@@ -79,6 +79,8 @@ def run_side(
     steps: int,
     eval_size: int,
     with_neutral: bool,
+    params: str | None = None,
+    pre_prune: bool = True,
 ) -> None:
     """Runs inside the side's own interpreter; prints one JSON line tagged RESULT_TAG."""
     import pandas as pd
@@ -98,7 +100,10 @@ def run_side(
         eval_steps=20,
         learning_rate=1e-4,
         max_seeds=1,
-        pre_prune_config=PrePruneConfig(n_samples=16, topk=0.01, source="diff"),
+        params=params.split(",") if params else None,
+        pre_prune_config=(
+            PrePruneConfig(n_samples=16, topk=0.01, source="diff") if pre_prune else None
+        ),
         post_prune_config=PostPruneConfig(topk=0.05),
     )
     kwargs = dict(
@@ -157,6 +162,8 @@ def spawn(python: str, side: str, ns: argparse.Namespace, log_dir: Path) -> dict
         "--eval-size",
         str(ns.eval_size),
     ] + (["--neutral"] if ns.neutral else [])
+    cmd += ["--params", ns.params] if ns.params else []
+    cmd += ["--no-pre-prune"] if ns.no_pre_prune else []
     log = log_dir / f"{side}.log"
     t = time.perf_counter()
     with open(log, "w") as fh:
@@ -188,6 +195,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for both sides")
     ap.add_argument("--neutral", action="store_true", help="also pass the demo's neutral sentences")
     ap.add_argument("--only", choices=["ours", "incumbent"], default=None)
+    ap.add_argument(
+        "--params", default=None, help="comma-separated parameter patterns (default: all)"
+    )
+    ap.add_argument("--no-pre-prune", action="store_true", help="train on the full selection")
     ap.add_argument("--worker", choices=["ours", "incumbent"], default=None, help=argparse.SUPPRESS)
     ns = ap.parse_args()
     if ns.worker:
@@ -203,6 +214,8 @@ def main() -> None:
             ns.steps,
             ns.eval_size,
             ns.neutral,
+            ns.params,
+            not ns.no_pre_prune,
         )
         return
 

@@ -161,14 +161,20 @@ def test_prune_gradiend_and_prune_mask(runs):
 
 
 class _FakeComputer:
-    """Yields fixed per-example gradients (enough for ``importance``)."""
+    """Fixed per-example gradients of one parameter (enough for ``importance``)."""
 
     def __init__(self, grads: torch.Tensor):
         self.grads, self.dim = grads, grads.shape[1]
+        self.params = [torch.nn.Parameter(torch.zeros(grads.shape[1]))]
 
-    def iter_per_example(self, items, kind):
+    def iter_per_example_params(self, items, kind):
         for i in items:
-            yield self.grads[i].clone()
+            yield [self.grads[i].clone()]
+
+    def accumulate_weighted(self, items, kind, weights, first=False):
+        p = self.params[0]
+        g = sum(w * self.grads[i] for i, w in zip(items, weights))
+        p.grad = g if first or p.grad is None else p.grad + g
 
 
 def test_pre_prune_rules_on_cancelling_directions():
@@ -178,8 +184,10 @@ def test_pre_prune_rules_on_cancelling_directions():
     labels = [1.0, 1.0, -1.0, -1.0]
     comp = _FakeComputer(g)
     scores = {
-        r: importance(
-            comp, [0, 1, 2, 3], labels, PrePruneConfig(rule=r, batch_size=3), progress=False
+        r: torch.cat(
+            importance(
+                comp, [0, 1, 2, 3], labels, PrePruneConfig(rule=r, batch_size=3), progress=False
+            )
         )
         for r in RULES
     }

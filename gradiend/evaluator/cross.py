@@ -59,7 +59,7 @@ def compute_cross_encoding_matrix(
             rows = rows[rows["factual_class"] != rows["alternative_class"]]
             items = build_items(rows, mwg.objective)
             enc = mwg.encode_items(items, mwg.source, tj.args.eval_batch_size, progress=False)
-            out.loc[li, lj] = _cell(enc[:, 0].numpy(), tj.labels(rows), metric)
+            out.loc[li, lj] = _cell(enc[:, 0].cpu().numpy(), tj.labels(rows), metric)
     out.index.name, out.columns.name = "model", "data"
     out.attrs.update({"measure": f"cross_encoding_{metric}", "split": split})
     return out

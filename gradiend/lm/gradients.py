@@ -39,26 +39,54 @@ class GradientComputer:
         objective: Objective,
         param_map: ParamMap,
         indices: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
     ):
         self.lm, self.objective, self.param_map = lm, objective, param_map
         self.params = [lm.model.get_parameter(s.name) for s in param_map.specs]
+        # flat vectors (gradients, directions) live here: the GRADIEND's device
+        self.device = torch.device(device) if device is not None else _last_device(self.params)
         self.set_indices(indices)
 
     def set_indices(self, indices: torch.Tensor | None) -> None:
         """Restrict to sorted base-global ``indices`` (``None``: every selected scalar)."""
         self.indices = indices
-        self.local = None if indices is None else self.param_map.split_indices(indices)
         self.dim = self.param_map.numel if indices is None else len(indices)
+        self.local = None
+        if indices is not None:  # positions inside each parameter, on that parameter's device
+            split = self.param_map.split_indices(indices.cpu())
+            self.local = [pos.to(p.device) for pos, p in zip(split, self.params)]
 
     def _flatten(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
         if self.local is None:
-            return torch.cat([g.reshape(-1) for g in grads])
-        return torch.cat([g.reshape(-1)[pos.to(g.device)] for g, pos in zip(grads, self.local)])
+            return torch.cat([g.reshape(-1).to(self.device) for g in grads])
+        return torch.cat([g.reshape(-1)[pos].to(self.device) for g, pos in zip(grads, self.local)])
 
     def _grad(self, loss: torch.Tensor, retain: bool) -> torch.Tensor:
+        return self._flatten(self._param_grads(loss, retain)).detach()
+
+    def _param_grads(self, loss: torch.Tensor, retain: bool = False) -> list[torch.Tensor]:
         grads = torch.autograd.grad(loss, self.params, retain_graph=retain, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)]
-        return self._flatten(grads).detach()
+        return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)]
+
+    def accumulate_weighted(
+        self, items: list[Item], kind: str, weights: Sequence[float], first: bool = False
+    ) -> None:
+        """Add ``∇ Σ_i w_i L_i`` to the selected parameters' ``.grad`` (cleared first when
+        ``first``): the weighted sum of per-example gradients in one forward and one backward,
+        with no memory beyond the ``.grad`` tensors."""
+        if first:
+            for p in self.params:
+                p.grad = None
+        with _grad_enabled(self.params):
+            loss = _kind_loss(self._losses(items), kind)
+            w = torch.as_tensor(list(weights), dtype=loss.dtype, device=loss.device)
+            (loss * w).sum().backward()
+
+    def iter_per_example_params(self, items: list[Item], kind: str):
+        """Yield each row's parameter-shaped gradients (nothing flattened, nothing copied)."""
+        with _grad_enabled(self.params):
+            for item in items:
+                yield self._param_grads(_kind_loss(self._losses([item]), kind)[0])
 
     def _losses(self, items: list[Item], params: dict | None = None) -> dict[str, torch.Tensor]:
         return self.objective.losses(self.lm.model, items, params)
@@ -89,8 +117,9 @@ class GradientComputer:
                 yield self._grad(loss[0], retain=False)
 
     def directional(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
-        """``direction · ∇L_i`` for every row ``i`` by one forward-mode (JVP) pass."""
-        tangents = self.scatter(direction.to(self.params[0].dtype))
+        """``direction · ∇L_i`` for every row ``i`` by one forward-mode (JVP) pass (in the base
+        model's dtype; the result is float32 on :attr:`device`)."""
+        tangents = self.scatter(direction)
         names = [s.name for s in self.param_map.specs]
 
         def fn(*ps: torch.Tensor) -> torch.Tensor:
@@ -99,7 +128,7 @@ class GradientComputer:
         with torch.no_grad():
             primals = tuple(p.detach() for p in self.params)
             _, jvp = torch.func.jvp(fn, primals, tuple(tangents))
-        return jvp.detach()
+        return jvp.detach().float().to(self.device)
 
     def scatter(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """Parameter-shaped tensors that hold ``vector`` at the mapped positions, zeros elsewhere."""
@@ -110,7 +139,7 @@ class GradientComputer:
                 n = p.numel()
                 t.view(-1).copy_(vector[start : start + n])
             else:
-                pos = self.local[i].to(p.device)
+                pos = self.local[i]
                 n = len(pos)
                 t.view(-1)[pos] = vector[start : start + n].to(p.device, p.dtype)
             out.append(t)
@@ -122,7 +151,7 @@ class GradientComputer:
         """Copies of the mapped entries only (the whole tensor when unpruned), for ``restore``."""
         if self.local is None:
             return [p.detach().clone() for p in self.params]
-        return [p.view(-1)[pos.to(p.device)].clone() for p, pos in zip(self.params, self.local)]
+        return [p.view(-1)[pos].clone() for p, pos in zip(self.params, self.local)]
 
     @torch.no_grad()
     def restore(self, snap: list[torch.Tensor]) -> None:
@@ -131,24 +160,32 @@ class GradientComputer:
             if self.local is None:
                 p.copy_(saved)
             else:
-                p.view(-1)[self.local[i].to(p.device)] = saved
+                p.view(-1)[self.local[i]] = saved
 
     @torch.no_grad()
     def add_to_params(self, vector: torch.Tensor, scale: float = 1.0) -> None:
-        """``θ[mapped] += scale · vector`` in place (used for rewrites and the decoder grid)."""
+        """``θ[mapped] += scale · vector`` in place (rewrites and the decoder search); the sum is
+        taken in float32 and cast back, so a bf16 model gets the rounded exact update."""
         start = 0
         for i, p in enumerate(self.params):
             flat = p.view(-1)
-            if self.local is None:
-                n = p.numel()
-                flat.add_(vector[start : start + n].to(p.device, p.dtype), alpha=scale)
-            else:
-                pos = self.local[i].to(p.device)
-                n = len(pos)
-                flat.index_add_(
-                    0, pos, vector[start : start + n].to(p.device, p.dtype), alpha=scale
-                )
+            pos = None if self.local is None else self.local[i]
+            n = p.numel() if pos is None else len(pos)
+            v = vector[start : start + n].to(p.device, torch.float32)
             start += n
+            if pos is None:
+                for lo in range(0, n, _CHUNK):  # bounded float32 temporaries for big tensors
+                    part = flat[lo : lo + _CHUNK]
+                    part.copy_(part.float().add_(v[lo : lo + _CHUNK], alpha=scale))
+            else:
+                flat[pos] = flat[pos].float().add_(v, alpha=scale).to(p.dtype)
+
+
+_CHUNK = 1 << 26
+
+
+def _last_device(params: list[torch.Tensor]) -> torch.device:
+    return params[-1].device if params else torch.device("cpu")
 
 
 class _grad_enabled:

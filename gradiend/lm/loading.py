@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradiend.lm.devices import resolve_device, resolve_dtype
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,26 +55,45 @@ def load_base_model(
     torch_dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    device: str | torch.device | None = None,
+    device_map: str | dict | None = None,
+    max_memory: dict | None = None,
 ) -> BaseLM:
-    """Load ``model`` (hub id, folder, ``.gguf`` path, loaded model or ``(model, tokenizer)``)."""
+    """Load ``model`` (hub id, folder, ``.gguf`` path, loaded model or ``(model, tokenizer)``).
+
+    A loaded model stays where its owner put it. Otherwise it goes to ``device`` (default: CUDA
+    when available), or is placed by ``device_map`` (``"auto"`` shards over the GPUs, within
+    ``max_memory``) through ``from_pretrained``.
+    """
     if isinstance(model, tuple):
         model, tokenizer = model
-    dtype = _dtype(torch_dtype)
+    dtype = resolve_dtype(torch_dtype)
     if isinstance(model, nn.Module):
         if tokenizer is None:
             raise ValueError("a loaded model needs its tokenizer: pass model=(model, tokenizer)")
         source = getattr(model.config, "_name_or_path", None) or type(model).__name__
         fp = {"model": source, "weights_sha": _weights_hash(model)}
         return _finish(BaseLM(model, tokenizer, detect_kind(model), source, fp), dtype)
+    placement: dict[str, Any] = {}
+    if device_map is not None:
+        placement = {"device_map": device_map, "max_memory": max_memory}
+    else:
+        dev = resolve_device(device)
+        placement = {"device_map": str(dev)} if dev.type != "cpu" else {}
     path = str(model)
     if path.endswith(".gguf"):
-        return _finish(_load_gguf(Path(path)), dtype)
-    return _finish(_load_hf(path, dtype, trust_remote_code, revision), dtype)
+        lm = _load_gguf(Path(path), dtype)
+        if device_map is not None:
+            logger.warning("device_map is not supported for .gguf files; using one device")
+        return _finish(lm, dtype, resolve_device(device))
+    return _finish(_load_hf(path, dtype, trust_remote_code, revision, placement), dtype)
 
 
-def _finish(lm: BaseLM, dtype: torch.dtype | None) -> BaseLM:
-    if dtype is not None:
+def _finish(lm: BaseLM, dtype: torch.dtype | None, device: torch.device | None = None) -> BaseLM:
+    if dtype is not None and any(p.dtype != dtype for p in lm.model.parameters()):
         lm.model.to(dtype)
+    if device is not None and lm.device != device:
+        lm.model.to(device)
     lm.model.eval()
     for p in lm.model.parameters():
         p.requires_grad_(False)
@@ -96,16 +117,9 @@ def _set_eager(model: nn.Module) -> None:
         logger.debug("could not switch attention to eager: %s", err)
 
 
-def _dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
-        return torch_dtype
-    try:
-        return getattr(torch, str(torch_dtype).replace("torch.", ""))
-    except AttributeError:
-        raise ValueError(f"unknown torch_dtype {torch_dtype!r}, e.g. 'float32'") from None
-
-
-def _load_hf(name: str, dtype, trust_remote_code: bool, revision: str | None) -> BaseLM:
+def _load_hf(
+    name: str, dtype, trust_remote_code: bool, revision: str | None, placement: dict
+) -> BaseLM:
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -124,7 +138,9 @@ def _load_hf(name: str, dtype, trust_remote_code: bool, revision: str | None) ->
         cls, kind = AutoModelForMaskedLM, "mlm"
     else:
         cls, kind = AutoModelForCausalLM, "clm"
-    model = cls.from_pretrained(name, attn_implementation="eager", dtype=dtype, **kwargs)
+    model = cls.from_pretrained(
+        name, attn_implementation="eager", dtype=dtype, **placement, **kwargs
+    )
     tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     fp = {"model": name, "revision": revision or _commit(model)}
     if Path(name).is_dir():
@@ -142,15 +158,16 @@ def _commit(model: nn.Module) -> str | None:
     return getattr(model.config, "_commit_hash", None)
 
 
-def _load_gguf(path: Path) -> BaseLM:
-    """GGUF checkpoints are de-quantised by transformers to ordinary float32 tensors."""
+def _load_gguf(path: Path, dtype: torch.dtype | None = None) -> BaseLM:
+    """GGUF checkpoints are de-quantised by transformers to ordinary tensors (float32, or
+    ``dtype``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
     folder, name = str(path.parent), path.name
     model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, attn_implementation="eager"
+        folder, gguf_file=name, attn_implementation="eager", dtype=dtype
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     st = os.stat(path)

@@ -106,7 +106,8 @@ class Objective:
         else:
             logits = torch.func.functional_call(model, params, args=(), kwargs=kwargs).logits
         offset = batch["input_ids"].shape[1] - logits.shape[1]
-        return logits[batch["rows"], batch["pos"] - offset]
+        dev = logits.device  # the last shard's device when the model is split over GPUs
+        return logits[batch["rows"].to(dev), (batch["pos"] - offset).to(dev)]
 
     def _extra_kwargs(self, model: nn.Module, batch: dict) -> dict:
         return {}
@@ -115,13 +116,10 @@ class Objective:
     def row_nll(logits: torch.Tensor, batch: dict, targets: torch.Tensor, n_rows: int):
         """Mean negative log-likelihood of ``targets`` per row."""
         logp = torch.log_softmax(logits.float(), dim=-1)
-        nll = -logp.gather(1, targets[:, None]).squeeze(1)
-        sums = torch.zeros(n_rows, device=nll.device, dtype=nll.dtype).index_add(
-            0, batch["rows"], nll
-        )
-        counts = torch.zeros(n_rows, device=nll.device).index_add(
-            0, batch["rows"], torch.ones_like(nll)
-        )
+        nll = -logp.gather(1, targets.to(logp.device)[:, None]).squeeze(1)
+        rows = batch["rows"].to(nll.device)
+        sums = torch.zeros(n_rows, device=nll.device, dtype=nll.dtype).index_add(0, rows, nll)
+        counts = torch.zeros(n_rows, device=nll.device).index_add(0, rows, torch.ones_like(nll))
         return sums / counts
 
     def losses(

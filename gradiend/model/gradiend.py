@@ -170,7 +170,9 @@ class GradiendModel(nn.Module):
         raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
 
     def _bias(self) -> torch.Tensor:
-        return self.b_d if self.b_d is not None else torch.zeros(self.input_dim)
+        if self.b_d is not None:
+            return self.b_d
+        return torch.zeros(self.input_dim, dtype=self.W_d.dtype, device=self.W_d.device)
 
     def get_topk_weights(
         self, part: str = "decoder-weight", topk: int | float = 1000, global_indices: bool = True
@@ -180,7 +182,7 @@ class GradiendModel(nn.Module):
         ``topk`` is a count (int) or a fraction of ``input_dim`` (float, rounded up).
         """
         k = _resolve_k(topk, self.input_dim)
-        local = torch.topk(self.get_weight_importance(part), k).indices
+        local = torch.topk(self.get_weight_importance(part), k).indices.cpu()
         return self.global_indices()[local] if global_indices else local
 
     def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
@@ -209,7 +211,7 @@ class GradiendModel(nn.Module):
         keep = torch.ones(self.input_dim, dtype=torch.bool) if mask is None else mask.bool().clone()
         if len(keep) != self.input_dim:
             raise ValueError(f"mask has {len(keep)} entries, the model has {self.input_dim} dims")
-        importance = self.get_weight_importance(part)
+        importance = self.get_weight_importance(part).cpu()
         if threshold is not None:
             keep &= importance >= threshold
         if topk is not None:
@@ -218,7 +220,7 @@ class GradiendModel(nn.Module):
             top = idx[torch.topk(importance[idx], k).indices]
             keep = torch.zeros_like(keep)
             keep[top] = True
-        model = self if inplace else self._empty_copy()
+        model = self if inplace else self._empty_copy().to(self.W_e.device)
         model._slice(keep.nonzero().squeeze(1), source=self)
         return (model, keep) if return_mask else model
 
@@ -236,7 +238,8 @@ class GradiendModel(nn.Module):
         )
 
     def _slice(self, keep_idx: torch.Tensor, source: GradiendModel) -> None:
-        gidx = source.global_indices()[keep_idx].clone()
+        gidx = source.global_indices()[keep_idx.cpu()].clone()
+        keep_idx = keep_idx.to(source.W_e.device)
         w_e, w_d = source.W_e[:, keep_idx].clone(), source.W_d[keep_idx].clone()
         b_e = source.b_e.clone()
         b_d = source.b_d[keep_idx].clone() if source.b_d is not None else None
@@ -282,8 +285,11 @@ class GradiendModel(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> GradiendModel:
-        """Load a model saved by ``save_pretrained`` (a run folder or its ``model/`` folder)."""
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device | None = None
+    ) -> GradiendModel:
+        """Load a model saved by ``save_pretrained`` (a run folder or its ``model/`` folder),
+        onto ``device`` (default: the CPU)."""
         path = _model_dir(path)
         cfg = read_json(path / "config.json")
         arch, mapping = cfg["architecture"], cfg["mapping"]
@@ -304,12 +310,11 @@ class GradiendModel(nn.Module):
             **cfg.get("metadata", {}),
         )
         model.load_state_dict(load_file(str(path / "model.safetensors")))
-        return model
+        return model if device is None else model.to(device)
 
 
 def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    lin.to(weight.dtype)
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     with torch.no_grad():
         lin.weight = nn.Parameter(weight)
         if bias is not None:

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gradiend._io import read_json
+from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import BaseLM, load_base_model
 from gradiend.lm.objectives import Item, make_objective
@@ -39,7 +40,9 @@ class ModelWithGradiend:
             lm.tokenizer,
             mask=gradiend.metadata.get("mask", "[MASK]"),
         )
-        self.grads = GradientComputer(lm, self.objective, gradiend.param_map, gradiend.indices)
+        self.grads = GradientComputer(
+            lm, self.objective, gradiend.param_map, gradiend.indices, device=gradiend.W_e.device
+        )
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -155,18 +158,31 @@ class ModelWithGradiend:
         return self.gradiend.save_pretrained(path)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, base_model=None, **load_kwargs) -> ModelWithGradiend:
-        """Load a GRADIEND and its base model (by the recorded id/path unless ``base_model``)."""
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        base_model=None,
+        device: str | torch.device | None = None,
+        **load_kwargs,
+    ) -> ModelWithGradiend:
+        """Load a GRADIEND and its base model (by the recorded id/path unless ``base_model``).
+
+        ``device`` places the base model (when it is loaded here) and the GRADIEND; by default
+        CUDA when available. ``load_kwargs`` go to ``load_base_model`` (``torch_dtype``,
+        ``device_map``, ``max_memory``, …).
+        """
         gradiend = GradiendModel.from_pretrained(path)
         if base_model is None:
             base_model = gradiend.metadata.get("base_model")
             if not base_model:
                 raise ValueError(f"{path} records no base model; pass base_model=")
-        lm = (
-            base_model
-            if isinstance(base_model, BaseLM)
-            else load_base_model(base_model, **load_kwargs)
-        )
+        if isinstance(base_model, BaseLM):
+            lm = base_model
+        else:
+            if "device_map" not in load_kwargs:
+                load_kwargs["device"] = device
+            lm = load_base_model(base_model, **load_kwargs)
+        gradiend.to(gradiend_device(lm.model, device))
         pmap = ParamMap.from_model(lm.model, gradiend.metadata.get("params"))
         if pmap != gradiend.param_map:
             raise ValueError(
@@ -193,8 +209,8 @@ def jvp_encode(
     for start in bar:
         chunk = items[start : start + batch_size]
         pre = torch.stack([grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1)
-        out.append(act(pre.to(w.dtype) + b))
-    return torch.cat(out) if out else torch.zeros(0, gradiend.latent_dim)
+        out.append(act(pre.to(w.device, w.dtype) + b))
+    return torch.cat(out) if out else torch.zeros(0, gradiend.latent_dim, device=w.device)
 
 
 def load_context(path: str | Path) -> dict:

@@ -10,7 +10,12 @@ import functools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
+
+from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import KINDS
+
+CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 # pre-pruning importance rules (see gradiend.trainer.pruning and docs/pruning.md)
 PRE_PRUNE_RULES = ("label_signed_mean", "abs_mean", "signed_mean")
@@ -112,6 +117,14 @@ class TrainingArguments:
     prediction_objective: str = "auto"
     torch_dtype: str | None = None
     trust_remote_code: bool = False
+    # placement and precision (see docs/gpu.md)
+    device: str | None = None
+    base_model_device_map: str | dict | None = None
+    base_model_max_memory: dict | None = None
+    encoder_decoder_same_device: bool = False
+    gradiend_device: str | None = None
+    gradiend_dtype: str = "float32"
+    gradient_cache_dtype: str = "bfloat16"
     # GRADIEND architecture
     latent_dim: int | None = None
     activation_encoder: str | None = None
@@ -145,6 +158,17 @@ class TrainingArguments:
         if self.train_batch_size < 1 or self.eval_steps < 1:
             raise ValueError("train_batch_size and eval_steps must be ≥ 1")
         self._resolve_aliases()
+        resolve_dtype(self.torch_dtype, "torch_dtype")
+        for name in ("gradiend_dtype", "gradient_cache_dtype"):
+            if resolve_dtype(getattr(self, name), name) not in CACHE_DTYPES:
+                raise ValueError(
+                    f"{name} must be 'float32', 'bfloat16' or 'float16', got {getattr(self, name)!r}"
+                )
+        if self.device is not None and self.base_model_device_map is not None:
+            raise ValueError(
+                "give either device= (one device) or base_model_device_map= (e.g. 'auto' to shard "
+                "over several GPUs), not both"
+            )
         if isinstance(self.pre_prune_config, dict):
             self.pre_prune_config = PrePruneConfig(**self.pre_prune_config)
         if isinstance(self.post_prune_config, dict):

@@ -33,11 +33,17 @@ _IGNORED = {
     "do_eval",
     "gradient_cache_max_gb",
     "metadata",
+    "device",
+    "base_model_device_map",
+    "base_model_max_memory",
+    "encoder_decoder_same_device",
+    "gradiend_device",
 }
 
 # fields that change the GRADIEND but not the training gradients (the gradient cache survives
 # a change of these: a new learning rate or more steps reuse the extracted gradients)
 _NOT_GRADIENTS = {
+    "gradiend_dtype",
     "learning_rate",
     "num_train_epochs",
     "max_steps",

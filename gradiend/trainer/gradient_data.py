@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from gradiend.lm.devices import storage_device, to_host
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
 
@@ -64,12 +65,17 @@ class GradientBatches(Sequence):
         max_bytes: float,
         cache_dir: Path | None = None,
         progress: bool = True,
+        dtype: torch.dtype = torch.bfloat16,
     ):
         self.computer, self.items, self.batches = computer, items, batches
         self.source, self.target = source, target
-        self.cache_dir = cache_dir
-        need = len(batches) * computer.dim * 4 * (1 if source == target else 2)
+        self.cache_dir, self.dtype = cache_dir, dtype
+        elem = torch.finfo(dtype).bits // 8
+        need = len(batches) * computer.dim * elem * (1 if source == target else 2)
         self.in_memory = need <= max_bytes
+        self.on_host = self.in_memory and (
+            storage_device(computer.device, need, "gradient cache") == "host"
+        )
         self._mem: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.computed = 0
         if not self.in_memory:
@@ -95,30 +101,47 @@ class GradientBatches(Sequence):
         rows = [self.items[j] for j in self.batches[i]]
         g = self.computer.batch(rows, [self.source, self.target])
         self.computed += 1
-        return g[self.source], g[self.target]
+        s = g[self.source].to(self.dtype)
+        return s, (s if self.target == self.source else g[self.target].to(self.dtype))
+
+    def _place(self, s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Into the cache's home: the GRADIEND's device, or pinned host memory."""
+        move = to_host if self.on_host else (lambda x: x.to(self.computer.device))
+        ms = move(s)
+        return ms, (ms if t is s else move(t))
 
     def _load_or_compute(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = None if self.cache_dir is None else self.cache_dir / f"batch_{i:05d}.safetensors"
         if path is not None and path.exists():
             t = load_file(str(path))
-            return t["source"], t["target"]
+            return self._place(t["source"], t["target"])
         s, t = self._compute(i)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
-            save_file({"source": s.contiguous(), "target": t.contiguous()}, tmp)
+            save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
             os.replace(tmp, path)
-        return s, t
+        return self._place(s, t)
 
 
 def per_example_matrix(
-    computer: GradientComputer, items: list[Item], kind: str, batch_size: int, progress: bool = True
+    computer: GradientComputer,
+    items: list[Item],
+    kind: str,
+    batch_size: int,
+    progress: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """``[n, dim]`` per-example gradients (for in-training evaluation when they fit in memory)."""
-    rows = []
-    for start in tqdm(
-        range(0, len(items), batch_size), desc="validation gradients", disable=not progress
+    out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
+    i = 0
+    for g in tqdm(
+        computer.iter_per_example(items, kind),
+        total=len(items),
+        desc="validation gradients",
+        disable=not progress,
     ):
-        rows.append(computer.per_example(items[start : start + batch_size], kind))
-    return torch.cat(rows)
+        out[i] = g
+        i += 1
+    return out

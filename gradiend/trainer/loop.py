@@ -54,6 +54,8 @@ def train_loop(
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
     evals, losses = [], []
+    pending: list[tuple[int, torch.Tensor]] = []  # losses read at evaluations: no sync per step
+    device, dtype = model.W_e.device, model.W_e.dtype
 
     def record(step: int) -> dict:
         model.eval()
@@ -72,14 +74,17 @@ def train_loop(
             if not order:
                 order = torch.randperm(len(batches), generator=gen).tolist()
             idx.append(order.pop())
-        s = torch.stack([batches[i][0] for i in idx])
-        t = torch.stack([batches[i][1] for i in idx])
-        loss = torch.nn.functional.mse_loss(model(s), t.to(s.dtype))
+        # the cache may hold 16-bit values in host memory: one cast and move per step
+        s = torch.stack([batches[i][0].to(device, dtype, non_blocking=True) for i in idx])
+        t = torch.stack([batches[i][1].to(device, dtype, non_blocking=True) for i in idx])
+        loss = torch.nn.functional.mse_loss(model(s), t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append({"step": step, "loss": loss.item()})
+        pending.append((step, loss.detach()))
         if step % eval_steps == 0 or step == steps:
+            losses += [{"step": k, "loss": v.item()} for k, v in pending]
+            pending.clear()
             summary = record(step)
             bar.set_postfix(corr=f"{summary['correlation']:.3f}")
             if abs(summary["correlation"]) > abs(best["correlation"]):

@@ -14,6 +14,7 @@ import torch
 
 from gradiend._io import read_json, write_json
 from gradiend.evaluator.encoder import is_convergent
+from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.trainer.fingerprint import diff_fingerprint
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def _new_model(args, pmap: ParamMap, indices, meta: dict, seed: int) -> GradiendModel:
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # initialised on the CPU: the same weights on every device
     dim = pmap.numel if indices is None else len(indices)
     return GradiendModel(
         dim,
@@ -34,6 +35,7 @@ def _new_model(args, pmap: ParamMap, indices, meta: dict, seed: int) -> Gradiend
         activation_encoder=args.activation_encoder or "tanh",
         activation_decoder=args.activation_decoder or "id",
         bias_decoder=True if args.bias_decoder is None else args.bias_decoder,
+        torch_dtype=resolve_dtype(args.gradiend_dtype),
         param_map=pmap,
         indices=indices,
         **meta,
@@ -43,7 +45,7 @@ def _new_model(args, pmap: ParamMap, indices, meta: dict, seed: int) -> Gradiend
 def train_one_seed(trainer: TextPredictionTrainer, pmap, indices, batches, evaluate, meta, seed):
     """Train, keep the best step, orient; return the model and its record."""
     args = trainer.args
-    model = _new_model(args, pmap, indices, meta, seed)
+    model = _new_model(args, pmap, indices, meta, seed).to(trainer.gradiend_device)
     steps = args.max_steps if args.max_steps > 0 else args.num_train_epochs * len(batches)
     res = train_loop(
         model,
@@ -170,7 +172,7 @@ def _seed_run(trainer, pmap, indices, batches, evaluate, meta, fingerprint, seed
     """One seed: reuse its finished run when cached, else train it (and save it)."""
     args = trainer.args
     if args.use_cache:
-        done = _load_seed(seed_dir, fingerprint, seed)
+        done = _load_seed(trainer, seed_dir, fingerprint, seed)
         if done is not None:
             logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
             return done
@@ -226,7 +228,7 @@ def _better(a: dict, b: dict) -> bool:
     return abs(a["correlation"]) > abs(b["correlation"])
 
 
-def _load_seed(seed_dir, fingerprint, seed):
+def _load_seed(trainer, seed_dir, fingerprint, seed):
     path = seed_dir / "training.json"
     if not path.exists():
         return None
@@ -236,4 +238,4 @@ def _load_seed(seed_dir, fingerprint, seed):
         logger.info("seed %d: cached run in %s not used: %s differ(s)", seed, seed_dir, differ)
         return None
     record = stats.pop("record")
-    return GradiendModel.from_pretrained(seed_dir), record, stats
+    return GradiendModel.from_pretrained(seed_dir, device=trainer.gradiend_device), record, stats

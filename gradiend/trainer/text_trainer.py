@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from gradiend._io import read_json, write_json
 from gradiend.data.examples import ExampleTable, build_examples
 from gradiend.evaluator.encoder import class_summary, encoder_metrics
 from gradiend.evaluator.encoder_rows import cap_per_group, encoder_rows
+from gradiend.lm.devices import gradiend_device, model_devices, resolve_dtype, storage_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.items import build_items, check_rows
 from gradiend.lm.loading import BaseLM, describe_model, load_base_model
@@ -127,8 +129,23 @@ class TextPredictionTrainer(DecoderMixin):
                 self.tokenizer_arg,
                 self.args.torch_dtype,
                 self.args.trust_remote_code,
+                device=self.args.device,
+                device_map=self.args.base_model_device_map,
+                max_memory=self.args.base_model_max_memory,
+            )
+            logger.info(
+                "base model on %s (%s)",
+                ", ".join(str(d) for d in model_devices(self._lm.model)),
+                next(self._lm.model.parameters()).dtype,
             )
         return self._lm
+
+    @property
+    def gradiend_device(self) -> torch.device:
+        """Where the GRADIEND, its optimiser state and (when it fits) the gradient cache live."""
+        return gradiend_device(
+            self._base().model, self.args.gradiend_device, self.args.encoder_decoder_same_device
+        )
 
     def _objective(self):
         return make_objective(
@@ -159,7 +176,7 @@ class TextPredictionTrainer(DecoderMixin):
         df = self.table.df
         check_rows(df, objective, str(lm.source))
         pmap = ParamMap.from_model(lm.model, self.args.params)
-        computer = GradientComputer(lm, objective, pmap)
+        computer = GradientComputer(lm, objective, pmap, device=self.gradiend_device)
         train_df = self.table.split("train")
         val_df = cap_per_group(
             self.table.split("validation"),
@@ -201,6 +218,7 @@ class TextPredictionTrainer(DecoderMixin):
             self.args.gradient_cache_max_gb * 1e9,
             cache_dir,
             self.progress,
+            dtype=resolve_dtype(self.args.gradient_cache_dtype),
         )
         timings["training_gradients"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -242,13 +260,18 @@ class TextPredictionTrainer(DecoderMixin):
             }
         )
         kind = self.args.source
-        fits = len(val_items) * computer.dim * 4 <= self.args.gradient_cache_max_gb * 0.5e9
+        dtype = resolve_dtype(self.args.gradient_cache_dtype)
+        need = len(val_items) * computer.dim * (torch.finfo(dtype).bits // 8)
+        fits = need <= self.args.gradient_cache_max_gb * 0.5e9
+        fits = fits and storage_device(computer.device, need, "validation gradients") == "device"
         steps = self.args.max_steps if self.args.max_steps > 0 else 10**9
         n_evals = steps // self.args.eval_steps + 2
         jvp_passes = n_evals * -(-len(val_items) // self.args.eval_batch_size)
         fits = fits and len(val_items) <= jvp_passes  # else JVP passes are the cheaper way
         matrix = (
-            per_example_matrix(computer, val_items, kind, self.args.eval_batch_size, self.progress)
+            per_example_matrix(
+                computer, val_items, kind, self.args.eval_batch_size, self.progress, dtype
+            )
             if fits
             else None
         )
@@ -258,7 +281,7 @@ class TextPredictionTrainer(DecoderMixin):
                 enc = model.encode(matrix)[:, 0]
             else:
                 enc = jvp_encode(model, computer, val_items, kind, self.args.eval_batch_size)[:, 0]
-            frame["encoded"] = enc.detach().float().numpy()
+            frame["encoded"] = enc.detach().float().cpu().numpy()
             return class_summary(frame)
 
         return evaluate
@@ -316,7 +339,9 @@ class TextPredictionTrainer(DecoderMixin):
             return None
         logger.info("using the cached GRADIEND in %s", self.model_dir)
         self._stats = stats
-        self._model = ModelWithGradiend(self._base(), GradiendModel.from_pretrained(self.model_dir))
+        self._model = ModelWithGradiend(
+            self._base(), GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
+        )
         return self._model
 
     # ------------------------------------------------------------------ results
@@ -324,7 +349,8 @@ class TextPredictionTrainer(DecoderMixin):
         if self._model is None:
             if (self.model_dir / "config.json").exists():
                 self._model = ModelWithGradiend(
-                    self._base(), GradiendModel.from_pretrained(self.model_dir)
+                    self._base(),
+                    GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device),
                 )
             else:
                 raise RuntimeError("no trained model yet: call train() first")

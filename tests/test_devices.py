@@ -200,3 +200,28 @@ def test_hub_style_load_defaults_to_cuda(planted, tmp_path):
     mwg = trainer.train()
     assert next(mwg.base_model.parameters()).device.type == "cuda"
     assert next(mwg.base_model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("kind", ["mlm", "clm"])
+def test_double_backward_fallback_equals_explicit_gradients(planted, kind, monkeypatch):
+    """Where forward-mode AD fails for a dtype (bf16 layer norm on CUDA), encodings come from
+    a double backward: the same directional derivatives."""
+    model, tok = planted[kind]
+    lm = load_base_model((model, tok))
+    obj = make_objective("auto", lm.kind, tok)
+    comp = GradientComputer(lm, obj, ParamMap.from_model(model))
+    items = [
+        obj.item("the king said that [MASK] will come today .", ["he"], ["she"]),
+        obj.item("the queen thinks that [MASK] will sing .", ["she"], ["he"]),
+    ]
+    direction = torch.randn(comp.dim)
+
+    def broken_jvp(*args, **kwargs):
+        raise RuntimeError("expected mat1 and mat2 to have the same dtype")
+
+    monkeypatch.setattr(comp, "_jvp", broken_jvp)
+    for kind_ in ("alternative", "diff"):
+        explicit = comp.per_example(items, kind_) @ direction
+        got = comp.directional(items, kind_, direction)
+        torch.testing.assert_close(got, explicit, rtol=1e-4, atol=1e-5)
+    assert comp._jvp_ok is False

@@ -45,6 +45,7 @@ class GradientComputer:
         self.params = [lm.model.get_parameter(s.name) for s in param_map.specs]
         # flat vectors (gradients, directions) live here: the GRADIEND's device
         self.device = torch.device(device) if device is not None else _last_device(self.params)
+        self._jvp_ok = True  # switched off once forward-mode AD fails for this model's dtype
         self.set_indices(indices)
 
     def set_indices(self, indices: torch.Tensor | None) -> None:
@@ -118,7 +119,27 @@ class GradientComputer:
 
     def directional(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
         """``direction · ∇L_i`` for every row ``i`` by one forward-mode (JVP) pass (in the base
-        model's dtype; the result is float32 on :attr:`device`)."""
+        model's dtype; the result is float32 on :attr:`device`).
+
+        Where PyTorch's forward-mode rules fail for the model's dtype (on CUDA, layer norm in
+        bf16 yields float32 tangents), the same numbers come from a double backward instead.
+        """
+        if self._jvp_ok:
+            try:
+                return self._jvp(items, kind, direction)
+            except RuntimeError as err:
+                if "dtype" not in str(err):
+                    raise
+                self._jvp_ok = False
+                logger.warning(
+                    "forward-mode AD failed for this model in %s (%s); encodings use a double "
+                    "backward instead (same values, about twice the cost)",
+                    self.params[0].dtype,
+                    err,
+                )
+        return self._double_vjp(items, kind, direction)
+
+    def _jvp(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
         tangents = self.scatter(direction)
         names = [s.name for s in self.param_map.specs]
 
@@ -129,6 +150,22 @@ class GradientComputer:
             primals = tuple(p.detach() for p in self.params)
             _, jvp = torch.func.jvp(fn, primals, tuple(tangents))
         return jvp.detach().float().to(self.device)
+
+    def _double_vjp(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
+        """``J w`` from reverse mode only: ``g(v) = Jᵀv`` is linear in ``v``, so the gradient of
+        ``⟨g(v), w⟩`` with respect to ``v`` is ``J w`` for the whole batch."""
+        tangents = self.scatter(direction)
+        with _grad_enabled(self.params):
+            losses = _kind_loss(self._losses(items), kind)
+            v = torch.zeros_like(losses, requires_grad=True)
+            grads = torch.autograd.grad(
+                losses, self.params, grad_outputs=v, create_graph=True, allow_unused=True
+            )
+            dot = sum(
+                (g.float() * t.float()).sum() for g, t in zip(grads, tangents) if g is not None
+            )
+            (jw,) = torch.autograd.grad(dot, v)
+        return jw.detach().float().to(self.device)
 
     def scatter(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """Parameter-shaped tensors that hold ``vector`` at the mapped positions, zeros elsewhere."""

@@ -150,9 +150,10 @@ def worker(side: str, shape: str, ns: argparse.Namespace) -> None:
     )
     if side == "ours":
         kwargs["progress"] = False
+    t = time.perf_counter()
     trainer = TextPredictionTrainer(**kwargs)
     out = {"side": side, "shape": shape, "version": getattr(gradiend, "__version__", "?")}
-    out["build_s"] = t_build
+    out["build_s"], out["init_s"] = t_build, time.perf_counter() - t
     stages = [
         ("train", lambda: trainer.train()),
         ("evaluate_encoder", lambda: trainer.evaluate_encoder(max_size=60)),
@@ -176,6 +177,8 @@ def worker(side: str, shape: str, ns: argparse.Namespace) -> None:
     out["peak_gpu_gb"] = peak()
     out["n_params"] = sum(p.numel() for p in trainer.get_model().base_model.parameters())
     out["device"] = torch.cuda.get_device_name() if cuda else "cpu"
+    if side == "ours":  # where train() spent its time
+        out["train_timings"] = trainer.get_training_stats().get("timings")
     print(RESULT_TAG + json.dumps(out), flush=True)
 
 

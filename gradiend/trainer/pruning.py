@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from gradiend.lm.devices import storage_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
 from gradiend.trainer.arguments import PRE_PRUNE_RULES, PrePruneConfig
@@ -56,14 +57,23 @@ def importance(
     params = computer.params
     acc: list[torch.Tensor] = []
     if cfg.rule == "abs_mean":
-        acc = [torch.zeros(p.shape, dtype=torch.float32, device=p.device) for p in params]
+        need = 4.0 * sum(p.numel() for p in params)
+        home = storage_device(params[0].device, need, "pre-prune sums (float32)")
+        acc = [
+            torch.zeros(
+                p.shape, dtype=torch.float32, device=p.device if home == "device" else "cpu"
+            )
+            for p in params
+        ]
+    else:
+        logger.info("pre-prune sums accumulate in the parameters' .grad (%s)", params[0].device)
     bar = tqdm(total=len(items), desc="pre-prune gradients", disable=not progress)
     for start in range(0, len(items), cfg.batch_size):
         chunk = items[start : start + cfg.batch_size]
         if cfg.rule == "abs_mean":
             for grads in computer.iter_per_example_params(chunk, cfg.source):
                 for a, g in zip(acc, grads):
-                    a.add_(g.abs())
+                    a.add_(g.abs().to(a.device))
                 del grads
         else:
             w = labels[start : start + len(chunk)] if cfg.rule == "label_signed_mean" else None

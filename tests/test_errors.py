@@ -43,9 +43,8 @@ def test_missing_unified_columns(planted, tmp_path):
 def test_no_mask_in_text(planted, tmp_path):
     data = he_she_data()
     data["he"].loc[0, "masked"] = "the king said that he will come ."
-    trainer = _trainer(planted, tmp_path, data)
     with pytest.raises(ValueError, match=r"have no \[MASK\]"):
-        trainer.train()
+        _trainer(planted, tmp_path, data)
     assert not (tmp_path / "bad" / "model").exists()
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradiend.evaluator.comparable import check_comparable
 from gradiend.model.gradiend import GradiendModel
 
 logger = logging.getLogger(__name__)
@@ -113,10 +114,9 @@ def topk_sets(
     ``topk`` is a count or a fraction of each run's own input dimension. Runs given as paths are
     loaded one at a time and released, so many large runs fit in memory.
     """
-    return {
-        label: _topk_set(load_gradiend(model), topk, part)
-        for label, model in _labelled(models).items()
-    }
+    labelled = _labelled(models)
+    check_comparable({label: [model] for label, model in labelled.items()})
+    return {label: _topk_set(load_gradiend(model), topk, part) for label, model in labelled.items()}
 
 
 def _topk_set(model: GradiendModel, topk: int | float, part: str) -> set[int]:
@@ -250,6 +250,7 @@ def compute_similarity_matrix(
         raise ValueError("measure='topk_overlap' needs topk (a count or a fraction)")
     part = part or _DEFAULT_PART[measure]
     groups = {label: _members(m) for label, m in _labelled(models).items()}
+    check_comparable(groups)
     flat = [_features(m, measure, part, topk) for ms in groups.values() for m in ms]
     owners = [g for g, ms in enumerate(groups.values()) for _ in ms]
     members = _member_matrix(flat, measure, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradiend.lm.checks import cap_max_length, check_gguf_header, check_model_arg, gguf_load_error
 from gradiend.lm.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ def load_base_model(
         source = getattr(model.config, "_name_or_path", None) or type(model).__name__
         fp = {"model": source, "weights_sha": _weights_hash(model)}
         return _finish(BaseLM(model, tokenizer, detect_kind(model), source, fp), dtype)
+    check_model_arg(model)
     placement: dict[str, Any] = {}
     if device_map is not None:
         placement = {"device_map": device_map, "max_memory": max_memory}
@@ -103,6 +106,7 @@ def _finish(lm: BaseLM, dtype: torch.dtype | None, device: torch.device | None =
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     if lm.kind == "mlm" and tok.mask_token is None:
         raise ValueError("this masked LM's tokenizer has no mask token")
+    cap_max_length(lm.model, tok)
     return lm
 
 
@@ -163,13 +167,15 @@ def _load_gguf(path: Path, dtype: torch.dtype | None = None) -> BaseLM:
     ``dtype``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF file {path} does not exist")
+    check_gguf_header(path)
     folder, name = str(path.parent), path.name
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, attn_implementation="eager", dtype=dtype
-    )
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, attn_implementation="eager", dtype=dtype
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    except (struct.error, EOFError, IndexError, KeyError, ValueError) as err:
+        raise gguf_load_error(path, err) from err
     st = os.stat(path)
     fp = {"model": str(path), "file_size": st.st_size, "file_sha": _file_hash(path)}
     return BaseLM(model, tokenizer, "clm", str(path), fp)

@@ -16,12 +16,20 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gradiend._io import atomic_dir, read_json, write_json
+from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
 from gradiend.lm.params import ParamMap
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# the files ``save_pretrained`` writes (a folder holding anything else is not replaced)
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "mapping_indices.safetensors",
+    "training.json",
+    "gradiend_context.json",
+)
 PARTS = ("decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
 _ACTIVATIONS = {
     "tanh": nn.Tanh,
@@ -274,12 +282,14 @@ class GradiendModel(nn.Module):
         ``extra_files`` maps file names to JSON-serialisable values written alongside.
         """
         path = Path(path)
+        check_replaceable(path, owned_files(path, extra_files), "GRADIEND model")
         with atomic_dir(path) as tmp:
             tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(tensors, str(tmp / "model.safetensors"))
             if self.indices is not None:
                 save_file({"indices": self.indices.cpu()}, str(tmp / "mapping_indices.safetensors"))
-            write_json(tmp / "config.json", self.config())
+            files = sorted({"config.json", *(f.name for f in tmp.iterdir()), *(extra_files or {})})
+            write_json(tmp / "config.json", {**self.config(), "files": files})
             for name, value in (extra_files or {}).items():
                 write_json(tmp / name, value)
         return path
@@ -311,6 +321,20 @@ class GradiendModel(nn.Module):
         )
         model.load_state_dict(load_file(str(path / "model.safetensors")))
         return model if device is None else model.to(device)
+
+
+def owned_files(path: str | Path, extra_files: dict | None = None) -> set[str]:
+    """Names a save into ``path`` may replace: the model files, ``extra_files`` and the files
+    an earlier save there listed in its ``config.json``."""
+    owned = set(MODEL_FILES) | set(extra_files or {})
+    cfg = Path(path) / "config.json"
+    if cfg.is_file():
+        try:
+            listed = read_json(cfg).get("files") or []
+        except (OSError, ValueError, AttributeError):
+            listed = []
+        owned |= {str(f) for f in listed}
+    return owned
 
 
 def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:

@@ -14,6 +14,7 @@ import torch
 
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import KINDS
+from gradiend.trainer.validation import check_arguments, check_prune_config
 
 CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -53,6 +54,7 @@ class PrePruneConfig:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
+        check_prune_config(self)
         if self.source not in KINDS:
             raise ValueError(f"PrePruneConfig.source must be one of {KINDS}, got {self.source!r}")
         if self.rule not in PRE_PRUNE_RULES:
@@ -75,6 +77,7 @@ class PostPruneConfig:
     part: str = "decoder-weight"
 
     def __post_init__(self) -> None:
+        check_prune_config(self)
         if self.topk is None and self.threshold is None:
             raise ValueError("PostPruneConfig needs topk or threshold")
 
@@ -155,8 +158,6 @@ class TrainingArguments:
             raise ValueError("use_cache must be False, True, 'always' or 'only_convergent'")
         if self.optim not in ("adamw", "adam"):
             raise ValueError(f"optim must be 'adamw' or 'adam', got {self.optim!r}")
-        if self.train_batch_size < 1 or self.eval_steps < 1:
-            raise ValueError("train_batch_size and eval_steps must be ≥ 1")
         self._resolve_aliases()
         resolve_dtype(self.torch_dtype, "torch_dtype")
         for name in ("gradiend_dtype", "gradient_cache_dtype"):
@@ -173,6 +174,7 @@ class TrainingArguments:
             self.pre_prune_config = PrePruneConfig(**self.pre_prune_config)
         if isinstance(self.post_prune_config, dict):
             self.post_prune_config = PostPruneConfig(**self.post_prune_config)
+        check_arguments(self)
 
     def _resolve_aliases(self) -> None:
         """Fill both spellings of the convergence fields with one value (clash → error)."""
@@ -192,8 +194,6 @@ class TrainingArguments:
                 f"convergence_metric must be 'correlation' or 'loss', "
                 f"got {self.convergence_metric!r}"
             )
-        if self.min_convergent_seeds < 1 or self.max_seeds < 1:
-            raise ValueError("max_seeds and min_convergent_seeds must be ≥ 1")
 
     # derived values with the incumbent's defaults
     @property

@@ -22,12 +22,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from gradiend._io import read_json, write_json
+from gradiend._io import read_json, read_json_cache, write_json
 from gradiend.data.examples import row_words
 from gradiend.evaluator import decoder as dec
 from gradiend.evaluator.encoder_rows import cap_per_group, fill_masks
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer, case_variants
 from gradiend.trainer.fingerprint import data_hash
+from gradiend.trainer.validation import check_decoder_call, check_results_match, check_save_dir
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class DecoderMixin:
         ``gradiend.evaluator.decoder``). ``selector`` is a policy object, a callable
         ``(candidates, metric, base) -> entry | Selection``, or a float LMS ratio.
         """
+        check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
         strengthen = increase_target_probabilities
         tcs = list(self.target_classes)
         classes = _as_list(target_class) or tcs
@@ -86,8 +88,10 @@ class DecoderMixin:
             bool(self.args.use_cache) if use_cache is None else use_cache,
         )
         results: dict[str, Any] = dec.select(grid, classes, tcs, strengthen, selector)
+        fingerprint = _tensor_hash(mwg)  # rewrite_base_model checks it is this GRADIEND
         for entry in results.values():
             entry["part"] = part
+            entry["gradiend_fingerprint"] = fingerprint
         results["grid"] = grid
         self._save_decoder_results(results)
         if plot:
@@ -186,8 +190,8 @@ class DecoderMixin:
         path = Path(self.run_dir) / GRID_CACHE
         memo = self.__dict__.setdefault("_decoder_memo", {})
         known: dict[str, dict] = {}
-        if use_cache and path.exists():
-            cached = read_json(path)
+        cached = read_json_cache(path) if use_cache else None
+        if cached is not None:
             if cached.get("key") == key:
                 known = cached.get("points", {})
         base_key = dec.point_key(0, 0)
@@ -228,7 +232,7 @@ class DecoderMixin:
 
     def _save_decoder_results(self, results: dict) -> None:
         path = Path(self.run_dir) / RESULTS
-        merged = read_json(path) if path.exists() else {}
+        merged = read_json_cache(path) or {}
         merged.update(results)
         write_json(path, merged)
 
@@ -249,7 +253,12 @@ class DecoderMixin:
                 raise RuntimeError("no decoder results: call evaluate_decoder() first")
             decoder_results = read_json(path)
         classes = _as_list(target_class) or list(self.target_classes)[:1]
+        if output_dir is not None:
+            for cls in classes if isinstance(target_class, list) else [None]:
+                key = dec.summary_key(cls, increase_target_probabilities) if cls else ""
+                check_save_dir(Path(output_dir) / key)
         mwg = self.get_model()
+        check_results_match(decoder_results, _tensor_hash(mwg))
         models = []
         for cls in classes:
             key = dec.summary_key(cls, increase_target_probabilities)

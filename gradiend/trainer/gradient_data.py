@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from gradiend._io import clean_orphans, tmp_prefix
 from gradiend.lm.devices import storage_device, to_host
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
@@ -113,16 +115,37 @@ class GradientBatches(Sequence):
     def _load_or_compute(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = None if self.cache_dir is None else self.cache_dir / f"batch_{i:05d}.safetensors"
         if path is not None and path.exists():
-            t = load_file(str(path))
-            return self._place(t["source"], t["target"])
+            cached = self._load(path)
+            if cached is not None:
+                return cached
         s, t = self._compute(i)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            if i == 0:
+                clean_orphans(path.parent)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name))
             os.close(fd)
-            save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
-            os.replace(tmp, path)
+            try:
+                save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
         return self._place(s, t)
+
+    def _load(self, path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A cached batch, or ``None`` (and the file removed) when it is corrupt or truncated."""
+        try:
+            t = load_file(str(path))
+            s, g = t["source"], t["target"]
+            if s.shape[-1] != self.computer.dim or g.shape[-1] != self.computer.dim:
+                raise ValueError(f"{s.shape[-1]} dimensions, expected {self.computer.dim}")
+            return self._place(s.to(self.dtype), g.to(self.dtype))
+        except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as err:
+            logger.warning(
+                "cached gradient batch %s is unreadable (%s): removed, recomputing it", path, err
+            )
+            path.unlink(missing_ok=True)
+            return None
 
 
 def per_example_matrix(

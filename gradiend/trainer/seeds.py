@@ -11,8 +11,9 @@ import time
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError
 
-from gradiend._io import read_json, write_json
+from gradiend._io import read_json_cache, write_json
 from gradiend.evaluator.encoder import is_convergent
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.params import ParamMap
@@ -126,7 +127,10 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
         if sum(r["converged"] for r in records) >= args.min_convergent_seeds:
             break
     if best is None:
-        raise RuntimeError(f"all {len(records)} seed(s) failed") from error
+        raise RuntimeError(
+            f"all {len(records)} seed(s) failed; the last one with {type(error).__name__}: "
+            f"{error} (its traceback follows as the cause)"
+        ) from error
     n_conv = sum(r["converged"] for r in records)
     if args.max_seeds > 1:
         write_json(seeds_dir / "seed_report.json", _report(args, records, best[1], n_conv))
@@ -229,13 +233,22 @@ def _better(a: dict, b: dict) -> bool:
 
 
 def _load_seed(trainer, seed_dir, fingerprint, seed):
-    path = seed_dir / "training.json"
-    if not path.exists():
+    stats = read_json_cache(seed_dir / "training.json")
+    if stats is None:
         return None
-    stats = read_json(path)
     differ = diff_fingerprint(stats.get("cache_fingerprint"), {**fingerprint, "seed": seed})
     if differ:
         logger.info("seed %d: cached run in %s not used: %s differ(s)", seed, seed_dir, differ)
         return None
-    record = stats.pop("record")
-    return GradiendModel.from_pretrained(seed_dir, device=trainer.gradiend_device), record, stats
+    try:
+        record = stats.pop("record")
+        return (
+            GradiendModel.from_pretrained(seed_dir, device=trainer.gradiend_device),
+            record,
+            stats,
+        )
+    except (KeyError, OSError, ValueError, SafetensorError) as err:
+        logger.warning(
+            "seed %d: cached run in %s is unreadable (%s); retraining", seed, seed_dir, err
+        )
+        return None

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 
-from gradiend._io import read_json, write_json
-from gradiend.data.examples import ExampleTable, build_examples
+from gradiend._io import clean_orphans, read_json, read_json_cache, write_json
+from gradiend.data.examples import ExampleTable, build_examples, read_table
 from gradiend.evaluator.encoder import class_summary, encoder_metrics
 from gradiend.evaluator.encoder_rows import cap_per_group, encoder_rows
 from gradiend.lm.devices import gradiend_device, model_devices, resolve_dtype, storage_device
@@ -39,6 +40,16 @@ from gradiend.trainer.gradient_data import (
 )
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.seeds import run_seeds
+from gradiend.trainer.validation import (
+    check_against_model,
+    check_eval_call,
+    check_neutral,
+    check_objective,
+    check_output_dirs,
+    check_raw_data,
+    check_table,
+    check_trainer_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +91,20 @@ class TextPredictionTrainer(DecoderMixin):
         mask: str = "[MASK]",
         progress: bool = True,
     ):
-        if data is None:
-            raise ValueError("TextPredictionTrainer needs data= (see docs/data-format.md)")
+        check_trainer_inputs(model, data, target_classes, run_id, eval_neutral_max_rows)
         self.args = args or training_args or TrainingArguments()
+        if not isinstance(self.args, TrainingArguments):
+            raise TypeError(f"args must be a TrainingArguments, got {type(self.args).__name__}")
         self.model_arg, self.tokenizer_arg = model, tokenizer
         self.run_id, self.mask, self.progress = run_id, mask, progress
         self.img_format = img_format
         self.decoder_eval_targets = decoder_eval_targets
+        raw = read_table(data)
+        columns = (label_col, label_class_col, alternative_col, alternative_class_col)
+        check_raw_data(raw, masked_col, split_col, *columns)
+        check_neutral(eval_neutral_data, "text")
         self.table: ExampleTable = build_examples(
-            data,
+            raw,
             target_classes,
             masked_col=masked_col,
             split_col=split_col,
@@ -105,7 +121,9 @@ class TextPredictionTrainer(DecoderMixin):
             for c in self.target_classes:
                 if counts.get(c, 0) == 0:
                     raise ValueError(f"class {c!r} has no rows in the {split} split")
+        check_table(self.table.df, self.target_classes, mask)
         self.neutral_df = _read_neutral(eval_neutral_data, eval_neutral_max_rows, self.args.seed)
+        self._check_dirs()
         self.neutral_excluded = {w.lower() for w in eval_neutral_additional_excluded_words or []}
         self._lm: BaseLM | None = None
         self._model: ModelWithGradiend | None = None
@@ -120,6 +138,12 @@ class TextPredictionTrainer(DecoderMixin):
     @property
     def model_dir(self) -> Path:
         return Path(self.args.output_dir) if self.args.output_dir else self.run_dir / "model"
+
+    def _check_dirs(self) -> None:
+        """Refuse output folders that a save would wreck; tidy what a killed run left."""
+        check_output_dirs(self.run_dir, self.model_dir, Path(self.args.experiment_dir or "runs"))
+        for folder in (self.run_dir, self.model_dir.parent, self.run_dir / "seeds"):
+            clean_orphans(folder)
 
     # ------------------------------------------------------------------ base model
     def _base(self) -> BaseLM:
@@ -166,6 +190,7 @@ class TextPredictionTrainer(DecoderMixin):
     # ------------------------------------------------------------------ training
     def train(self) -> ModelWithGradiend:
         """Train (or reuse a matching cached run) and return the oriented best model."""
+        self._check_dirs()
         fingerprint = self._fingerprint()
         cached = self._try_cache(fingerprint)
         if cached is not None:
@@ -173,6 +198,7 @@ class TextPredictionTrainer(DecoderMixin):
         t0 = time.perf_counter()
         lm = self._base()
         objective = self._objective()
+        check_objective(lm.kind, objective)
         df = self.table.df
         check_rows(df, objective, str(lm.source))
         pmap = ParamMap.from_model(lm.model, self.args.params)
@@ -184,6 +210,14 @@ class TextPredictionTrainer(DecoderMixin):
             self.args.seed,
         )
         train_items, val_items = build_items(train_df, objective), build_items(val_df, objective)
+        check_against_model(
+            lm.kind,
+            objective,
+            pd.concat([train_df, val_df]),
+            train_items + val_items,
+            pmap.numel,
+            self.args,
+        )
         timings: dict[str, float] = {"load_and_check": time.perf_counter() - t0}
 
         t = time.perf_counter()
@@ -325,10 +359,9 @@ class TextPredictionTrainer(DecoderMixin):
 
     def _try_cache(self, fingerprint: dict) -> ModelWithGradiend | None:
         mode = self.args.use_cache
-        path = self.model_dir / "training.json"
-        if not mode or not path.exists():
+        stats = read_json_cache(self.model_dir / "training.json") if mode else None
+        if stats is None:
             return None
-        stats = read_json(path)
         if mode in (True, "only_convergent"):
             differ = diff_fingerprint(stats.get("cache_fingerprint"), fingerprint)
             if differ:
@@ -337,11 +370,16 @@ class TextPredictionTrainer(DecoderMixin):
         if mode == "only_convergent" and not stats.get("convergence_info", {}).get("converged"):
             logger.info("cached run in %s not used: it did not converge", self.model_dir)
             return None
+        try:
+            gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
+        except (KeyError, OSError, ValueError, SafetensorError) as err:
+            logger.warning(
+                "cached GRADIEND in %s is unreadable (%s); retraining", self.model_dir, err
+            )
+            return None
         logger.info("using the cached GRADIEND in %s", self.model_dir)
         self._stats = stats
-        self._model = ModelWithGradiend(
-            self._base(), GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
-        )
+        self._model = ModelWithGradiend(self._base(), gradiend)
         return self._model
 
     # ------------------------------------------------------------------ results
@@ -378,6 +416,7 @@ class TextPredictionTrainer(DecoderMixin):
         neutral: bool = True,
     ) -> dict:
         """Encode held-out rows (and neutral variants) and return the incumbent's metric keys."""
+        check_eval_call(split, max_size)
         mwg = self.get_model()
         max_size = max_size if max_size is not None else self.args.encoder_eval_max_size
         rows = cap_per_group(self.table.split(split), max_size, self.args.seed)
@@ -389,11 +428,13 @@ class TextPredictionTrainer(DecoderMixin):
             "rows": data_hash(rows),
             "neutral": neutral,
         }
-        if use_cache and csv_path.exists() and json_path.exists():
-            cached = read_json(json_path)
-            if cached.get("fingerprint") == fp:
+        cached = read_json_cache(json_path) if use_cache and csv_path.exists() else None
+        if cached is not None and cached.get("fingerprint") == fp:
+            try:
                 enc_df = pd.read_csv(csv_path)
                 return self._encoder_result(enc_df, return_df, plot, plot_kwargs)
+            except (OSError, ValueError, KeyError) as err:
+                logger.warning("cache file %s is unreadable (%s); recomputing", csv_path, err)
         neutral_texts = None
         if neutral and self.neutral_df is not None:
             n = max_size * 2 if max_size else len(self.neutral_df)

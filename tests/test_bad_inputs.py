@@ -504,3 +504,31 @@ def test_failing_seed_is_raised_with_its_cause(planted, tmp_path, monkeypatch):
     assert isinstance(info.value.__cause__, FloatingPointError)
     assert not (tmp_path / "run" / "model").exists()
     assert torch.is_grad_enabled()
+
+
+def test_spacy_tags_no_token_can_have(tmp_path):
+    import warnings
+
+    import spacy
+
+    from gradiend import TextFilterConfig, TextPredictionDataCreator
+
+    nlp = spacy.blank("de")
+    nlp.add_pipe("morphologizer").add_label("Case=Nom|Gender=Masc|Number=Sing|POS=DET")
+
+    def creator(tags):
+        cfg = TextFilterConfig(targets=["der"], id="masc_nom", spacy_tags=tags)
+        return TextPredictionDataCreator(
+            base_data=["Der Mann sagt , dass der Hund kommt ."],
+            spacy_model=nlp,
+            feature_targets=[cfg],
+        )
+
+    with pytest.warns(MeaninglessResultWarning, match="'Gender': 'Masculine'.*uses Masc.*Fix"):
+        creator({"pos": "DET", "Gender": "Masculine"})
+    with pytest.warns(MeaninglessResultWarning, match="'pos': 'DETT'.*Fix the tag"):
+        creator({"pos": "DETT", "Gender": "Masc"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MeaninglessResultWarning)
+        creator({"pos": "DET", "Gender": "Masc", "Case": ["Nom", "Acc"]})
+    assert list(tmp_path.iterdir()) == []

@@ -28,6 +28,7 @@ from .output import check_format, frame_path, safe_name, write_frame, write_json
 from .preprocess import TextPreprocessConfig, preprocess_texts
 from .scan import ClassCollector, collect_neutral
 from .sources import resolve_base_data
+from .tag_check import check_spacy_tags
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class TextPredictionDataCreator:
             self._resolve(base_data) if base_data is not None else None
         )
         self.nlp = load_spacy(spacy_model)
+        check_spacy_tags(self.nlp, self.feature_targets)
 
     # ------------------------------------------------------------------ inputs
     def _resolve(self, base_data: Any) -> Iterator[str]:

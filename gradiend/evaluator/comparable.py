@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gradiend._io import read_json
+from gradiend._warn import warn
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,7 @@ def check_comparable(models: Mapping[str, list[Any]]) -> None:
                     f"({_name(ref_base)} vs {_name(base)}) of the same layout: the same index "
                     "is the same parameter, but of different weights"
                 )
-                logger.warning(msg)
-                from gradiend.trainer.validation import MeaninglessResultWarning
-
-                warnings.warn(msg, MeaninglessResultWarning, stacklevel=3)
+                warn(logger, msg, stacklevel=4)
                 ref_base = base  # warn once per change
 
 

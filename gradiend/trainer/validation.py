@@ -21,12 +21,14 @@ import logging
 import math
 import numbers
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from gradiend._warn import MeaninglessResultWarning  # noqa: F401 - re-exported for users
+from gradiend._warn import warn as _warn
 
 if TYPE_CHECKING:
     from gradiend.lm.objectives import Item, Objective
@@ -35,14 +37,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class MeaninglessResultWarning(UserWarning):
-    """The run can go on, but (part of) its result would mean nothing."""
-
-
 def warn(message: str) -> None:
     """Log and raise a ``MeaninglessResultWarning`` (visible in scripts and notebooks)."""
-    logger.warning(message)
-    warnings.warn(message, MeaninglessResultWarning, stacklevel=3)
+    _warn(logger, message, stacklevel=4)
 
 
 # --------------------------------------------------------------------------- plain values

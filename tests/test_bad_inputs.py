@@ -304,6 +304,16 @@ def test_data_file_of_the_wrong_kind_and_a_missing_one(planted, tmp_path, grad_c
     )
 
 
+def test_split_column_that_does_not_exist(planted, tmp_path, grad_calls):
+    refused(
+        lambda: make_trainer(planted, tmp_path, split_col="fold"),
+        ValueError,
+        "split_col='fold' is not a column.*pass split_col=None",
+        tmp_path,
+        grad_calls,
+    )
+
+
 def test_text_without_the_mask_is_refused_at_construction(planted, tmp_path, grad_calls):
     data = he_she_data(40)
     data["he"].loc[0, "masked"] = "the king said that he will come ."

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from gradiend._io import replace_dir
+from gradiend._io import replace_dir, tmp_prefix
 
 FORMATS = ("csv", "parquet", "hf")
 _HINT = "pip install gradiend[data]"
@@ -46,14 +46,19 @@ def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
             import datasets
         except ImportError as err:
             raise ImportError(f"output_format='hf' needs `datasets`: {_HINT}") from err
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        if path.is_dir() and any(path.iterdir()) and not (path / "dataset_info.json").exists():
+            raise FileExistsError(
+                f"refusing to replace {path}: it holds files that are not a saved dataset. "
+                "Pass another output folder or move those files away."
+            )
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=tmp_prefix(path.name)))
         try:
             datasets.Dataset.from_pandas(df, preserve_index=False).save_to_disk(str(tmp))
             replace_dir(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=".tmp")
     os.close(fd)
     try:
         if output_format == "csv":
@@ -70,7 +75,7 @@ def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
 def write_json(obj: Any, path: Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)

@@ -327,6 +327,12 @@ def check_raw_data(
     """Missing (None/NaN) or empty texts, words and classes, named by column and row."""
     from gradiend.data.examples import _WORD_FALLBACKS
 
+    frames = table.values() if isinstance(table, dict) else [table]
+    if split_col not in (None, "split") and not any(split_col in df.columns for df in frames):
+        raise ValueError(
+            f"split_col={split_col!r} is not a column of the data: name the column that holds "
+            "train/validation/test, or pass split_col=None for a seeded split per class"
+        )
     if isinstance(table, dict):
         for cls, df in table.items():
             word = cls if cls in df.columns else next((c for c in _WORD_FALLBACKS if c in df), None)
@@ -342,8 +348,9 @@ def _check_cells(df: pd.DataFrame, required: list, optional: list, where: str) -
     for col in [c for c in required + optional if c is not None and c in df.columns]:
         values = df[col]
         missing = values.isna()
-        if col in required:
-            missing |= values.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+        if col in required and not pd.api.types.is_numeric_dtype(values):
+            blank = values.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
+            missing |= blank.fillna(False).astype(bool)
         if missing.any() and (col in required or not missing.all()):
             first = df.index[missing.to_numpy()][0]
             raise ValueError(
@@ -397,6 +404,10 @@ def check_output_dirs(run_dir: Path, model_dir: Path, experiment_dir: Path) -> N
 # --------------------------------------------------------------------------- the example table
 def check_table(df: pd.DataFrame, targets: list[str], mask: str) -> None:
     """The canonical table: every row masked, evaluation splits usable, no leaked duplicates."""
+    if not isinstance(mask, str) or not mask.strip():
+        raise ValueError(
+            f"mask must be the placeholder string in the texts (e.g. '[MASK]'), got {mask!r}"
+        )
     no_mask = df[~df["masked"].astype(str).str.contains(mask, regex=False)]
     if len(no_mask):
         raise ValueError(
@@ -425,11 +436,11 @@ def _check_eval_split(df: pd.DataFrame, targets: list[str]) -> None:
 
 
 def _warn_duplicates(df: pd.DataFrame) -> None:
-    key = df["masked"].astype(str) + "\0" + df["factual"].astype(str)
-    splits = df.assign(_key=key).groupby("_key")["split"].nunique()
-    leaked = splits[splits > 1]
+    cols = ["masked", "factual"]
+    rows = df[[*cols, "split"]].drop_duplicates()
+    leaked = rows.loc[rows.duplicated(subset=cols, keep=False), cols].drop_duplicates()
     if len(leaked):
-        example = leaked.index[0].split("\0")[0][:80]
+        example = str(leaked["masked"].iloc[0])[:80]
         warn(
             f"{len(leaked)} sentence(s) appear in more than one split (e.g. {example!r}): "
             "held-out scores on them measure memorisation. Deduplicate the data before "

@@ -358,6 +358,13 @@ def test_missing_local_model_folder(tmp_path, grad_calls):
         tmp_path,
         grad_calls,
     )
+    refused(
+        lambda: TextPredictionTrainer(model=None, data=he_she_data(10)),
+        ValueError,
+        "needs model=: a hub id, a model folder",
+        tmp_path,
+        grad_calls,
+    )
     (tmp_path / "empty_model").mkdir()
     refused(
         lambda: load_base_model(str(tmp_path / "empty_model")),

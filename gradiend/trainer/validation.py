@@ -259,6 +259,11 @@ def check_trainer_inputs(
     """The trainer's own arguments, before the data is read (no model is loaded)."""
     from gradiend.lm.checks import check_model_arg
 
+    if model is None:
+        raise ValueError(
+            "TextPredictionTrainer needs model=: a hub id, a model folder, a .gguf file or "
+            "(model, tokenizer)"
+        )
     if data is None:
         raise ValueError("TextPredictionTrainer needs data= (see docs/data-format.md)")
     check_model_arg(model)
@@ -391,6 +396,13 @@ def check_output_dirs(run_dir: Path, model_dir: Path, experiment_dir: Path) -> N
                 raise NotADirectoryError(
                     f"{name} {path} cannot be a folder: {p} is a file. Pass a folder path."
                 )
+    for path in (run_dir, model_dir):
+        existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor))
+        if existing.exists() and not os.access(existing, os.W_OK):
+            raise PermissionError(
+                f"cannot write into {existing} (for {path}): pass an experiment_dir / "
+                "output_dir you can write to"
+            )
     run, model = run_dir.resolve(), model_dir.resolve()
     if model == run or model in run.parents:
         raise ValueError(

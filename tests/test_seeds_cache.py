@@ -97,20 +97,27 @@ def test_non_convergent_seed_is_followed_by_the_next(planted, tmp_path, monkeypa
 
 
 def test_fail_on_non_convergence(planted, tmp_path, caplog):
-    # an unreachable threshold (via the alias name): no seed converges
+    # a perfect correlation required (via the alias name; a threshold over 1 is refused
+    # as unreachable) and a learning rate too small to move the encodings: no seed converges
     with pytest.raises(RuntimeError, match="0 of 2 seed"):
         _trainer(
             planted,
             tmp_path / "a",
             max_seeds=2,
             max_steps=20,
-            convergence_threshold=1.01,
+            convergence_threshold=1.0,
+            learning_rate=1e-12,
             fail_on_non_convergence=True,
         ).train()
     assert not (tmp_path / "a" / "run" / "model").exists()
     with caplog.at_level(logging.WARNING, logger="gradiend.trainer.seeds"):
         trainer = _trainer(
-            planted, tmp_path / "b", max_seeds=2, max_steps=20, convergent_score_threshold=1.01
+            planted,
+            tmp_path / "b",
+            max_seeds=2,
+            max_steps=20,
+            convergent_score_threshold=1.0,
+            learning_rate=1e-12,
         )
         trainer.train()
     assert "0 of 2 seed(s) converged" in caplog.text

@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 
 
 def warn(message: str) -> None:
-    """Log and raise a ``MeaninglessResultWarning`` (visible in scripts and notebooks)."""
-    _warn(logger, message, stacklevel=4)
+    """Log and raise a ``MeaninglessResultWarning`` (visible in scripts and notebooks), pointing
+    at the user's call (check → stage → trainer method → user)."""
+    _warn(logger, message, stacklevel=6)
 
 
 # --------------------------------------------------------------------------- plain values

@@ -38,11 +38,8 @@ from gradiend.trainer.gradient_data import (
     schedule_batches,
     stable_hash,
 )
-from gradiend.trainer.pruning import pre_prune, stratified_sample
-from gradiend.trainer.seeds import run_seeds
-from gradiend.trainer.validation import (
+from gradiend.trainer.input_checks import (
     check_against_model,
-    check_eval_call,
     check_neutral,
     check_objective,
     check_output_dirs,
@@ -50,6 +47,9 @@ from gradiend.trainer.validation import (
     check_table,
     check_trainer_inputs,
 )
+from gradiend.trainer.pruning import pre_prune, stratified_sample
+from gradiend.trainer.seeds import run_seeds
+from gradiend.trainer.validation import check_eval_call
 
 logger = logging.getLogger(__name__)
 

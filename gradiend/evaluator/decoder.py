@@ -1,9 +1,10 @@
-"""Decoder evaluation: sweep ``θ + η · decoder(ff)`` over a grid and pick a point per class.
+"""Decoder evaluation: score ``θ + η · decoder(ff)`` along each direction and pick a point per class.
 
-Each grid point is applied to the base model *in place* (``ModelWithGradiend.applied``, which
+Each point is applied to the base model *in place* (``ModelWithGradiend.applied``, which
 restores the parameters bit-for-bit), scored, and undone; the update vector is computed once per
-feature factor. The unmodified base model is the grid entry with ``feature_factor = 0`` and
-``learning_rate = 0``.
+feature factor. The unmodified base model is the entry with ``feature_factor = 0`` and
+``learning_rate = 0``. This module holds the grid, the budget and the selection policies; the
+adaptive search that finds the budget's edge with few points is ``decoder_search``.
 
 Sign convention (see ``gradiend.trainer.text_trainer.encoding_labels``): ``decoder(+1)``
 strengthens ``target_classes[0]`` and ``decoder(−1)`` strengthens ``target_classes[1]``.
@@ -11,6 +12,10 @@ strengthens ``target_classes[0]`` and ``decoder(−1)`` strengthens ``target_cla
 Metrics per summary key: strengthening ``C`` maximises ``probs[C]`` (probability of C's words on
 sentences of the other class) over points with ``ff(C)``; weakening ``C`` (key ``C_weaken``)
 maximises ``1 − probs_factual[C]`` over points with the other class's ff.
+
+Budget: the selector's LMS rule (the incumbent's ``LMS ≥ 0.99 · LMS(base)`` by default) and,
+on top, neutral ``NLL ≤ (1 + max_nll_increase) · NLL(base)``. Every summary reports the chosen
+point's LMS and NLL and what the budget cost (the best metric inside and outside it).
 """
 
 from __future__ import annotations

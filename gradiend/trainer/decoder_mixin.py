@@ -15,16 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from gradiend._io import read_json, read_json_cache, write_json
 from gradiend.data.examples import row_words
 from gradiend.evaluator import decoder as dec
+from gradiend.evaluator.decoder_scoring import PointScorer, PointStore, screen_groups
+from gradiend.evaluator.decoder_search import (
+    AdaptiveSearchConfig,
+    initial_step,
+    search_direction,
+)
 from gradiend.evaluator.encoder_rows import cap_per_group, fill_masks
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer, case_variants
 from gradiend.trainer.fingerprint import data_hash
@@ -52,47 +60,75 @@ class DecoderMixin:
         use_cache: bool | None = None,
         plot: bool = False,
         part: str = "decoder",
+        search: str = "adaptive",
+        max_nll_increase: float | None = 0.01,
+        search_config: AdaptiveSearchConfig | None = None,
     ) -> dict[str, Any]:
-        """Sweep ``θ + η·decoder(ff)`` and select a point per requested class.
+        """Score ``θ + η·decoder(ff)`` along each direction and select a point per class.
 
-        Returns ``{<class> or <class>_weaken: summary, "grid": [entries]}`` (see
-        ``gradiend.evaluator.decoder``). ``selector`` is a policy object, a callable
-        ``(candidates, metric, base) -> entry | Selection``, or a float LMS ratio.
+        ``search="adaptive"`` (default) finds the edge of the budget per direction
+        (``gradiend.evaluator.decoder_search``); ``search="grid"`` or explicit ``lrs`` score
+        every step size of the grid. The budget is the selector's LMS rule (default
+        ``LMSThresholdPolicy(0.99)``) and neutral ``NLL ≤ (1 + max_nll_increase) · NLL(base)``
+        (``None``: no NLL bound). Returns ``{<class> or <class>_weaken: summary, "grid":
+        [every evaluated point], "search": cost}`` (see ``gradiend.evaluator.decoder``).
+        ``selector`` is a policy object, a callable ``(candidates, metric, base) -> entry |
+        Selection``, or a float LMS ratio.
         """
         check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
+        if search not in ("adaptive", "grid"):
+            raise ValueError(f"search must be 'adaptive' or 'grid', not {search!r}")
+        t0 = time.perf_counter()
         strengthen = increase_target_probabilities
         tcs = list(self.target_classes)
         classes = _as_list(target_class) or tcs
         for c in classes:
             dec.feature_factor(c, tcs)  # validates
-        lrs = list(lrs or self.args.decoder_eval_lrs or dec.DEFAULT_LRS)
+        explicit = lrs or self.args.decoder_eval_lrs
         ffs = list(
             feature_factors
             or self.args.decoder_eval_feature_factors
             or dec.default_feature_factors(classes, tcs, strengthen)
         )
+        selector = dec.as_policy(selector)
+        budget = dec.budget_for(selector, max_nll_increase)
+        mode = "grid" if explicit or search == "grid" else "adaptive"
+        if mode == "adaptive" and not budget.constrained:
+            logger.info("no LMS or NLL bound to search the edge of; scoring the grid instead")
+            mode = "grid"
+        cfg = search_config or AdaptiveSearchConfig()
         mwg = self.get_model()
         rows = self._decoder_rows(classes, strengthen, max_size_training_like)
-        targets, mode = self._decoder_targets(rows)
+        targets, tmode = self._decoder_targets(rows)
         lms_texts, ignore_words = self._lms_texts(rows, max_size_neutral)
-        key = self._grid_key(mwg, part, rows, targets, mode, lms_texts)
-        grid = self._grid(
-            mwg,
-            dec.grid_points(ffs, lrs),
-            key,
-            rows,
-            targets,
-            lms_texts,
-            ignore_words,
-            part,
-            bool(self.args.use_cache) if use_cache is None else use_cache,
+        key = self._grid_key(mwg, part, rows, targets, tmode, lms_texts, cfg)
+        cache = bool(self.args.use_cache) if use_cache is None else use_cache
+        store = PointStore(Path(self.run_dir) / GRID_CACHE, key, cache)
+        scorer = self._point_scorer(mwg, rows, targets, lms_texts, ignore_words, cfg)
+        base = self._base_point(mwg, store, scorer, key)
+        if mode == "grid":
+            grid = self._run_grid(
+                mwg, dec.grid_points(ffs, list(explicit or dec.DEFAULT_LRS)), store, scorer, part
+            )
+        else:
+            metrics = {
+                dec.direction_factor(c, tcs, strengthen): dec.metric_for(c, strengthen)
+                for c in classes
+            }
+            grid = [base] + self._run_search(
+                mwg, ffs, store, scorer, base, budget, metrics, part, cfg
+            )
+        store.save()
+        results: dict[str, Any] = dec.select(
+            grid, classes, tcs, strengthen, selector, max_nll_increase
         )
-        results: dict[str, Any] = dec.select(grid, classes, tcs, strengthen, selector)
         fingerprint = _tensor_hash(mwg)  # rewrite_base_model checks it is this GRADIEND
         for entry in results.values():
             entry["part"] = part
+            entry["search"] = mode
             entry["gradiend_fingerprint"] = fingerprint
         results["grid"] = grid
+        results["search"] = _search_info(mode, t0, scorer, grid, lms_texts, rows)
         self._save_decoder_results(results)
         if plot:
             self.plot_probability_shifts(results)
@@ -167,7 +203,7 @@ class DecoderMixin:
         return (texts[:cap] if cap else texts), sorted({w for ws in words.values() for w in ws})
 
     # ------------------------------------------------------------------ grid + cache
-    def _grid_key(self, mwg, part, rows, targets, mode, lms_texts) -> dict:
+    def _grid_key(self, mwg, part, rows, targets, mode, lms_texts, cfg) -> dict:
         try:
             model_fp = self.get_training_stats().get("cache_fingerprint")
         except RuntimeError:
@@ -182,37 +218,18 @@ class DecoderMixin:
             "lms_texts": _hash(lms_texts),
             "n_rows": len(rows),
             "n_lms_texts": len(lms_texts),
+            "screen": [cfg.screen_fraction, cfg.min_screen_texts, cfg.z],
             "seed": self.args.seed,
-            "version": 1,
+            "version": 2,
         }
 
-    def _grid(self, mwg, points, key, rows, targets, lms_texts, ignore_words, part, use_cache):
-        path = Path(self.run_dir) / GRID_CACHE
-        memo = self.__dict__.setdefault("_decoder_memo", {})
-        known: dict[str, dict] = {}
-        cached = read_json_cache(path) if use_cache else None
-        if cached is not None:
-            if cached.get("key") == key:
-                known = cached.get("points", {})
-        base_key = dec.point_key(0, 0)
-        if _hash(key) in memo and base_key not in known:
-            known[base_key] = memo[_hash(key)]  # base-model scores of this session
-        todo = [p for p in points if dec.point_key(*p) not in known]
-        if todo:
-            t0 = time.perf_counter()
-            evaluate = self._point_evaluator(mwg, rows, targets, lms_texts, ignore_words)
-            known.update(dec.run_grid(mwg, todo, evaluate, part, getattr(self, "progress", True)))
-            logger.info("decoder grid: %d points in %.1f s", len(todo), time.perf_counter() - t0)
-            write_json(path, {"key": key, "points": known})
-        memo[_hash(key)] = known[base_key]
-        return [known[dec.point_key(*p)] for p in points]
-
-    def _point_evaluator(self, mwg, rows, targets, lms_texts, ignore_words):
+    def _point_scorer(self, mwg, rows, targets, lms_texts, ignore_words, cfg) -> PointScorer:
         obj, lm = mwg.objective, mwg.lm
         tcs = list(self.target_classes)
         bs = self.args.eval_batch_size
-        scorer = TargetScorer(obj, targets, tcs, bs, lm.device)
+        device = next(lm.model.parameters()).device
         ignore = {i for w in ignore_words for i in obj.word_ids(w)}
+        groups = screen_groups(len(lms_texts), cfg.screen_fraction, cfg.min_screen_texts, 42)
         lms = LMSScorer(
             lm.tokenizer,
             lm.kind,
@@ -221,14 +238,71 @@ class DecoderMixin:
             bs,
             seed=42,
             max_length=obj.max_length,
-            device=lm.device,
+            device=device,
+            groups=groups,
         )
         row_classes = rows["factual_class"].astype(str).tolist()
+        return PointScorer(
+            TargetScorer(obj, targets, tcs, bs, device), lms, row_classes, tcs, cfg.z
+        )
 
-        def evaluate(model) -> dict:
-            return dec.point_entry(scorer(model), row_classes, tcs, tcs, lms(model))
+    def _base_point(self, mwg, store: PointStore, scorer: PointScorer, key: dict) -> dict:
+        """The unmodified model's full scores (from the store, this session, or scored now)."""
+        pk = dec.point_key(0, 0)
+        memo = self.__dict__.setdefault("_decoder_memo", {})
+        if store.get(pk, True) is None or pk not in store.stats:
+            if _hash(key) in memo:
+                entry, stats = memo[_hash(key)]
+                store.put(pk, {**entry, "_stats": stats})
+            else:
+                entry = scorer.full(mwg.base_model)
+                entry["id"] = dec.point_id(0, 0)
+                store.put(pk, entry)
+        memo[_hash(key)] = (store.entries[pk], store.stats[pk])
+        return store.entries[pk]
 
-        return evaluate
+    def _run_grid(self, mwg, points, store: PointStore, scorer: PointScorer, part) -> list:
+        todo = [p for p in points if store.get(dec.point_key(*p), True) is None]
+        if todo:
+            t0 = time.perf_counter()
+            done = dec.run_grid(mwg, todo, scorer.full, part, getattr(self, "progress", True))
+            for pk, entry in done.items():
+                store.put(pk, entry)
+            logger.info("decoder grid: %d points in %.1f s", len(todo), time.perf_counter() - t0)
+        return [store.entries[dec.point_key(*p)] for p in points]
+
+    def _run_search(self, mwg, ffs, store, scorer, base, budget, metrics, part, cfg) -> list:
+        """The adaptive search along each direction; returns its points in (ff, η) order."""
+        base_stats = store.stats[dec.point_key(0, 0)]
+        weight_norm = math.sqrt(sum(float(t.float().pow(2).sum()) for t in mwg.grads.snapshot()))
+        bar = tqdm(desc="decoder search", unit="point", disable=not getattr(self, "progress", True))
+        found: list[tuple[float, float]] = []
+        for ff in ffs:
+            update = mwg.get_update_vector(ff, part)
+            eta0 = initial_step(float(update.norm()), weight_norm, cfg.initial_relative_change)
+
+            def evaluate(lr: float, full: bool, ff=ff, update=update) -> dict:
+                pk = dec.point_key(ff, lr)
+                have = store.get(pk, full)
+                if have is not None:
+                    return have
+                screened = store.entries.get(pk)
+                with mwg.applied(lr, ff, part, update=update) as model:
+                    if full and screened is not None:
+                        entry = scorer.confirm(model, screened, store.stats[pk])
+                    elif full:
+                        entry = scorer.full(model)
+                    else:
+                        entry = scorer.screen(model, base, base_stats)
+                entry["id"] = dec.point_id(ff, lr)
+                bar.update(1)
+                return store.put(pk, entry)
+
+            metric = metrics.get(ff, dec.lr_of)
+            trace = search_direction(evaluate, base, budget, metric, eta0, cfg)
+            found += [(ff, lr) for lr in trace.screened + trace.confirmed]
+        bar.close()
+        return [store.entries[dec.point_key(*p)] for p in sorted(set(found))]
 
     def _save_decoder_results(self, results: dict) -> None:
         path = Path(self.run_dir) / RESULTS
@@ -299,6 +373,27 @@ class DecoderMixin:
 
 
 # --------------------------------------------------------------------------- helpers
+def _search_info(mode: str, t0: float, scorer: PointScorer, grid, lms_texts, rows) -> dict:
+    """What the evaluation cost: wall time, full-pass equivalents and the points scored."""
+    info = {
+        "mode": mode,
+        "seconds": time.perf_counter() - t0,
+        "full_pass_equivalents": scorer.work,
+        "n_points": len(grid),
+        "n_screened": sum(e.get("scored") == "screen" for e in grid),
+        "n_lms_texts": len(lms_texts),
+        "n_rows": len(rows),
+    }
+    logger.info(
+        "decoder %s: %d points, %.1f full-pass equivalents, %.1f s",
+        mode,
+        len(grid),
+        scorer.work,
+        info["seconds"],
+    )
+    return info
+
+
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """An ordinary HF model: GGUF/quantised loads are rebuilt from their config without
     ``quantization_config`` (they refuse ``save_pretrained``)."""

@@ -1,9 +1,12 @@
 """Decoder probability shifts: how rewriting the model with η·decoder(ff) moves class probabilities.
 
 One panel per class: the mean probability of the class's words against the step size η (log
-axis), one line per feature factor, the unmodified base model as a dashed reference. A last
-panel shows the language-modelling score (LMS) with the acceptance threshold
-``lms_ratio · LMS(base)``. The point chosen by the selection policy is starred.
+axis), one line per feature factor through every evaluated point (an adaptive search scores
+different step sizes per direction), the unmodified base model as a dashed reference. Then the
+language-modelling score (LMS) with the acceptance threshold ``lms_ratio · LMS(base)`` and, when
+the points carry a neutral NLL, its relative increase with the ``max_nll_increase`` bound.
+Points scored on the screening subset only (estimated LMS/NLL) are drawn hollow. The point
+chosen by the selection policy is starred.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def plot_probability_shifts(
     show: bool | None = None,
     target_class: str | None = None,
     img_format: str = "png",
-    lms_ratio: float = 0.99,
+    lms_ratio: float | None = None,
     dpi: int = DEFAULT_DPI,
 ) -> dict[str, Any]:
     """Probability of each class's words and LMS against η, per feature factor.
@@ -35,24 +38,31 @@ def plot_probability_shifts(
     ``feature_factor`` and ``learning_rate`` of the selected point) plus ``"grid"``, whose entry
     with ``feature_factor == 0`` and ``learning_rate == 0`` is the base model. ``target_class``
     restricts the starred selections to that class (default: every summary entry).
+    ``lms_ratio`` defaults to the ratio recorded in the summaries' budget, else 0.99.
     Returns ``{"path", "figure", "data": {"classes", "feature_factors", "learning_rates",
-    "probs" {class: {ff: [p per η]}}, "lms" {ff: [...]}, "base_probs", "base_lms",
-    "lms_threshold", "selected"}}``.
+    "probs" {class: {ff: [p per η]}}, "lms" {ff: [...]}, "points" {ff: {"learning_rates",
+    "probs" {class: [...]}, "lms", "nll_increase", "estimated"}}, "base_probs", "base_lms",
+    "lms_threshold", "max_nll_increase", "selected"}}``.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     data = _shift_data(decoder_results, target_class, lms_ratio)
-    n = len(data["classes"]) + 1
+    with_nll = any(v is not None for p in data["points"].values() for v in p["nll_increase"])
+    n = len(data["classes"]) + 1 + with_nll
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4.0), squeeze=False)
     for ax, cls in zip(axes[0], data["classes"], strict=False):
         _draw_class_panel(ax, cls, data)
-    _draw_lms_panel(axes[0][-1], data)
+    _draw_lms_panel(axes[0][len(data["classes"])], data)
+    if with_nll:
+        _draw_nll_panel(axes[0][-1], data)
     fig.tight_layout()
     name = "decoder_probability_shifts" + (f"_{target_class}" if target_class else "")
     return finish(fig, data, output, name, show, img_format, dpi)
 
 
 # --------------------------------------------------------------------------- numbers
-def _shift_data(results: Mapping[str, Any], target_class: str | None, lms_ratio: float) -> dict:
+def _shift_data(
+    results: Mapping[str, Any], target_class: str | None, lms_ratio: float | None
+) -> dict:
     grid = list(results.get("grid", []))
     if not grid:
         raise ValueError("decoder_results has no 'grid' entries to plot")
@@ -63,6 +73,10 @@ def _shift_data(results: Mapping[str, Any], target_class: str | None, lms_ratio:
     lrs = sorted({_lr(g) for g in points})
     lookup = {(_ff(g), _lr(g)): g for g in points}
     base_lms = _lms(base) if base is not None else _summary_base_lms(results)
+    budget = _summary_budget(results)
+    if lms_ratio is None:
+        lms_ratio = budget.get("lms_ratio") or 0.99
+    base_nll = _nll(base)
 
     def series(fn) -> dict[float, list[float | None]]:
         return {
@@ -78,7 +92,26 @@ def _shift_data(results: Mapping[str, Any], target_class: str | None, lms_ratio:
         "base_probs": {c: _prob(base, c) for c in classes} if base is not None else {},
         "base_lms": base_lms,
         "lms_threshold": None if base_lms is None else lms_ratio * base_lms,
+        "max_nll_increase": budget.get("max_nll_increase"),
+        "points": {ff: _direction(points, ff, classes, base_nll) for ff in ffs},
         "selected": _selected(results, lookup, target_class),
+    }
+
+
+def _direction(points: list, ff: float, classes: list[str], base_nll: float | None) -> dict:
+    """The evaluated points of one feature factor, by step size."""
+    own = sorted((g for g in points if _ff(g) == ff), key=_lr)
+
+    def rel(g) -> float | None:
+        nll = _nll(g)
+        return None if nll is None or not base_nll else nll / base_nll - 1.0
+
+    return {
+        "learning_rates": [_lr(g) for g in own],
+        "probs": {c: [_prob(g, c) for g in own] for c in classes},
+        "lms": [_lms(g) for g in own],
+        "nll_increase": [rel(g) for g in own],
+        "estimated": [g.get("scored") == "screen" for g in own],
     }
 
 
@@ -100,6 +133,27 @@ def _lms(entry: Mapping[str, Any] | None) -> float | None:
     if isinstance(value, Mapping):
         value = value.get("lms")
     return None if value is None else float(value)
+
+
+def _nll(entry: Mapping[str, Any] | None) -> float | None:
+    value = None if entry is None else entry.get("lms")
+    value = value.get("nll") if isinstance(value, Mapping) else None
+    return None if value is None else float(value)
+
+
+def _summaries(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [
+        e
+        for k, e in results.items()
+        if k != "grid" and isinstance(e, Mapping) and "learning_rate" in e
+    ]
+
+
+def _summary_budget(results: Mapping[str, Any]) -> dict:
+    for entry in _summaries(results):
+        if isinstance(entry.get("budget"), Mapping):
+            return dict(entry["budget"])
+    return {}
 
 
 def _summary_base_lms(results: Mapping[str, Any]) -> float | None:
@@ -128,37 +182,52 @@ def _selected(
             "learning_rate": lr,
             "prob": _prob(point, cls),
             "lms": _lms(point) if point is not None else entry.get("lms"),
+            "nll_increase": entry.get("nll_increase"),
             "passed": entry.get("passed"),
         }
     return chosen
 
 
 # --------------------------------------------------------------------------- drawing
-def _draw_class_panel(ax: Any, cls: str, data: dict[str, Any]) -> None:
-    lrs = data["learning_rates"]
+def _draw_series(ax: Any, data: dict[str, Any], values) -> None:
+    """One line per feature factor through its evaluated points; estimated points hollow."""
     for i, ff in enumerate(data["feature_factors"]):
-        ax.plot(
-            lrs,
-            _nan(data["probs"][cls][ff]),
-            marker="o",
-            markersize=3,
-            color=f"C{i}",
-            label=f"ff = {ff:g}",
-        )
+        pts = data["points"][ff]
+        xy = [
+            (lr, v, est)
+            for lr, v, est in zip(pts["learning_rates"], values(pts), pts["estimated"], strict=True)
+            if v is not None
+        ]
+        if not xy:
+            continue
+        ax.plot([p[0] for p in xy], [p[1] for p in xy], color=f"C{i}", label=f"ff = {ff:g}")
+        for hollow in (False, True):
+            sub = [p for p in xy if p[2] == hollow]
+            if sub:
+                ax.scatter(
+                    [p[0] for p in sub],
+                    [p[1] for p in sub],
+                    s=14,
+                    color="white" if hollow else f"C{i}",
+                    edgecolor=f"C{i}",
+                    zorder=3,
+                    label="screened (estimate)" if hollow and i == 0 else None,
+                )
+
+
+def _star(ax: Any, x: float, y: float, label: str | None = None) -> None:
+    ax.scatter([x], [y], marker="*", s=220, color="gold", edgecolor="black", zorder=5, label=label)
+
+
+def _draw_class_panel(ax: Any, cls: str, data: dict[str, Any]) -> None:
+    _draw_series(ax, data, lambda p: p["probs"][cls])
     base = data["base_probs"].get(cls)
     if base is not None:
         ax.axhline(base, color="black", linestyle="--", linewidth=1, label="base model")
     for sel in data["selected"].values():
         if sel["class"] == cls and sel["prob"] is not None:
-            ax.scatter(
-                [sel["learning_rate"]],
-                [sel["prob"]],
-                marker="*",
-                s=220,
-                color="gold",
-                edgecolor="black",
-                zorder=5,
-                label=f"selected (η = {sel['learning_rate']:g})",
+            _star(
+                ax, sel["learning_rate"], sel["prob"], f"selected (η = {sel['learning_rate']:.3g})"
             )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate η")
@@ -168,16 +237,7 @@ def _draw_class_panel(ax: Any, cls: str, data: dict[str, Any]) -> None:
 
 
 def _draw_lms_panel(ax: Any, data: dict[str, Any]) -> None:
-    lrs = data["learning_rates"]
-    for i, ff in enumerate(data["feature_factors"]):
-        ax.plot(
-            lrs,
-            _nan(data["lms"][ff]),
-            marker="o",
-            markersize=3,
-            color=f"C{i}",
-            label=f"ff = {ff:g}",
-        )
+    _draw_series(ax, data, lambda p: p["lms"])
     if data["base_lms"] is not None:
         ax.axhline(data["base_lms"], color="black", linestyle="--", linewidth=1, label="base model")
         ax.axhline(
@@ -185,15 +245,7 @@ def _draw_lms_panel(ax: Any, data: dict[str, Any]) -> None:
         )
     for sel in data["selected"].values():
         if sel["lms"] is not None:
-            ax.scatter(
-                [sel["learning_rate"]],
-                [sel["lms"]],
-                marker="*",
-                s=220,
-                color="gold",
-                edgecolor="black",
-                zorder=5,
-            )
+            _star(ax, sel["learning_rate"], sel["lms"])
     ax.set_xscale("log")
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("LMS")
@@ -201,5 +253,19 @@ def _draw_lms_panel(ax: Any, data: dict[str, Any]) -> None:
     ax.legend(fontsize=8)
 
 
-def _nan(values: list[float | None]) -> list[float]:
-    return [float("nan") if v is None else v for v in values]
+def _draw_nll_panel(ax: Any, data: dict[str, Any]) -> None:
+    _draw_series(ax, data, lambda p: [None if v is None else 100 * v for v in p["nll_increase"]])
+    ax.axhline(0, color="black", linestyle="--", linewidth=1, label="base model")
+    if data["max_nll_increase"] is not None:
+        ax.axhline(
+            100 * data["max_nll_increase"], color="red", linestyle=":", linewidth=1, label="budget"
+        )
+    for sel in data["selected"].values():
+        if sel.get("nll_increase") is not None:
+            _star(ax, sel["learning_rate"], 100 * sel["nll_increase"])
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("learning rate η")
+    ax.set_ylabel("neutral NLL change (%)")
+    ax.set_title("Neutral NLL")
+    ax.legend(fontsize=8)

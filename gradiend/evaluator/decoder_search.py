@@ -1,0 +1,172 @@
+"""Adaptive decoder search: the largest step size along one direction that keeps the budget.
+
+Along one direction ``θ + η · u`` the language-modelling cost and the target probability grow
+nearly monotonically with η, so the best point inside a budget sits at the budget's edge. The
+search finds that edge with few scoring passes:
+
+1. **Start** at the η that changes the mapped weights by ``initial_relative_change`` of their
+   norm (``η₀ = ρ₀ · ‖θ_S‖ / ‖u‖``), so the first point lands in the right decade.
+2. **Bracket** by an exponential search: up while the point is inside the budget, down while it
+   is outside. Each step extrapolates from the budget share used so far (``usage`` is about a
+   power of η), clamped to a factor between ``1.25`` and ``growth²``.
+3. **Refine** by bisection in log η, with a secant step on ``log usage`` where both ends have a
+   positive share, until the bracket is within ``resolution`` or the inner end already spends
+   ``tolerance`` of the budget.
+4. **Probe** one point ``probe_factor`` beyond the edge, so the result can say what the budget
+   cost (the best metric outside it).
+5. **Confirm**: every point so far was scored on all target rows but on a screening subset of
+   the LMS texts. Points are confirmed on the full set in order of their metric, only if their
+   optimistic estimate (``z`` standard errors) may be inside the budget, until one is.
+
+The search only calls ``evaluate(lr, full)``; scoring, caching and the model live with the
+caller (``gradiend.trainer.decoder_mixin``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gradiend.evaluator.decoder import Budget, Entry, Metric, is_estimate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AdaptiveSearchConfig:
+    """Knobs of the adaptive decoder search (see the module doc)."""
+
+    initial_relative_change: float = 0.01
+    growth: float = 4.0
+    max_expansions: int = 12
+    resolution: float = 1.1
+    tolerance: float = 0.85
+    target_usage: float = 0.93
+    max_refinements: int = 6
+    probe_factor: float = 10.0
+    screen_fraction: float = 0.25
+    min_screen_texts: int = 16
+    z: float = 2.0
+    max_confirmations: int = 4
+
+
+def initial_step(update_norm: float, weight_norm: float, relative_change: float) -> float:
+    """``η₀`` with ``η₀ · ‖u‖ = relative_change · ‖θ_S‖`` (1.0 when a norm is zero)."""
+    if update_norm <= 0 or weight_norm <= 0 or not math.isfinite(update_norm / weight_norm):
+        return 1.0
+    return relative_change * weight_norm / update_norm
+
+
+@dataclass
+class SearchTrace:
+    """What one direction's search evaluated: step sizes screened and confirmed, in order."""
+
+    screened: list[float]
+    confirmed: list[float]
+    edge_found: bool
+
+
+def search_direction(
+    evaluate: Callable[[float, bool], Entry],
+    base: Entry,
+    budget: Budget,
+    metric: Metric,
+    eta0: float,
+    cfg: AdaptiveSearchConfig | None = None,
+) -> SearchTrace:
+    """Run the search for one direction; ``evaluate(lr, full)`` scores a point (screen or
+    full set) and returns its entry. Returns the trace; the entries stay with the caller."""
+    cfg = cfg or AdaptiveSearchConfig()
+    points: dict[float, Entry] = {}
+    trace = SearchTrace([], [], False)
+
+    def screen(lr: float) -> float:
+        points[lr] = evaluate(lr, False)
+        trace.screened.append(lr)
+        return budget.usage_of(points[lr], base)
+
+    lo, hi = _bracket(screen, eta0, cfg)
+    if lo is not None and hi is not None:
+        _refine(screen, points, budget, base, lo, hi, cfg)
+    trace.edge_found = hi is not None or (
+        lo is not None and budget.usage_of(points[lo], base) >= cfg.tolerance
+    )
+    inside = [lr for lr, e in points.items() if budget.usage_of(e, base) <= 1]
+    if inside and cfg.probe_factor > 1:
+        probe = max(inside) * cfg.probe_factor
+        if not any(lr >= probe / 1.01 for lr in points):
+            screen(probe)
+    _confirm(evaluate, points, budget, base, metric, cfg, trace)
+    logger.info(
+        "decoder search: %d screened, %d confirmed, edge %s",
+        len(trace.screened),
+        len(trace.confirmed),
+        "found" if trace.edge_found else "not reached",
+    )
+    return trace
+
+
+def _bracket(
+    screen: Callable[[float], float], eta0: float, cfg: AdaptiveSearchConfig
+) -> tuple[float | None, float | None]:
+    """``(lo, hi)``: lo inside, hi outside, adjacent in the search (None where not reached)."""
+    lr, used = eta0, screen(eta0)
+    lo, hi = (lr, None) if used <= 1 else (None, lr)
+    for _ in range(cfg.max_expansions):
+        if lo is not None and hi is not None:
+            break
+        if hi is None:
+            if used >= cfg.tolerance:
+                break  # close enough to the edge from below
+            lr = lr * _factor(used, cfg, up=True)
+        else:
+            lr = lr / _factor(used, cfg, up=False)
+        used = screen(lr)
+        if used <= 1:
+            lo = lr if lo is None or lr > lo else lo
+        else:
+            hi = lr if hi is None or lr < hi else hi
+    return lo, hi
+
+
+def _factor(used: float, cfg: AdaptiveSearchConfig, up: bool) -> float:
+    """Step factor towards the edge, assuming usage ∝ η (clamped to [1.25, growth²])."""
+    if not math.isfinite(used) or used <= 0:
+        return cfg.growth if up else cfg.growth**2
+    guess = cfg.target_usage / used if up else used / cfg.target_usage
+    return min(max(guess, 1.25), cfg.growth**2)
+
+
+def _refine(screen, points, budget, base, lo, hi, cfg) -> None:
+    for _ in range(cfg.max_refinements):
+        u_lo = budget.usage_of(points[lo], base)
+        u_hi = budget.usage_of(points[hi], base)
+        if hi / lo <= cfg.resolution or u_lo >= cfg.tolerance:
+            return
+        t = 0.5
+        if u_lo > 0 and math.isfinite(u_hi):
+            t = (math.log(cfg.target_usage) - math.log(u_lo)) / (math.log(u_hi) - math.log(u_lo))
+            t = min(max(t, 0.15), 0.85)
+        mid = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
+        if screen(mid) <= 1:
+            lo = mid
+        else:
+            hi = mid
+
+
+def _confirm(evaluate, points, budget, base, metric, cfg, trace) -> None:
+    """Score on the full set, best metric first, the points that may be inside the budget."""
+    could = [lr for lr, e in points.items() if budget.usage_of(e, base, optimistic=True) <= 1]
+    order = sorted(could, key=lambda lr: (metric(points[lr]), lr), reverse=True)
+    for lr in order[: cfg.max_confirmations]:
+        entry = evaluate(lr, True)
+        points[lr] = entry
+        trace.confirmed.append(lr)
+        if budget.inside(entry, base):
+            return
+    smallest = min(points)
+    if is_estimate(points[smallest]):  # nothing confirmed inside: the fallback point
+        points[smallest] = evaluate(smallest, True)
+        trace.confirmed.append(smallest)

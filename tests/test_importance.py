@@ -22,7 +22,9 @@ def _batches(n: int = 12, dim: int = 40, seed: int = 0):
     for i in range(n):
         y = 1.0 if i % 2 == 0 else -1.0
         noise = 0.1 * torch.randn(dim, generator=gen)
-        out.append((y * direction + noise, -2 * y * direction + 0.1 * torch.randn(dim, generator=gen)))
+        out.append(
+            (y * direction + noise, -2 * y * direction + 0.1 * torch.randn(dim, generator=gen))
+        )
     return out
 
 

@@ -65,8 +65,10 @@ def post_prune(
     batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     evaluate: Callable[[GradiendModel], dict] | None = None,
     refit: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> dict:
-    """Prune ``model`` in place by ``cfg`` and re-fit its encoder; return the record.
+    """Prune ``model`` in place by ``cfg`` (or exactly to ``mask``) and re-fit its encoder;
+    return the record.
 
     ``batches`` are the cached ``(source, target)`` training gradients in the model's current
     (unpruned) index space; ``evaluate`` gives a validation summary of a model of that space.
@@ -83,7 +85,12 @@ def post_prune(
     }
     if evaluate is not None:
         record["before"] = _summary(evaluate(model))
-    _, keep = model.prune(topk=cfg.topk, threshold=cfg.threshold, part=cfg.part, return_mask=True)
+    if mask is None:
+        _, keep = model.prune(
+            topk=cfg.topk, threshold=cfg.threshold, part=cfg.part, return_mask=True
+        )
+    else:
+        _, keep = model.prune(mask=mask, return_mask=True)
     positions = keep.nonzero().squeeze(1)
     record["dims_after"] = model.input_dim
     logger.info("post-pruning keeps %d of %d dimensions", model.input_dim, before_dim)

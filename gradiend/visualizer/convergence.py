@@ -121,9 +121,7 @@ def _post_prune_data(record: Mapping[str, Any] | None, evals: list) -> dict[str,
         if summary:
             out[stage] = {
                 "correlation": float(summary.get("correlation", math.nan)),
-                "mean_by_class": {
-                    c: float(v) for c, v in summary.get("mean_by_class", {}).items()
-                },
+                "mean_by_class": {c: float(v) for c, v in summary.get("mean_by_class", {}).items()},
             }
     return out
 

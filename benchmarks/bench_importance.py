@@ -100,7 +100,7 @@ def seed_models(trainer, max_seeds: int) -> dict[int, GradiendModel]:
     if max_seeds == 1:
         return {trainer.args.seed: copy.deepcopy(trainer.get_model().gradiend)}
     out = {}
-    for d in sorted((trainer.run_dir / "seeds").glob("seed_*")):
+    for d in sorted((trainer.run_dir / "seeds").glob("seed_[0-9]*")):
         out[int(d.name.split("_")[1])] = GradiendModel.from_pretrained(d)
     return out
 

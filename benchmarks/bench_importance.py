@@ -226,6 +226,8 @@ def _decoder_columns(trainer, models, ranks, batches, rows, post: float) -> None
 
 def _cell(values: list[float]) -> str:
     arr = np.asarray(values)
+    if arr.size == 0:
+        return "–"
     return (
         f"{arr.mean():.3f}"
         if len(arr) == 1

@@ -212,16 +212,23 @@ class GradiendModel(nn.Module):
         training converges to. Returns False (and records nothing) when the encodings do not
         vary (an encoder that separates nothing has no decoder to fit)."""
         dev = self.W_e.device
-        h = torch.stack([self.encode(s.to(dev)).reshape(-1).double() for s, _ in batches])
+        hs: list[torch.Tensor] = []
+        sum_th = torch.zeros(self.input_dim, self.latent_dim, dtype=torch.float64, device=dev)
+        sum_t = torch.zeros(self.input_dim, dtype=torch.float64, device=dev)
+        for s, t in batches:  # one pass: batches may be recomputed on access
+            h = self.encode(s.to(dev)).reshape(-1).double()
+            t = t.to(dev).reshape(-1).double()
+            sum_th.addr_(t, h)
+            sum_t.add_(t)
+            hs.append(h)
+        h = torch.stack(hs) if hs else torch.zeros(0, self.latent_dim, dtype=torch.float64)
         hc = h - h.mean(dim=0)
         gram = hc.T @ hc
         if len(h) < 2 or float(torch.linalg.matrix_norm(gram)) < 1e-12:
             logger.warning("encodings of the training batches do not vary: no decoder fitted")
             self.decoder_fit = None
             return False
-        cross = torch.zeros(self.input_dim, self.latent_dim, dtype=torch.float64, device=dev)
-        for (_, t), w in zip(batches, hc, strict=True):
-            cross.addr_(t.to(dev).reshape(-1).double(), w)  # Σ_b t_b (h_b − h̄)ᵀ
+        cross = sum_th - torch.outer(sum_t, h.mean(dim=0))  # Σ_b t_b (h_b − h̄)ᵀ
         self.decoder_fit = (cross @ torch.linalg.pinv(gram)).float()
         return True
 

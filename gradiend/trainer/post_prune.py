@@ -66,12 +66,14 @@ def post_prune(
     evaluate: Callable[[GradiendModel], dict] | None = None,
     refit: bool = True,
     mask: torch.Tensor | None = None,
+    before: dict | None = None,
 ) -> dict:
     """Prune ``model`` in place by ``cfg`` (or exactly to ``mask``) and re-fit its encoder;
     return the record.
 
     ``batches`` are the cached ``(source, target)`` training gradients in the model's current
-    (unpruned) index space; ``evaluate`` gives a validation summary of a model of that space.
+    (unpruned) index space; ``evaluate`` gives a validation summary of a model of that space;
+    ``before`` is the unpruned model's summary when already known (else it is evaluated).
     """
     before_dim = model.input_dim
     sources = [b[0] for b in batches]
@@ -83,7 +85,9 @@ def post_prune(
         "threshold": cfg.threshold,
         "dims_before": before_dim,
     }
-    if evaluate is not None:
+    if before is not None:
+        record["before"] = _summary(before)
+    elif evaluate is not None:
         record["before"] = _summary(evaluate(model))
     if mask is None:
         _, keep = model.prune(

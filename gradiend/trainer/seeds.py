@@ -144,7 +144,9 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
     model, record, stats = best
     if args.post_prune_config is not None:
         cfg = args.post_prune_config
-        stats["post_prune"] = post_prune(model, cfg, batches, evaluate, refit=cfg.refit_encoder)
+        stats["post_prune"] = post_prune(
+            model, cfg, batches, evaluate, refit=cfg.refit_encoder, before=stats["best"]
+        )
     stats.update(
         {
             "best_score_checkpoint": {

@@ -169,6 +169,11 @@ def main() -> None:
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--no-reference", action="store_true", help="skip the unpruned reference")
     p.add_argument("--no-decoder", action="store_true", help="skip the decoder evaluations")
+    p.add_argument(
+        "--decoder-rankings",
+        default=",".join(RANKINGS),
+        help="rankings to post-prune and evaluate with the decoder (each costs a decoder grid)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
@@ -199,18 +204,19 @@ def main() -> None:
                 [len(x & ref_top) / k for x in he_tops[name].values()]
             )
     if not args.no_decoder:
-        _decoder_columns(he, he_models, he_ranks, he_batches, rows, args.post)
+        chosen = args.decoder_rankings.split(",")
+        _decoder_columns(he, he_models, he_ranks, he_batches, rows, args.post, chosen)
     _print(rows, args, time.perf_counter() - t0)
 
 
-def _decoder_columns(trainer, models, ranks, batches, rows, post: float) -> None:
+def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen) -> None:
     best = trainer.get_training_stats()["seed"]
     base = models[best]
     full_effect, full = decoder_effect(trainer, copy.deepcopy(base), "she")
     print(f"unpruned best seed {best}: effect {full_effect:.4f} at η={full['lr']}, {full}")
     mean = torch.stack([r["decoder-weight"] for r in ranks.values()]).mean(0)
     s, t = batches
-    for name in RANKINGS:
+    for name in chosen:
         scores = mean if name == "seed-mean" else ranks[best][name]
         n_keep = int(np.ceil(post * base.input_dim))
         mask = torch.zeros(base.input_dim, dtype=torch.bool)

@@ -2,7 +2,8 @@
 
 Data with the creator → three seeds trained on one gradient cache → encoder evaluation →
 decoder grid → rewritten checkpoint → plots (convergence, encodings, probability shifts,
-top-k overlap of the seeds). Runs offline in a few minutes on two CPU cores.
+importance by layer and module, top-k overlap of the seeds). Runs offline in a few minutes on
+two CPU cores.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         max_seeds=cfg.seeds,
         min_convergent_seeds=cfg.seeds,
         pre_prune_config=PrePruneConfig(n_samples=16, topk=0.01, source="diff"),
-        post_prune_config=PostPruneConfig(topk=0.05, part="decoder-weight"),
+        post_prune_config=PostPruneConfig(topk=0.05),  # by decoder-fit, encoder re-fitted
         use_cache=True,
     )
     trainer = TextPredictionTrainer(
@@ -91,6 +92,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     trainer.train()
     out: dict = {"run_dir": str(trainer.run_dir)}
     out["convergence_plot"] = trainer.plot_training_convergence(show=False)["path"]
+    out["importance_plot"] = trainer.plot_importance_by_layer(show=False)["path"]
+    where = trainer.get_model().gradiend.importance_by_module(level="param")
+    out["top_params"] = where.head(3)[["param", "mass_share", "topk_share"]].to_dict("records")
     enc = trainer.evaluate_encoder(
         max_size=30, return_df=True, plot=True, plot_kwargs={"show": False}
     )

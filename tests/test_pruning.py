@@ -79,7 +79,7 @@ def test_post_pruned_model_stores_only_kept_global_indices(runs, kind):
     full = _unpruned_seed_model(trainer)
     k = pruned.input_dim
     assert k == pytest.approx(0.05 * full.input_dim, abs=1)
-    expected = torch.sort(full.get_topk_weights("decoder-weight", k)).values
+    expected = torch.sort(full.get_topk_weights("decoder-fit", k)).values
     assert torch.equal(pruned.indices, expected)
     reloaded = GradiendModel.from_pretrained(trainer.model_dir)
     assert torch.equal(reloaded.indices, pruned.indices)
@@ -91,7 +91,7 @@ def test_topk_global_indices_agree_between_pruned_and_unpruned(runs, kind):
     trainer = runs[kind]["post"]
     pruned, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
     for topk in (1, 10, 100, pruned.input_dim):
-        for part in ("decoder-weight",):
+        for part in ("decoder-fit", "decoder-weight"):
             a = pruned.get_topk_weights(part, topk)
             b = full.get_topk_weights(part, topk)
             assert torch.equal(a, b), (topk, part)
@@ -106,23 +106,25 @@ def test_topk_global_indices_agree_between_pruned_and_unpruned(runs, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_post_pruned_encodings_equal_on_kept_dimensions(runs, kind):
-    """Weights on the kept dims are copied bit for bit, so the decoder output is exactly the
-    kept slice; the encoding of a gradient restricted to the kept dims equals the full model's
+    """``prune`` copies the kept weights bit for bit, so the decoder output is exactly the kept
+    slice; the encoding of a gradient restricted to the kept dims equals the full model's
     encoding of that gradient with the dropped dims zeroed (up to summation order)."""
     trainer = runs[kind]["post"]
-    pruned, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
-    keep = torch.isin(full.global_indices(), pruned.indices)
-    assert int(keep.sum()) == pruned.input_dim
+    saved, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
+    keep = torch.isin(full.global_indices(), saved.indices)
+    assert int(keep.sum()) == saved.input_dim
+    pruned = full.prune(mask=keep, inplace=False)
     assert torch.equal(pruned.W_e, full.W_e[:, keep])
     assert torch.equal(pruned.W_d, full.W_d[keep])
     assert torch.equal(pruned.b_e, full.b_e)
+    assert torch.equal(pruned.decoder_fit, full.decoder_fit[keep])
     for h in (-1.0, 0.0, 0.7, 1.0):
         assert torch.equal(pruned.decode(h), full.decode(h)[keep])
     x = torch.randn(6, full.input_dim)
     zeroed = x * keep
     torch.testing.assert_close(pruned.encode(x[:, keep]), full.encode(zeroed), rtol=1e-5, atol=1e-6)
     # the same through the base model: JVP encodings of real examples
-    mwg = trainer.get_model()
+    mwg = ModelWithGradiend(trainer.get_model().lm, pruned)
     masked_full = GradiendModel.from_pretrained(
         trainer.run_dir / "seeds" / f"seed_{trainer.get_training_stats()['seed']}"
     )
@@ -140,6 +142,44 @@ def test_post_pruned_encodings_equal_on_kept_dimensions(runs, kind):
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_post_pruning_refits_the_encoder_and_records_it(runs, kind):
+    """The saved post-pruned model is the slice with a rescaled encoder (w_e × a, b_e = c) and
+    an untouched decoder; training.json records the sliced and re-fitted validation figures,
+    and the re-fit brings the class means back within 10 % of the unpruned model's."""
+    trainer = runs[kind]["post"]
+    saved, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
+    keep = torch.isin(full.global_indices(), saved.indices)
+    record = trainer.get_training_stats()["post_prune"]
+    assert record["part"] == "decoder-fit"
+    assert (record["dims_before"], record["dims_after"]) == (full.input_dim, saved.input_dim)
+    scale, bias = record["refit"]["scale"], record["refit"]["bias"]
+    torch.testing.assert_close(saved.W_e, scale * full.W_e[:, keep])
+    torch.testing.assert_close(saved.b_e, torch.full_like(saved.b_e, bias))
+    assert torch.equal(saved.W_d, full.W_d[keep])
+    before, sliced, after = record["before"], record["sliced"], record["after"]
+    for cls, mean in before["mean_by_class"].items():
+        assert abs(after["mean_by_class"][cls] - mean) <= 0.1 * abs(mean), (cls, record)
+    gap = lambda s: max(abs(s["mean_by_class"][c] - m) for c, m in before["mean_by_class"].items())  # noqa: E731
+    assert gap(after) <= gap(sliced) + 1e-6
+
+
+def test_post_pruning_without_refit_is_the_plain_slice(planted, tmp_path):
+    trainer = _train(
+        planted,
+        tmp_path,
+        "mlm",
+        "noref",
+        max_seeds=2,
+        post_prune_config=PostPruneConfig(topk=0.05, refit_encoder=False),
+    )
+    saved, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
+    keep = torch.isin(full.global_indices(), saved.indices)
+    assert torch.equal(saved.W_e, full.W_e[:, keep])
+    record = trainer.get_training_stats()["post_prune"]
+    assert "refit" not in record and record["after"] == record["sliced"]
 
 
 def test_prune_gradiend_and_prune_mask(runs):

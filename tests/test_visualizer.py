@@ -159,6 +159,28 @@ def test_convergence_reads_training_json(tmp_path):
     assert legend == ["masc.", "she"]
 
 
+def test_convergence_shows_the_post_pruned_models_figures(tmp_path):
+    stats = training_stats()
+    stats["post_prune"] = {
+        "dims_after": 500,
+        "before": {"correlation": 0.95, "mean_by_class": {"he": 0.9, "she": -0.85}},
+        "sliced": {"correlation": 0.93, "mean_by_class": {"he": 0.6, "she": -0.55}},
+        "after": {"correlation": 0.94, "mean_by_class": {"he": 0.88, "she": -0.86}},
+    }
+    out = plot_training_convergence(stats, output=tmp_path, show=False, dpi=50)
+    post = out["data"]["post_prune"]
+    assert post["x"] > 20 and post["dims"] == 500
+    assert post["sliced"]["mean_by_class"] == {"he": 0.6, "she": -0.55}
+    assert post["after"] == {"correlation": 0.94, "mean_by_class": {"he": 0.88, "she": -0.86}}
+    ax_mean, ax_corr = out["figure"].axes[1], out["figure"].axes[2]
+    drawn = {tuple(o[0]) for c in ax_mean.collections for o in [c.get_offsets()] if len(o)}
+    assert (post["x"], 0.88) in drawn and (post["x"], -0.55) in drawn
+    legend = [t.get_text() for t in ax_corr.get_legend().get_texts()]
+    assert "post-pruned, sliced" in legend and "post-pruned, re-fitted, 500 dims" in legend
+    assert _png_shape(out["path"]) == (450, 400)
+    assert plot_training_convergence(training_stats(), show=False)["data"]["post_prune"] is None
+
+
 # --------------------------------------------------------------------------- encoder
 def test_encoder_groups_and_stats(tmp_path):
     out = plot_encoder_distributions(

@@ -10,13 +10,13 @@ one at a time.
 Measures (``compute_similarity_matrix``):
 
 * ``topk_overlap`` — ``intersection`` = |S_i ∩ S_j| of the top-k sets (importance of ``part``,
-  default ``decoder-weight``), or ``intersection_frac`` = |S_i ∩ S_j| / min(|S_i|, |S_j|).
+  default ``decoder-fit``, the least-squares decoder; see ``GradiendModel``), or ``intersection_frac`` = |S_i ∩ S_j| / min(|S_i|, |S_j|).
 * ``cosine`` / ``cosine_signed`` — cosine of the signed weight vectors of ``part`` (default
   ``encoder-weight``); the unsigned variant is ``|cos|`` (a GRADIEND's sign is arbitrary).
 * ``spearman`` / ``spearman_signed`` — Spearman rank correlation of the aligned vectors over the
   union of both runs' dimensions (missing = 0, ties get average ranks); unsigned = ``|ρ|``.
 * ``mass_overlap`` — ½(m_i(shared)/m_i + m_j(shared)/m_j) with m = L1 mass of the importance of
-  ``part`` (default ``decoder-weight``) and ``shared`` the dimensions both runs have.
+  ``part`` (default ``decoder-fit``) and ``shared`` the dimensions both runs have.
 
 For the vector measures a ``topk`` restricts each run to its own top-k dimensions first.
 """
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from gradiend.evaluator.comparable import check_comparable
-from gradiend.model.gradiend import GradiendModel
+from gradiend.model.gradiend import DEFAULT_PART, GradiendModel
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ MEASURES = (
     "mass_overlap",
 )
 _DEFAULT_PART = {
-    "topk_overlap": "decoder-weight",
-    "mass_overlap": "decoder-weight",
+    "topk_overlap": DEFAULT_PART,
+    "mass_overlap": DEFAULT_PART,
     "cosine": "encoder-weight",
     "cosine_signed": "encoder-weight",
     "spearman": "encoder-weight",
@@ -107,7 +107,7 @@ def _members(model: Any) -> list[Any]:
 def topk_sets(
     models: Mapping[str, ModelLike] | Sequence[ModelLike],
     topk: int | float = 1000,
-    part: str = "decoder-weight",
+    part: str = DEFAULT_PART,
 ) -> dict[str, set[int]]:
     """Base-global indices of each run's ``topk`` most important dimensions of ``part``.
 

@@ -2,13 +2,23 @@
 
 ``h = act_e(W_e s + b_e)``, ``ŝ = act_d(W_d h + b_d)``. Input dimension ``j`` is the base-global
 index ``global_indices()[j]`` of the base model, so weights of differently pruned runs compare.
-Saved as ``config.json`` + ``model.safetensors`` (+ ``mapping_indices.safetensors`` when pruned).
+Saved as ``config.json`` + ``model.safetensors`` (+ ``mapping_indices.safetensors`` when pruned,
++ ``importance.safetensors`` when the least-squares decoder of the training data is known).
+
+Importance of an input dimension (``PARTS``; default ``DEFAULT_PART``): ``decoder-fit`` is
+|least-squares decoder|, the decoder that the MSE objective converges to for the trained encoder,
+``cov(h, t_d) / var(h)`` over the training batches (``fit_importance``). Adam moves every
+coordinate with a consistent gradient sign by about the same step, so the top of |W_d| is flat
+and which dimensions come first is decided by the initialisation and data order; the fitted
+decoder ranks the same dimensions by how strongly the feature's gradients move them
+(``docs/pruning.md`` has the measurements). ``decoder-weight`` (|W_d|, the incumbent's) stays.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +39,11 @@ MODEL_FILES = (
     "mapping_indices.safetensors",
     "training.json",
     "gradiend_context.json",
+    "importance.safetensors",
 )
-PARTS = ("decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
+PARTS = ("decoder-fit", "decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
+DEFAULT_PART = "decoder-fit"
+IMPORTANCE_FILE = "importance.safetensors"
 _ACTIVATIONS = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -85,6 +98,9 @@ class GradiendModel(nn.Module):
         self.param_map = param_map
         self.indices = None if indices is None else indices.to(torch.long).contiguous()
         self.metadata: dict[str, Any] = dict(metadata)
+        # least-squares decoder [input_dim, latent_dim] of the training data (fit_importance)
+        self.register_buffer("decoder_fit", None, persistent=False)
+        self._warned_no_fit = False
         self.encoder = nn.Sequential(
             _Linear(input_dim, latent_dim), _activation(activation_encoder)
         )
@@ -141,6 +157,8 @@ class GradiendModel(nn.Module):
         self.W_e.neg_()
         self.b_e.neg_()
         self.W_d.neg_()
+        if self.decoder_fit is not None:
+            self.decoder_fit.neg_()
 
     # ------------------------------------------------------------------ index space
     def global_indices(self) -> torch.Tensor:
@@ -151,31 +169,77 @@ class GradiendModel(nn.Module):
             return torch.arange(self.input_dim)
         return self.param_map.all_global_indices()
 
-    def get_weight_importance(self, part: str = "decoder-weight") -> torch.Tensor:
-        """Importance of every input dimension for ``part`` (see PARTS)."""
+    def resolve_part(self, part: str | None) -> str:
+        """``part`` itself, or the default ranking (``decoder-fit``, else ``decoder-weight`` when
+        the model has no fitted decoder, e.g. one built by hand)."""
+        part = DEFAULT_PART if part is None else part
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+        if part == "decoder-fit" and self.decoder_fit is None:
+            if not self._warned_no_fit:
+                logger.warning(
+                    "this GRADIEND has no fitted decoder (trained before it was recorded, or "
+                    "built by hand): ranking by |W_d| ('decoder-weight'); call "
+                    "fit_importance(batches) to rank by 'decoder-fit'"
+                )
+                self._warned_no_fit = True
+            return "decoder-weight"
+        return part
+
+    def get_weight_importance(self, part: str | None = None) -> torch.Tensor:
+        """Importance of every input dimension for ``part`` (see PARTS; default decoder-fit)."""
+        part = self.resolve_part(part)
         with torch.no_grad():
+            if part == "decoder-fit":
+                return self.decoder_fit.abs().sum(dim=1).float()
             if part == "decoder-weight":
                 return self.W_d.abs().sum(dim=1).float()
             if part == "encoder-weight":
                 return self.W_e.abs().sum(dim=0).float()
             if part == "decoder-bias":
                 return self._bias().abs().float()
-            if part == "decoder-sum":
-                return (self.W_d.sum(dim=1) + self._bias()).abs().float()
-        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+            return (self.W_d.sum(dim=1) + self._bias()).abs().float()
 
     def weight_vector(self, part: str = "encoder-weight") -> torch.Tensor:
         """Signed weights of ``part`` per input dimension (first latent unit)."""
+        part = self.resolve_part(part)
         with torch.no_grad():
             if part == "encoder-weight":
                 return self.W_e[0].float().clone()
             if part == "decoder-weight":
                 return self.W_d[:, 0].float().clone()
+            if part == "decoder-fit":
+                return self.decoder_fit[:, 0].float().clone()
             if part == "decoder-bias":
                 return self._bias().float().clone()
-            if part == "decoder-sum":
-                return (self.W_d.sum(dim=1) + self._bias()).float()
-        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+            return (self.W_d.sum(dim=1) + self._bias()).float()
+
+    @torch.no_grad()
+    def fit_importance(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+        """Record the least-squares decoder of ``(source, target)`` training batches for the
+        current encoder: ``D = cov(t, h) · var(h)⁻¹`` (per latent unit), the decoder that MSE
+        training converges to. Returns False (and records nothing) when the encodings do not
+        vary (an encoder that separates nothing has no decoder to fit)."""
+        dev = self.W_e.device
+        hs: list[torch.Tensor] = []
+        sum_th = torch.zeros(self.input_dim, self.latent_dim, dtype=torch.float64, device=dev)
+        sum_t = torch.zeros(self.input_dim, dtype=torch.float64, device=dev)
+        for s, t in batches:  # one pass: batches may be recomputed on access
+            h = self.encode(s.to(dev)).reshape(-1).double()
+            t = t.to(dev).reshape(-1).double()
+            sum_th.addr_(t, h)
+            sum_t.add_(t)
+            hs.append(h)
+        h = torch.stack(hs) if hs else torch.zeros(0, self.latent_dim, dtype=torch.float64)
+        hc = h - h.mean(dim=0)
+        gram = hc.T @ hc
+        if len(h) < 2 or float(torch.linalg.matrix_norm(gram)) < 1e-12:
+            logger.warning("encodings of the training batches do not vary: no decoder fitted")
+            self.decoder_fit = None
+            return False
+        cross = sum_th - torch.outer(sum_t, h.mean(dim=0))  # Σ_b t_b (h_b − h̄)ᵀ
+        self.decoder_fit = (cross @ torch.linalg.pinv(gram)).float()
+        return True
 
     def _bias(self) -> torch.Tensor:
         if self.b_d is not None:
@@ -183,15 +247,36 @@ class GradiendModel(nn.Module):
         return torch.zeros(self.input_dim, dtype=self.W_d.dtype, device=self.W_d.device)
 
     def get_topk_weights(
-        self, part: str = "decoder-weight", topk: int | float = 1000, global_indices: bool = True
+        self, part: str | None = None, topk: int | float = 1000, global_indices: bool = True
     ) -> torch.Tensor:
-        """Top dimensions by importance, most important first; base-global indices by default.
+        """Top dimensions by importance of ``part`` (default ``decoder-fit``), most important
+        first; base-global indices by default.
 
         ``topk`` is a count (int) or a fraction of ``input_dim`` (float, rounded up).
         """
         k = _resolve_k(topk, self.input_dim)
         local = torch.topk(self.get_weight_importance(part), k).indices.cpu()
         return self.global_indices()[local] if global_indices else local
+
+    def importance_by_module(
+        self, part: str | None = None, topk: int | float = 1000, level: str = "param"
+    ) -> Any:
+        """Where the feature lives: share of importance mass and of the top-``topk`` dimensions
+        per parameter tensor (``level="param"``: columns param, layer, module, dims, mass,
+        mass_share, topk, topk_share) or per module type (``level="module"``), as a DataFrame,
+        largest mass first (see ``gradiend.model.localise``)."""
+        from gradiend.model.localise import by_module
+
+        return by_module(self, part, topk, level)
+
+    def importance_by_layer(
+        self, part: str | None = None, topk: int | float = 1000, by_module_type: bool = False
+    ) -> Any:
+        """Share of importance mass and of top-``topk`` dimensions per layer (or per layer and
+        module type with ``by_module_type``), as a DataFrame in layer order."""
+        from gradiend.model.localise import by_layer
+
+        return by_layer(self, part, topk, by_module_type)
 
     def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
         """The vector added to the base parameters: ``decoder(ff)`` or the raw vector of ``part``."""
@@ -207,7 +292,7 @@ class GradiendModel(nn.Module):
         mask: torch.Tensor | None = None,
         topk: int | float | None = None,
         threshold: float | None = None,
-        part: str = "decoder-weight",
+        part: str | None = None,
         inplace: bool = True,
         return_mask: bool = False,
     ):
@@ -251,10 +336,12 @@ class GradiendModel(nn.Module):
         w_e, w_d = source.W_e[:, keep_idx].clone(), source.W_d[keep_idx].clone()
         b_e = source.b_e.clone()
         b_d = source.b_d[keep_idx].clone() if source.b_d is not None else None
+        fit = None if source.decoder_fit is None else source.decoder_fit[keep_idx].clone()
         self.input_dim = len(keep_idx)
         self.indices = gidx
         self.encoder[0].linear = _linear_from(w_e, b_e)
         self.decoder[0].linear = _linear_from(w_d, b_d)
+        self.decoder_fit = fit
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
@@ -273,6 +360,7 @@ class GradiendModel(nn.Module):
                 "param_map": None if self.param_map is None else self.param_map.to_json(),
                 "indices_file": None if self.indices is None else "mapping_indices.safetensors",
             },
+            "importance_file": None if self.decoder_fit is None else IMPORTANCE_FILE,
             "metadata": self.metadata,
         }
 
@@ -288,6 +376,9 @@ class GradiendModel(nn.Module):
             save_file(tensors, str(tmp / "model.safetensors"))
             if self.indices is not None:
                 save_file({"indices": self.indices.cpu()}, str(tmp / "mapping_indices.safetensors"))
+            if self.decoder_fit is not None:
+                fit = self.decoder_fit.detach().contiguous().cpu()
+                save_file({"decoder_fit": fit}, str(tmp / IMPORTANCE_FILE))
             files = sorted({"config.json", *(f.name for f in tmp.iterdir()), *(extra_files or {})})
             write_json(tmp / "config.json", {**self.config(), "files": files})
             for name, value in (extra_files or {}).items():
@@ -320,6 +411,8 @@ class GradiendModel(nn.Module):
             **cfg.get("metadata", {}),
         )
         model.load_state_dict(load_file(str(path / "model.safetensors")))
+        if cfg.get("importance_file") and (path / cfg["importance_file"]).exists():
+            model.decoder_fit = load_file(str(path / cfg["importance_file"]))["decoder_fit"]
         return model if device is None else model.to(device)
 
 

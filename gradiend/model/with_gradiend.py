@@ -127,7 +127,7 @@ class ModelWithGradiend:
         mask: torch.Tensor | None = None,
         topk: int | float | None = None,
         threshold: float | None = None,
-        part: str = "decoder-weight",
+        part: str | None = None,
         inplace: bool = True,
         return_mask: bool = False,
     ):
@@ -141,15 +141,11 @@ class ModelWithGradiend:
             self.grads.set_indices(pruned.indices)
         return (target, keep) if return_mask else target
 
-    def get_prune_mask(
-        self, topk=None, threshold=None, part: str = "decoder-weight"
-    ) -> torch.Tensor:
+    def get_prune_mask(self, topk=None, threshold=None, part: str | None = None) -> torch.Tensor:
         """Boolean keep-mask over the current dimensions, without pruning."""
         return self.gradiend.prune(None, topk, threshold, part, inplace=False, return_mask=True)[1]
 
-    def get_topk_weights(
-        self, part: str = "decoder-weight", topk: int | float = 1000
-    ) -> torch.Tensor:
+    def get_topk_weights(self, part: str | None = None, topk: int | float = 1000) -> torch.Tensor:
         """Base-global indices of the top dimensions, most important first."""
         return self.gradiend.get_topk_weights(part, topk)
 

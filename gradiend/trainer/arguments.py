@@ -15,6 +15,7 @@ import torch
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import KINDS
 from gradiend.trainer.validation import check_arguments, check_prune_config
+from gradiend.model.gradiend import PARTS as IMPORTANCE_PARTS
 
 CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -70,16 +71,22 @@ class PrePruneConfig:
 @strict_fields
 @dataclass
 class PostPruneConfig:
-    """Keep the top dimensions by weight importance, after training."""
+    """Keep the top dimensions by importance of ``part`` after training, then re-fit the
+    encoder (``refit_encoder``) so the class means it reported stay (docs/pruning.md)."""
 
     topk: int | float | None = 0.05
     threshold: float | None = None
-    part: str = "decoder-weight"
+    part: str = "decoder-fit"
+    refit_encoder: bool = True
 
     def __post_init__(self) -> None:
         check_prune_config(self)
         if self.topk is None and self.threshold is None:
             raise ValueError("PostPruneConfig needs topk or threshold")
+        if self.part not in IMPORTANCE_PARTS:
+            raise ValueError(
+                f"unknown PostPruneConfig.part {self.part!r}; choose one of {IMPORTANCE_PARTS}"
+            )
 
 
 @strict_fields
@@ -146,6 +153,8 @@ class TrainingArguments:
     # pruning
     pre_prune_config: PrePruneConfig | None = None
     post_prune_config: PostPruneConfig | None = None
+    # figures drawn by train() (needs the plot extra; skipped without it)
+    plot_importance: bool = True
     # memory
     gradient_cache_max_gb: float = 4.0
     metadata: dict = field(default_factory=dict)

@@ -38,6 +38,7 @@ _IGNORED = {
     "base_model_max_memory",
     "encoder_decoder_same_device",
     "gradiend_device",
+    "plot_importance",
 }
 
 # fields that change the GRADIEND but not the training gradients (the gradient cache survives

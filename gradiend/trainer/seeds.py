@@ -20,6 +20,7 @@ from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.trainer.fingerprint import diff_fingerprint
 from gradiend.trainer.loop import orient_stats, train_loop
+from gradiend.trainer.post_prune import post_prune
 
 if TYPE_CHECKING:
     from gradiend.trainer.text_trainer import TextPredictionTrainer
@@ -68,6 +69,7 @@ def train_one_seed(trainer: TextPredictionTrainer, pmap, indices, batches, evalu
         model.flip_sign()
         evals = [orient_stats(e) for e in evals]
         best = orient_stats(best)
+    model.fit_importance(batches)  # the decoder-fit ranking (after orientation)
     converged = is_convergent(best, res.best_step, trainer.target_classes, args)
     record = {
         "seed": seed,
@@ -146,9 +148,9 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
     model, record, stats = best
     if args.post_prune_config is not None:
         cfg = args.post_prune_config
-        before = model.input_dim
-        model.prune(topk=cfg.topk, threshold=cfg.threshold, part=cfg.part)
-        logger.info("post-pruning keeps %d of %d dimensions", model.input_dim, before)
+        stats["post_prune"] = post_prune(
+            model, cfg, batches, evaluate, refit=cfg.refit_encoder, before=stats["best"]
+        )
     stats.update(
         {
             "best_score_checkpoint": {
@@ -179,6 +181,8 @@ def _seed_run(trainer, pmap, indices, batches, evaluate, meta, fingerprint, seed
         done = _load_seed(trainer, seed_dir, fingerprint, seed)
         if done is not None:
             logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
+            if done[0].decoder_fit is None:
+                done[0].fit_importance(batches)
             return done
     model, record, stats = train_one_seed(trainer, pmap, indices, batches, evaluate, meta, seed)
     if args.max_seeds > 1:

@@ -267,7 +267,18 @@ class TextPredictionTrainer(DecoderMixin):
         stats["base_passes"] = {"training_batches_computed": batches.computed}
         self._save(model, stats)
         self._model = ModelWithGradiend(lm, model)
+        if self.args.plot_importance:
+            self._plot_importance_after_training()
         return self._model
+
+    def _plot_importance_after_training(self) -> None:
+        """The localisation figure of a fresh run (skipped, with a note, without matplotlib)."""
+        try:
+            path = self.plot_importance_by_layer(show=False)["path"]
+        except ImportError as err:
+            logger.info("importance figure not drawn: %s", err)
+            return
+        logger.info("importance by layer and module: %s", path)
 
     def _pre_prune(self, computer, train_df, train_items):
         cfg = self.args.pre_prune_config
@@ -482,6 +493,17 @@ class TextPredictionTrainer(DecoderMixin):
         kwargs.setdefault("target_classes", self.target_classes)
         kwargs.setdefault("img_format", self.img_format)
         return plot_encoder_distributions(encoder_df, **kwargs)
+
+    def plot_importance_by_layer(self, output=None, **kwargs) -> dict:
+        """Importance share per layer × module type of the trained GRADIEND
+        (``gradiend.visualizer.importance``); saved as ``run_dir/importance_by_layer.<fmt>``."""
+        from gradiend.visualizer.importance import plot_importance_by_layer
+
+        output = output or self.run_dir / f"importance_by_layer.{self.img_format}"
+        kwargs.setdefault("img_format", self.img_format)
+        return plot_importance_by_layer(
+            {self.run_id or "run": self.get_model().gradiend}, output_path=output, **kwargs
+        )
 
     def plot_training_convergence(self, output=None, **kwargs) -> dict:
         from gradiend.visualizer.convergence import plot_training_convergence

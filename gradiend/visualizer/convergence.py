@@ -1,7 +1,9 @@
 """Training convergence: loss, mean encoding per class and correlation over training steps.
 
 Shows whether and when the encoder separated the two target classes (means near +1 and −1)
-and which step was kept as the best checkpoint.
+and which step was kept as the best checkpoint, and — when the run was post-pruned — the
+validation figures of the saved, post-pruned model beside them (``training.json``'s
+``post_prune``: after slicing, and after the encoder re-fit).
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def plot_training_convergence(
 
     ``class_spread`` draws a band around each class mean: ``"minmax"`` (min to max),
     ``"iqr"`` (q1 to q3) or ``"ci"`` (95 % normal interval of the mean, ±1.96·std/√n).
-    The best step is a dashed vertical line in every panel. Returns ``{"path", "figure",
-    "data": {"steps", "losses", "correlation", "mean_by_class", "band_by_class", "best_step"}}``.
+    The best step is a dashed vertical line in every panel. A post-pruned run's own validation
+    figures are drawn right of the last step: hollow markers after slicing, filled diamonds after
+    the encoder re-fit (the saved model). Returns ``{"path", "figure", "data": {"steps",
+    "losses", "correlation", "mean_by_class", "band_by_class", "best_step", "post_prune"}}``.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     if class_spread is not None and class_spread not in CLASS_SPREADS:
@@ -69,6 +73,7 @@ def plot_training_convergence(
     _draw_loss(ax_loss, data)
     _draw_means(ax_mean, data, label_name_mapping)
     _draw_correlation(ax_corr, data)
+    _draw_post_prune(ax_mean, ax_corr, data, label_name_mapping)
     if data["best_step"] is not None:
         for ax in (ax_loss, ax_mean, ax_corr):
             ax.axvline(data["best_step"], color="red", linestyle="--", linewidth=1, label="_best")
@@ -99,7 +104,26 @@ def _convergence_data(stats: Mapping[str, Any], class_spread: str | None) -> dic
         "band_by_class": bands,
         "class_spread": class_spread,
         "best_step": stats.get("best_step"),
+        "post_prune": _post_prune_data(stats.get("post_prune"), evals),
     }
+
+
+def _post_prune_data(record: Mapping[str, Any] | None, evals: list) -> dict[str, Any] | None:
+    """Where and what to draw for the post-pruned model: x right of the last step, the sliced
+    and re-fitted models' correlation and class means."""
+    if not record:
+        return None
+    last = int(evals[-1]["step"]) if evals else 0
+    span = last - (int(evals[0]["step"]) if evals else 0)
+    out: dict[str, Any] = {"x": last + max(1, round(0.06 * span)), "dims": record.get("dims_after")}
+    for stage in ("sliced", "after"):
+        summary = record.get(stage)
+        if summary:
+            out[stage] = {
+                "correlation": float(summary.get("correlation", math.nan)),
+                "mean_by_class": {c: float(v) for c, v in summary.get("mean_by_class", {}).items()},
+            }
+    return out
 
 
 def _get(entry: Mapping[str, Any], key: str, cls: Any) -> float:
@@ -144,6 +168,32 @@ def _draw_means(ax: Any, data: dict[str, Any], mapping: Mapping[Any, str] | None
     ax.set_ylabel("mean encoding")
     if data["mean_by_class"]:
         ax.legend(loc="best", fontsize=8)
+
+
+def _draw_post_prune(
+    ax_mean: Any, ax_corr: Any, data: dict[str, Any], mapping: Mapping[Any, str] | None
+) -> None:
+    """Markers right of the curves: hollow = sliced only, filled diamond = re-fitted (saved)."""
+    post = data["post_prune"]
+    if not post:
+        return
+    x, classes = post["x"], list(data["mean_by_class"])
+    dims = f", {post['dims']:,} dims" if post.get("dims") else ""
+    for stage, style in (("sliced", {"marker": "o", "facecolors": "none"}), ("after", {})):
+        summary = post.get(stage)
+        if not summary:
+            continue
+        label = "post-pruned, sliced" if stage == "sliced" else f"post-pruned, re-fitted{dims}"
+        for cls, mean in summary["mean_by_class"].items():
+            i = classes.index(cls) if cls in classes else len(classes)
+            colour = f"C{i}"
+            kw = {"marker": "D", "color": colour} if stage == "after" else {"edgecolors": colour}
+            ax_mean.scatter([x], [mean], s=36, zorder=3, **{**style, **kw})
+        kw = {"marker": "D", "color": "black"} if stage == "after" else {"edgecolors": "black"}
+        ax_corr.scatter([x], [summary["correlation"]], s=36, zorder=3, label=label, **style, **kw)
+    ax_mean.axvline(x, color="grey", linewidth=0.5, linestyle="-", alpha=0.4)
+    ax_corr.axvline(x, color="grey", linewidth=0.5, linestyle="-", alpha=0.4)
+    ax_mean.set_xlim(right=x + max(1, 0.04 * x))
 
 
 def _draw_correlation(ax: Any, data: dict[str, Any]) -> None:

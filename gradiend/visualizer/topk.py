@@ -21,6 +21,7 @@ from gradiend.evaluator.compare import (
     topk_sets,
     venn_region_counts,
 )
+from gradiend.model.gradiend import DEFAULT_PART
 from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot, import_venn
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ MAX_UPSET_REGIONS = 40
 def plot_topk_overlap_heatmap(
     models: Mapping[str, ModelLike] | Sequence[ModelLike],
     topk: int | float = 1000,
-    part: str = "decoder-weight",
+    part: str = DEFAULT_PART,
     value: str = "intersection",
     output_path: str | os.PathLike | None = None,
     show: bool | None = None,
@@ -172,7 +173,7 @@ def _annotate_cells(
 def plot_topk_overlap_venn(
     models: Mapping[str, ModelLike] | Sequence[ModelLike],
     topk: int | float = 1000,
-    part: str = "decoder-weight",
+    part: str = DEFAULT_PART,
     output_path: str | os.PathLike | None = None,
     show: bool | None = None,
     img_format: str = "png",

@@ -14,8 +14,8 @@ import torch
 
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import KINDS
-from gradiend.trainer.validation import check_arguments, check_prune_config
 from gradiend.model.gradiend import PARTS as IMPORTANCE_PARTS
+from gradiend.trainer.validation import check_arguments, check_prune_config
 
 CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 

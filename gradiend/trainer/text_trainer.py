@@ -79,6 +79,8 @@ class TextPredictionTrainer(DecoderMixin):
         img_format: str = "png",
         mask: str = "[MASK]",
         progress: bool = True,
+        hf_config: str | None = None,
+        hf_split: str | list[str] | None = None,
     ):
         if data is None:
             raise ValueError("TextPredictionTrainer needs data= (see docs/data-format.md)")
@@ -98,6 +100,8 @@ class TextPredictionTrainer(DecoderMixin):
             alternative_class_col=alternative_class_col,
             add_identity_for_other_classes=self.args.add_identity_for_other_classes,
             seed=self.args.seed,
+            hf_config=hf_config,
+            hf_split=hf_split,
         )
         self.target_classes = self.table.target_classes
         for split in ("train",):
@@ -230,6 +234,7 @@ class TextPredictionTrainer(DecoderMixin):
         timings["training_total"] = time.perf_counter() - t0
         stats["timings"] = {**timings, **stats.get("timings", {})}
         stats["n_training_batches"] = len(batches)
+        stats["data_split"] = self.table.split_info
         stats["base_passes"] = {"training_batches_computed": batches.computed}
         self._save(model, stats)
         self._model = ModelWithGradiend(lm, model)
@@ -457,6 +462,10 @@ def _read_neutral(data: Any, max_rows: int | None, seed: int) -> pd.DataFrame | 
         df = pd.DataFrame({"text": [str(t) for t in data]})
     elif isinstance(data, pd.DataFrame):
         df = data
+    elif isinstance(data, (str, Path)) and Path(data).suffix not in (".csv", ".parquet"):
+        from gradiend.data.hub import load_neutral_hub_data
+
+        df = load_neutral_hub_data(data)
     else:
         from gradiend.data.examples import read_table
 

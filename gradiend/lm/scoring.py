@@ -12,7 +12,8 @@ token ids count once.
 
 ``LMSScorer``: masked LMs — accuracy of the argmax prediction at seeded random masks on
 non-special tokens; causal LMs — ``1 / (1 + mean NLL)`` of every next token, with the causal
-shift (logits at position ``t`` predict token ``t + 1``). Tokens in ``ignore_ids`` are never
+shift (logits at position ``t`` predict token ``t + 1``); encoder-decoder models (``seq2seq``) —
+``1 / (1 + mean NLL)`` of the decoder reproducing the text, teacher-forced. Tokens in ``ignore_ids`` are never
 masked nor scored (the target words when the fallback texts contain them).
 """
 
@@ -180,8 +181,15 @@ class LMSScorer:
         """``{"lms": score, "n_tokens": scored tokens}`` (accuracy for MLM, 1/(1+NLL) causal)."""
         hits, nll, n = 0.0, 0.0, 0
         for b in self.batches:
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
             labels = b["labels"]
+            if self.kind == "seq2seq":  # decoder inputs: the labels shifted right, by the model
+                logits = model(**b).logits
+                keep = labels != -100
+                logp = torch.log_softmax(logits[keep].float(), dim=-1)
+                nll += -logp.gather(1, labels[keep][:, None]).sum().item()
+                n += int(keep.sum())
+                continue
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
             if self.kind == "mlm":
                 keep = labels != -100
                 hits += (logits[keep].argmax(-1) == labels[keep]).sum().item()

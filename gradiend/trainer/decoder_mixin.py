@@ -127,7 +127,7 @@ class DecoderMixin:
             }
         elif spec != "label":
             static = self._static_word_sets()
-            if _overlap(static, self.get_model().objective):
+            if _overlap(static, self.get_model().objective.scorer()):
                 logger.info("the classes share words; scoring the decoder per row")
                 static = None
         out = []
@@ -204,7 +204,7 @@ class DecoderMixin:
         return [known[dec.point_key(*p)] for p in points]
 
     def _point_evaluator(self, mwg, rows, targets, lms_texts, ignore_words):
-        obj, lm = mwg.objective, mwg.lm
+        obj, lm = mwg.objective.scorer(), mwg.lm  # clm_mlm_head: the causal LM's own objective
         tcs = list(self.target_classes)
         bs = self.args.eval_batch_size
         scorer = TargetScorer(obj, targets, tcs, bs, lm.device)

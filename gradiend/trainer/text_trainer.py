@@ -19,7 +19,6 @@ from gradiend.lm.devices import gradiend_device, model_devices, resolve_dtype, s
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.items import build_items, check_rows
 from gradiend.lm.loading import BaseLM, describe_model, load_base_model
-from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend, jvp_encode
@@ -37,6 +36,7 @@ from gradiend.trainer.gradient_data import (
     schedule_batches,
     stable_hash,
 )
+from gradiend.trainer.objective_mixin import ObjectiveMixin
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.seeds import run_seeds
 
@@ -53,7 +53,7 @@ def encoding_labels(df: pd.DataFrame, targets: list[str], target: str) -> np.nda
     return np.where(df["factual_class"] == df["alternative_class"], 0.0, lab)
 
 
-class TextPredictionTrainer(DecoderMixin):
+class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
     """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
 
     def __init__(
@@ -151,17 +151,18 @@ class TextPredictionTrainer(DecoderMixin):
             self._base().model, self.args.gradiend_device, self.args.encoder_decoder_same_device
         )
 
-    def _objective(self):
-        return make_objective(
-            self.args.prediction_objective,
-            self._base().kind,
-            self._base().tokenizer,
-            mask=self.mask,
-        )
-
     def _fingerprint(self) -> dict:
-        return training_fingerprint(
+        fp = training_fingerprint(
             self.args, describe_model(self.model_arg), data_hash(self.table.df), self.target_classes
+        )
+        extra = self._objective().fingerprint()
+        if extra:
+            fp["objective"] = extra
+        return fp
+
+    def _wrap(self, gradiend: GradiendModel) -> ModelWithGradiend:
+        return ModelWithGradiend(
+            self._base(), gradiend, objective=self._objective_for(gradiend.metadata)
         )
 
     def labels(self, df: pd.DataFrame) -> np.ndarray:
@@ -179,7 +180,7 @@ class TextPredictionTrainer(DecoderMixin):
         objective = self._objective()
         df = self.table.df
         check_rows(df, objective, str(lm.source))
-        pmap = ParamMap.from_model(lm.model, self.args.params)
+        pmap = ParamMap.from_model(lm.model, self._param_patterns())
         computer = GradientComputer(lm, objective, pmap, device=self.gradiend_device)
         train_df = self.table.split("train")
         val_df = cap_per_group(
@@ -237,7 +238,7 @@ class TextPredictionTrainer(DecoderMixin):
         stats["data_split"] = self.table.split_info
         stats["base_passes"] = {"training_batches_computed": batches.computed}
         self._save(model, stats)
-        self._model = ModelWithGradiend(lm, model)
+        self._model = ModelWithGradiend(lm, model, objective=objective)
         return self._model
 
     def _pre_prune(self, computer, train_df, train_items):
@@ -298,7 +299,7 @@ class TextPredictionTrainer(DecoderMixin):
             "base_model_fingerprint": lm.fingerprint,
             "kind": lm.kind,
             "prediction_objective": self._objective().name,
-            "params": self.args.params,
+            "params": self._param_patterns(),
             "source": self.args.source,
             "target": self.args.target,
             "target_classes": self.target_classes,
@@ -326,6 +327,7 @@ class TextPredictionTrainer(DecoderMixin):
                 },
             },
         )
+        self._save_objective(self.model_dir)
         logger.info("GRADIEND written to %s", self.model_dir)
 
     def _try_cache(self, fingerprint: dict) -> ModelWithGradiend | None:
@@ -344,8 +346,8 @@ class TextPredictionTrainer(DecoderMixin):
             return None
         logger.info("using the cached GRADIEND in %s", self.model_dir)
         self._stats = stats
-        self._model = ModelWithGradiend(
-            self._base(), GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
+        self._model = self._wrap(
+            GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
         )
         return self._model
 
@@ -353,9 +355,8 @@ class TextPredictionTrainer(DecoderMixin):
     def get_model(self) -> ModelWithGradiend:
         if self._model is None:
             if (self.model_dir / "config.json").exists():
-                self._model = ModelWithGradiend(
-                    self._base(),
-                    GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device),
+                self._model = self._wrap(
+                    GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
                 )
             else:
                 raise RuntimeError("no trained model yet: call train() first")

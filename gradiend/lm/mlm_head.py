@@ -331,7 +331,7 @@ def train_head(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / max(1, len(y)))
     linear.requires_grad_(False)
     head.record["epoch_losses"] = losses

@@ -18,7 +18,7 @@ from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
 
 HEAD_ARGS = dict(
-    decoder_mlm_head_epochs=40, decoder_mlm_head_lr=5e-2, decoder_mlm_head_batch_size=16
+    decoder_mlm_head_epochs=100, decoder_mlm_head_lr=0.2, decoder_mlm_head_batch_size=16
 )
 
 
@@ -65,7 +65,7 @@ def test_head_reads_the_right_context(clm, tmp_path):
         lm,
         rows,
         head.labels,
-        HeadTraining(40, 16, 5e-2, pooling_length=1),
+        HeadTraining(100, 16, 0.2, pooling_length=1),
         None,
         validation=val,
         progress=False,

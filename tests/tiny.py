@@ -60,7 +60,8 @@ SENTINEL = "<extra_id_0>"  # T5's mask
 
 
 def make_tokenizer(kind: str) -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS + [SENTINEL])}
+    sentinel = [SENTINEL] if kind in ("t5", "bart") else []  # the others keep their vocabulary
+    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS + sentinel)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]

@@ -184,7 +184,7 @@ class MLMHeadObjective(Objective):
         rest = pieces[1]
         for i, piece in enumerate(pieces[2:], start=1):  # later masks keep their own words
             rest += words[min(i, len(words) - 1)] + piece
-        prefix = self.tokenizer(pieces[0].rstrip())["input_ids"] if pieces[0].strip() else []
+        prefix = self.tokenizer(pieces[0].rstrip())["input_ids"]  # special tokens even if empty
         suffix = self.tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else []
         keep_right = min(len(suffix), self.max_length // 2)
         suffix = suffix[:keep_right]

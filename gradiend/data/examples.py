@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from gradiend.data.heldout import vocabulary_split
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class ExampleTable:
     df: pd.DataFrame
     target_classes: list[str]
     all_classes: list[str]
+    split_info: dict = field(default_factory=dict)
 
     def split(self, name: str) -> pd.DataFrame:
         """Rows of split ``name`` (falling back as the incumbent does when it is empty)."""
@@ -53,8 +56,17 @@ class ExampleTable:
         raise ValueError("the data has no rows in any split")
 
 
-def read_table(data: Any) -> pd.DataFrame | dict[str, pd.DataFrame]:
-    """Turn a path, hub id or ``datasets`` object into a DataFrame (or keep a per-class dict)."""
+def read_table(
+    data: Any,
+    classes: list[str] | None = None,
+    hf_config: str | None = None,
+    hf_split: str | list[str] | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Turn a path, hub id or ``datasets`` object into a DataFrame (or keep a per-class dict).
+
+    A hub id or dataset folder is read by ``gradiend.data.hub`` (``classes``: the classes the
+    run needs, when its configs are classes).
+    """
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, Mapping) and all(isinstance(v, pd.DataFrame) for v in data.values()):
@@ -67,13 +79,9 @@ def read_table(data: Any) -> pd.DataFrame | dict[str, pd.DataFrame]:
             return pd.read_parquet(path)
         if path.suffix in (".csv", ".parquet"):
             raise FileNotFoundError(f"data file {path} does not exist")
-        try:
-            import datasets
-        except ImportError:
-            raise ImportError(
-                "loading data from the hub needs `pip install gradiend[data]`"
-            ) from None
-        data = datasets.load_dataset(str(data))
+        from gradiend.data.hub import load_hub_data
+
+        return load_hub_data(data, classes, hf_config, hf_split)
     return _from_datasets(data)
 
 
@@ -107,9 +115,16 @@ def build_examples(
     add_identity_for_other_classes: bool = False,
     seed: int = 0,
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    hf_config: str | None = None,
+    hf_split: str | list[str] | None = None,
 ) -> ExampleTable:
-    """Validate the data and build the canonical pair (and identity) rows. Cheap: no model use."""
-    table = read_table(data)
+    """Validate the data and build the canonical pair (and identity) rows. Cheap: no model use.
+
+    ``split_col=None`` splits by held-out vocabulary (``gradiend.data.heldout``); a missing split
+    column gives a seeded random split per class.
+    """
+    needed = None if target_classes is None or add_identity_for_other_classes else target_classes
+    table = read_table(data, needed, hf_config, hf_split)
     if isinstance(table, dict):
         base = _from_per_class(table, masked_col, split_col)
     else:
@@ -124,12 +139,16 @@ def build_examples(
         )
     all_classes = list(dict.fromkeys(base["factual_class"]))
     targets = _resolve_targets(target_classes, all_classes)
-    if "split" not in base.columns or base["split"].isna().all():
+    if split_col is None:
+        base["split"], split_info = vocabulary_split(base, seed, split_ratios)
+    elif "split" not in base.columns or base["split"].isna().all():
         logger.info("data has no split column: making a seeded %s split per class", split_ratios)
         base["split"] = _random_split(base, seed, split_ratios)
+        split_info = {"mode": "random", "ratios": list(split_ratios), "seed": seed}
     else:
         base["split"] = base["split"].map(_norm_split)
-    rows = _pair_rows(base, targets, seed)
+        split_info = {"mode": "column", "column": split_col}
+    rows = _pair_rows(base, targets, seed, by_split=split_col is None)
     if add_identity_for_other_classes:
         others = base[~base["factual_class"].isin(targets)]
         others = others.drop_duplicates(subset=["masked", "factual", "factual_class"]).copy()
@@ -141,7 +160,7 @@ def build_examples(
     for t in rows["transition"]:
         order.setdefault(t, len(order))
     rows["feature_class_id"] = rows["transition"].map(order).astype(int)
-    return ExampleTable(rows.reset_index(drop=True), targets, all_classes)
+    return ExampleTable(rows.reset_index(drop=True), targets, all_classes, split_info)
 
 
 def _from_per_class(frames: dict[str, pd.DataFrame], masked_col: str, split_col: str | None):
@@ -258,8 +277,11 @@ def match_case(word: str, like: str) -> str:
     return word
 
 
-def _pair_rows(base: pd.DataFrame, targets: list[str], seed: int) -> pd.DataFrame:
-    """A→B and B→A rows; alternatives given in the data or drawn from the other class's words."""
+def _pair_rows(
+    base: pd.DataFrame, targets: list[str], seed: int, by_split: bool = False
+) -> pd.DataFrame:
+    """A→B and B→A rows; alternatives given in the data or drawn from the other class's words
+    (with ``by_split``, from its words of the row's split, so held-out words stay held out)."""
     rng = np.random.default_rng(seed)
     words = {
         c: base.loc[base["factual_class"] == c, "factual"].str.lower().value_counts(normalize=True)
@@ -273,8 +295,15 @@ def _pair_rows(base: pd.DataFrame, targets: list[str], seed: int) -> pd.DataFram
             if given.any():
                 parts.append(rows[given])
                 continue
-        dist = words[other]
-        drawn = rng.choice(dist.index.to_numpy(), size=len(rows), p=dist.to_numpy())
+        drawn = np.empty(len(rows), dtype=object)
+        groups = rows.groupby("split").indices if by_split else {None: np.arange(len(rows))}
+        for split, pos in groups.items():
+            dist = words[other]
+            if split is not None:
+                same = base[(base["factual_class"] == other) & (base["split"] == split)]
+                if len(same):
+                    dist = same["factual"].str.lower().value_counts(normalize=True)
+            drawn[pos] = rng.choice(dist.index.to_numpy(), size=len(pos), p=dist.to_numpy())
         rows["alternative"] = [match_case(w, f) for w, f in zip(drawn, rows["factual"])]
         rows["alternative_class"] = other
         parts.append(rows)

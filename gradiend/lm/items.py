@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from gradiend.data.examples import row_words
-from gradiend.lm.objectives import Encoded, Item, Objective
+from gradiend.lm.objectives import Item, Objective
 
 
 def build_items(df: pd.DataFrame, objective: Objective) -> list[Item]:
@@ -52,7 +52,8 @@ def neutral_item(
 ) -> Item | None:
     """Re-mask one random content token of a neutral text; identity item (factual = alternative).
 
-    Masked LMs mask a token in place; causal LMs predict it from the prefix before it.
+    The objective builds the input (``Objective.neutral_encoding``): masked LMs mask the token in
+    place, causal LMs predict it from the prefix before it.
     """
     tok = objective.tokenizer
     special = set(tok.all_special_ids)
@@ -68,10 +69,5 @@ def neutral_item(
     if not ok:
         return None
     pos = int(rng.choice(ok))
-    if objective.left_pad:
-        enc = Encoded(token_ids[:pos], [pos - 1], [token_ids[pos]])
-    else:
-        ids = list(token_ids)
-        ids[pos] = tok.mask_token_id
-        enc = Encoded(ids, [pos], [token_ids[pos]])
+    enc = objective.neutral_encoding(token_ids, pos)
     return Item(enc, enc)

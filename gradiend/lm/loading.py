@@ -39,8 +39,11 @@ class BaseLM:
 
 
 def detect_kind(model: nn.Module) -> str:
-    """``mlm`` for masked LMs, ``clm`` for decoder-only causal LMs."""
+    """``mlm`` for masked LMs, ``clm`` for decoder-only causal LMs, ``seq2seq`` for
+    encoder-decoder models (T5, BART, mT5)."""
     name = type(model).__name__
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "seq2seq"
     if "MaskedLM" in name:
         return "mlm"
     if "CausalLM" in name or "LMHead" in name or getattr(model.config, "is_decoder", False):
@@ -128,13 +131,16 @@ def _load_hf(
         AutoConfig,
         AutoModelForCausalLM,
         AutoModelForMaskedLM,
+        AutoModelForSeq2SeqLM,
         AutoTokenizer,
     )
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
     config = AutoConfig.from_pretrained(name, **kwargs)
     archs = " ".join(config.architectures or [])
-    if "MaskedLM" in archs or (
+    if getattr(config, "is_encoder_decoder", False):
+        cls, kind = AutoModelForSeq2SeqLM, "seq2seq"
+    elif "MaskedLM" in archs or (
         not archs
         and not getattr(config, "is_decoder", False)
         and config.model_type in _masked_types()

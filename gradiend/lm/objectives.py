@@ -3,7 +3,9 @@
 ``mlm_mask_token`` (BERT-like): every ``[MASK]`` becomes as many mask tokens as its word has
 sub-tokens, each mask keeps its own word. ``clm_next_token`` (GPT-like): the text before the first
 ``[MASK]`` (right-stripped) is the prefix; the target is the first token of ``" " + word`` scored
-from the logits of the prefix's last token. Both are registered by name in ``OBJECTIVES``.
+from the logits of the prefix's last token. Objectives are registered by name in ``OBJECTIVES``
+(``register_objective``); ``clm_mlm_head`` lives in ``gradiend.lm.mlm_head`` and
+``seq2seq_encoder_mlm`` in ``gradiend.lm.seq2seq``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,23 @@ class Objective:
         self.mask = mask
         limit = getattr(tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH
         self.max_length = max_length or min(int(limit), MAX_LENGTH)
+
+    # -- how the other stages use this objective ----------------------------------------
+    def scorer(self) -> Objective:
+        """The objective that decoder evaluation scores with (the LM's own, usually this one)."""
+        return self
+
+    def default_params(self, model: nn.Module) -> list[str] | None:
+        """Parameter patterns the gradients are taken over when ``params`` is not given."""
+        return None
+
+    def neutral_encoding(self, token_ids: list[int], pos: int) -> Encoded:
+        """An identity input that predicts the token at ``pos`` of a neutral text."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """What beyond the objective's name changes its gradients (e.g. a trained head)."""
+        return {}
 
     # -- building inputs ---------------------------------------------------------------
     def encode(self, masked: str, words: list[str]) -> Encoded:
@@ -151,6 +170,19 @@ class MaskedLMObjective(Objective):
 
     name = "mlm_mask_token"
 
+    @property
+    def mask_token(self) -> str:
+        return self.tokenizer.mask_token
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.tokenizer.mask_token_id
+
+    def neutral_encoding(self, token_ids: list[int], pos: int) -> Encoded:
+        ids = list(token_ids)
+        ids[pos] = self.mask_token_id
+        return Encoded(ids, [pos], [token_ids[pos]])
+
     def word_ids(self, word: str, after_text: bool = True) -> list[int]:
         ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
         if not ids:
@@ -164,12 +196,12 @@ class MaskedLMObjective(Objective):
             raise ValueError(f"no {self.mask} in text: {masked[:80]!r}")
         words = [words[min(i, len(words) - 1)] for i in range(k)]
         word_ids = [self.word_ids(w) for w in words]
-        mask_tok = self.tokenizer.mask_token
+        mask_tok = self.mask_token
         text = pieces[0]
         for ids, piece in zip(word_ids, pieces[1:]):
             text += mask_tok * len(ids) + piece
         input_ids = self.tokenizer(text)["input_ids"]
-        mid = self.tokenizer.mask_token_id
+        mid = self.mask_token_id
         positions = [i for i, t in enumerate(input_ids) if t == mid]
         targets = [t for ids in word_ids for t in ids]
         if len(positions) != len(targets):
@@ -184,6 +216,9 @@ class CausalLMObjective(Objective):
 
     name = "clm_next_token"
     left_pad = True
+
+    def neutral_encoding(self, token_ids: list[int], pos: int) -> Encoded:
+        return Encoded(token_ids[:pos], [pos - 1], [token_ids[pos]])
 
     def word_ids(self, word: str, after_text: bool = True) -> list[int]:
         ids = self.tokenizer((" " + word) if after_text else word, add_special_tokens=False)[
@@ -215,6 +250,25 @@ class CausalLMObjective(Objective):
         return {}
 
 
+class _Bound(nn.Module):
+    """``fn(model, ...)`` as a module, so ``functional_call`` can swap the model's parameters."""
+
+    def __init__(self, model: nn.Module, fn):
+        super().__init__()
+        self.m, self.fn = model, fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(self.m, *args)
+
+
+def call_with(model: nn.Module, params: dict | None, fn, *args: Any) -> Any:
+    """``fn(model, *args)``, with ``params`` (names of ``model``) replacing its parameters."""
+    if params is None:
+        return fn(model, *args)
+    renamed = {f"m.{k}": v for k, v in params.items()}
+    return torch.func.functional_call(_Bound(model, fn), renamed, args)
+
+
 def _accepts(model: nn.Module, arg: str) -> bool:
     try:
         return arg in inspect.signature(model.forward).parameters
@@ -236,16 +290,38 @@ def _truncate_around(enc: Encoded, max_length: int) -> Encoded:
     return Encoded(ids, [p - start + 1 for p in enc.positions], enc.targets)
 
 
-OBJECTIVES: dict[str, type[Objective]] = {
-    MaskedLMObjective.name: MaskedLMObjective,
-    CausalLMObjective.name: CausalLMObjective,
-}
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+# what prediction_objective="auto" means for each model kind (``gradiend.lm.loading``)
+AUTO = {"mlm": "mlm_mask_token", "clm": "clm_next_token", "seq2seq": "seq2seq_encoder_mlm"}
 
 
-def make_objective(name: str, kind: str, tokenizer: Any, mask: str = MASK) -> Objective:
-    """The objective named ``name``, or the one for the model ``kind`` when ``name == "auto"``."""
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: make ``cls`` available as ``prediction_objective=cls.name``."""
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+register_objective(MaskedLMObjective)
+register_objective(CausalLMObjective)
+
+
+def _load_builtin() -> None:
+    # modules that register themselves; imported here to keep this module free of cycles
+    import gradiend.lm.mlm_head  # noqa: F401
+    import gradiend.lm.seq2seq  # noqa: F401
+
+
+def make_objective(
+    name: str, kind: str, tokenizer: Any, mask: str = MASK, **kwargs: Any
+) -> Objective:
+    """The objective named ``name``, or the one for the model ``kind`` when ``name == "auto"``.
+
+    ``kwargs`` go to the objective (``clm_mlm_head`` takes ``head=``).
+    """
+    _load_builtin()
     if name == "auto":
-        name = "mlm_mask_token" if kind == "mlm" else "clm_next_token"
+        name = AUTO[kind]
     if name not in OBJECTIVES:
         raise ValueError(f"unknown prediction_objective {name!r}; choose one of {list(OBJECTIVES)}")
-    return OBJECTIVES[name](tokenizer, mask=mask)
+    return OBJECTIVES[name](tokenizer, mask=mask, **kwargs)

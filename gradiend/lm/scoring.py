@@ -12,8 +12,9 @@ token ids count once.
 
 ``LMSScorer``: masked LMs — accuracy of the argmax prediction at seeded random masks on
 non-special tokens; causal LMs — ``1 / (1 + mean NLL)`` of every next token, with the causal
-shift (logits at position ``t`` predict token ``t + 1``). Tokens in ``ignore_ids`` are never
-masked nor scored (the target words when the fallback texts contain them). Both also report the
+shift (logits at position ``t`` predict token ``t + 1``); encoder-decoder models (``seq2seq``) —
+the decoder reproducing the text, teacher-forced. Tokens in ``ignore_ids`` are never
+masked nor scored (the target words when the fallback texts contain them). All also report the
 mean NLL of the scored tokens (the neutral-NLL budget of the decoder search), and per-text sums
 so that a subset of the texts can screen a point before the rest confirms it.
 """
@@ -236,10 +237,14 @@ class LMSScorer:
         for b in self.batches:
             if groups is not None and b["group"] not in groups:
                 continue
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
             labels = b["labels"]
-            if self.kind != "mlm":  # the causal shift: position t predicts token t + 1
-                logits, labels = logits[:, :-1], labels[:, 1:]
+            inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+            if self.kind == "seq2seq":  # decoder inputs: the labels shifted right, by the model
+                logits = model(**inputs, labels=labels).logits
+            else:
+                logits = model(**inputs).logits
+                if self.kind != "mlm":  # the causal shift: position t predicts token t + 1
+                    logits, labels = logits[:, :-1], labels[:, 1:]
             keep = labels != -100
             row, col = keep.nonzero(as_tuple=True)
             picked, gold = logits[row, col].float(), labels[row, col]

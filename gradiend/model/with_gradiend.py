@@ -20,7 +20,7 @@ from gradiend._io import read_json
 from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import BaseLM, load_base_model
-from gradiend.lm.objectives import Item, make_objective
+from gradiend.lm.objectives import Item, Objective, make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel, _model_dir
 
@@ -30,11 +30,17 @@ logger = logging.getLogger(__name__)
 class ModelWithGradiend:
     """Base model + parameter map + GRADIEND. ``decoder(+1)`` strengthens ``target_classes[0]``."""
 
-    def __init__(self, lm: BaseLM, gradiend: GradiendModel, objective_name: str = "auto"):
+    def __init__(
+        self,
+        lm: BaseLM,
+        gradiend: GradiendModel,
+        objective_name: str = "auto",
+        objective: Objective | None = None,
+    ):
         if gradiend.param_map is None:
             raise ValueError("the GRADIEND has no parameter map; it cannot be tied to a base model")
         self.lm, self.gradiend = lm, gradiend
-        self.objective = make_objective(
+        self.objective = objective or make_objective(
             gradiend.metadata.get("prediction_objective", objective_name),
             lm.kind,
             lm.tokenizer,
@@ -185,7 +191,14 @@ class ModelWithGradiend:
                 "the base model's parameters do not match the GRADIEND's parameter map; "
                 "is it the same architecture and checkpoint?"
             )
-        return cls(lm, gradiend)
+        objective = None
+        if gradiend.metadata.get("prediction_objective") == "clm_mlm_head":
+            from gradiend.lm.mlm_head import HEAD_DIR, MLMHead
+
+            head = MLMHead.from_pretrained(_model_dir(path) / HEAD_DIR)
+            mask = gradiend.metadata.get("mask", "[MASK]")
+            objective = make_objective("clm_mlm_head", lm.kind, lm.tokenizer, mask, head=head)
+        return cls(lm, gradiend, objective=objective)
 
 
 def jvp_encode(

@@ -125,6 +125,11 @@ class TrainingArguments:
     # base model
     params: list[str] | None = None
     prediction_objective: str = "auto"
+    # the MLM head of decoder-only models (prediction_objective="clm_mlm_head")
+    decoder_mlm_head_epochs: int = 5
+    decoder_mlm_head_batch_size: int = 4
+    decoder_mlm_head_lr: float = 1e-4
+    decoder_mlm_head_max_size: int | None = None
     torch_dtype: str | None = None
     trust_remote_code: bool = False
     # placement and precision (see docs/gpu.md)

@@ -167,7 +167,7 @@ class DecoderMixin:
             }
         elif spec != "label":
             static = self._static_word_sets()
-            if _overlap(static, self.get_model().objective):
+            if _overlap(static, self.get_model().objective.scorer()):
                 logger.info("the classes share words; scoring the decoder per row")
                 static = None
         out = []
@@ -224,7 +224,7 @@ class DecoderMixin:
         }
 
     def _point_scorer(self, mwg, rows, targets, lms_texts, ignore_words, cfg) -> PointScorer:
-        obj, lm = mwg.objective, mwg.lm
+        obj, lm = mwg.objective.scorer(), mwg.lm  # clm_mlm_head: the causal LM's own objective
         tcs = list(self.target_classes)
         bs = self.args.eval_batch_size
         device = next(lm.model.parameters()).device

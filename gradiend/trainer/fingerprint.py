@@ -39,6 +39,11 @@ _IGNORED = {
     "encoder_decoder_same_device",
     "gradiend_device",
     "plot_importance",
+    # the MLM head's own fingerprint (objective.mlm_head) stands for these
+    "decoder_mlm_head_epochs",
+    "decoder_mlm_head_batch_size",
+    "decoder_mlm_head_lr",
+    "decoder_mlm_head_max_size",
 }
 
 # fields that change the GRADIEND but not the training gradients (the gradient cache survives

@@ -20,7 +20,6 @@ from gradiend.lm.devices import gradiend_device, model_devices, resolve_dtype, s
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.items import build_items, check_rows
 from gradiend.lm.loading import BaseLM, describe_model, load_base_model
-from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend, jvp_encode
@@ -47,6 +46,7 @@ from gradiend.trainer.input_checks import (
     check_table,
     check_trainer_inputs,
 )
+from gradiend.trainer.objective_mixin import ObjectiveMixin
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.seeds import run_seeds
 from gradiend.trainer.validation import check_eval_call
@@ -64,7 +64,7 @@ def encoding_labels(df: pd.DataFrame, targets: list[str], target: str) -> np.nda
     return np.where(df["factual_class"] == df["alternative_class"], 0.0, lab)
 
 
-class TextPredictionTrainer(DecoderMixin):
+class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
     """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
 
     def __init__(
@@ -90,6 +90,8 @@ class TextPredictionTrainer(DecoderMixin):
         img_format: str = "png",
         mask: str = "[MASK]",
         progress: bool = True,
+        hf_config: str | None = None,
+        hf_split: str | list[str] | None = None,
     ):
         check_trainer_inputs(model, data, target_classes, run_id, eval_neutral_max_rows)
         self.args = args or training_args or TrainingArguments()
@@ -114,6 +116,8 @@ class TextPredictionTrainer(DecoderMixin):
             alternative_class_col=alternative_class_col,
             add_identity_for_other_classes=self.args.add_identity_for_other_classes,
             seed=self.args.seed,
+            hf_config=hf_config,
+            hf_split=hf_split,
         )
         self.target_classes = self.table.target_classes
         for split in ("train",):
@@ -171,17 +175,18 @@ class TextPredictionTrainer(DecoderMixin):
             self._base().model, self.args.gradiend_device, self.args.encoder_decoder_same_device
         )
 
-    def _objective(self):
-        return make_objective(
-            self.args.prediction_objective,
-            self._base().kind,
-            self._base().tokenizer,
-            mask=self.mask,
-        )
-
     def _fingerprint(self) -> dict:
-        return training_fingerprint(
+        fp = training_fingerprint(
             self.args, describe_model(self.model_arg), data_hash(self.table.df), self.target_classes
+        )
+        extra = self._objective().fingerprint()
+        if extra:
+            fp["objective"] = extra
+        return fp
+
+    def _wrap(self, gradiend: GradiendModel) -> ModelWithGradiend:
+        return ModelWithGradiend(
+            self._base(), gradiend, objective=self._objective_for(gradiend.metadata)
         )
 
     def labels(self, df: pd.DataFrame) -> np.ndarray:
@@ -201,7 +206,7 @@ class TextPredictionTrainer(DecoderMixin):
         check_objective(lm.kind, objective)
         df = self.table.df
         check_rows(df, objective, str(lm.source))
-        pmap = ParamMap.from_model(lm.model, self.args.params)
+        pmap = ParamMap.from_model(lm.model, self._param_patterns())
         computer = GradientComputer(lm, objective, pmap, device=self.gradiend_device)
         train_df = self.table.split("train")
         val_df = cap_per_group(
@@ -264,9 +269,10 @@ class TextPredictionTrainer(DecoderMixin):
         timings["training_total"] = time.perf_counter() - t0
         stats["timings"] = {**timings, **stats.get("timings", {})}
         stats["n_training_batches"] = len(batches)
+        stats["data_split"] = self.table.split_info
         stats["base_passes"] = {"training_batches_computed": batches.computed}
         self._save(model, stats)
-        self._model = ModelWithGradiend(lm, model)
+        self._model = ModelWithGradiend(lm, model, objective=objective)
         if self.args.plot_importance:
             self._plot_importance_after_training()
         return self._model
@@ -338,7 +344,7 @@ class TextPredictionTrainer(DecoderMixin):
             "base_model_fingerprint": lm.fingerprint,
             "kind": lm.kind,
             "prediction_objective": self._objective().name,
-            "params": self.args.params,
+            "params": self._param_patterns(),
             "source": self.args.source,
             "target": self.args.target,
             "target_classes": self.target_classes,
@@ -366,6 +372,7 @@ class TextPredictionTrainer(DecoderMixin):
                 },
             },
         )
+        self._save_objective(self.model_dir)
         logger.info("GRADIEND written to %s", self.model_dir)
 
     def _try_cache(self, fingerprint: dict) -> ModelWithGradiend | None:
@@ -390,16 +397,15 @@ class TextPredictionTrainer(DecoderMixin):
             return None
         logger.info("using the cached GRADIEND in %s", self.model_dir)
         self._stats = stats
-        self._model = ModelWithGradiend(self._base(), gradiend)
+        self._model = self._wrap(gradiend)
         return self._model
 
     # ------------------------------------------------------------------ results
     def get_model(self) -> ModelWithGradiend:
         if self._model is None:
             if (self.model_dir / "config.json").exists():
-                self._model = ModelWithGradiend(
-                    self._base(),
-                    GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device),
+                self._model = self._wrap(
+                    GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
                 )
             else:
                 raise RuntimeError("no trained model yet: call train() first")
@@ -520,6 +526,10 @@ def _read_neutral(data: Any, max_rows: int | None, seed: int) -> pd.DataFrame | 
         df = pd.DataFrame({"text": [str(t) for t in data]})
     elif isinstance(data, pd.DataFrame):
         df = data
+    elif isinstance(data, (str, Path)) and Path(data).suffix not in (".csv", ".parquet"):
+        from gradiend.data.hub import load_neutral_hub_data
+
+        df = load_neutral_hub_data(data)
     else:
         from gradiend.data.examples import read_table
 

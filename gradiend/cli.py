@@ -87,10 +87,11 @@ def _demo(ns: argparse.Namespace) -> int:
     ]
     if dec:
         lines.append(
-            f"decoder (strengthen 'she'): feature_factor={dec['feature_factor']} "
-            f"learning_rate={dec['learning_rate']} P(she | he-sentences) "
-            f"{dec['base_value']:.4f} -> {dec['value']:.4f} at LMS {dec['lms']:.4f} "
-            f"(base {dec['base_lms']:.4f}, passed={dec['passed']})"
+            f"decoder (strengthen 'she'): feature_factor={dec.get('feature_factor')} "
+            f"learning_rate={dec.get('learning_rate')} P(she | he-sentences) "
+            f"{_fmt(dec.get('base_value'))} -> {_fmt(dec.get('value'))} at LMS "
+            f"{_fmt(dec.get('lms'))} (base {_fmt(dec.get('base_lms'))}, "
+            f"passed={dec.get('passed')})"
         )
         lines.append(f"rewritten model: {out.get('rewritten_model')}")
     lines.append(f"run directory: {out['run_dir']}")
@@ -155,9 +156,10 @@ def _evaluate(ns: argparse.Namespace) -> int:
         lines.append(f"mean encoding by class: {json.dumps(_round(enc['mean_by_feature_class']))}")
     for key, d in out.get("decoder", {}).items():
         lines.append(
-            f"decoder {key}: feature_factor={d['feature_factor']} learning_rate="
-            f"{d['learning_rate']} value {_fmt(d['base_value'])} -> {_fmt(d['value'])} at LMS "
-            f"{_fmt(d['lms'])} (base {_fmt(d['base_lms'])}, passed={d['passed']})"
+            f"decoder {key}: feature_factor={d.get('feature_factor')} learning_rate="
+            f"{d.get('learning_rate')} value {_fmt(d.get('base_value'))} -> "
+            f"{_fmt(d.get('value'))} at LMS {_fmt(d.get('lms'))} "
+            f"(base {_fmt(d.get('base_lms'))}, passed={d.get('passed')})"
         )
     lines.append(f"run directory: {out['run_dir']}")
     _print(lines)
@@ -282,10 +284,14 @@ def _check_runs(runs: list[str], need: int, allow_hub: bool = False) -> None:
 
 
 def _log_to_stderr(level: int) -> None:
-    """Show the library's own log on stderr; the root logger stays untouched."""
+    """Show the library's own log on stderr; the root logger stays untouched. Calling ``main``
+    again (tests, notebooks) replaces the handler instead of adding a second one."""
+    log = logging.getLogger("gradiend")
+    for old in [h for h in log.handlers if getattr(h, "_gradiend_cli", False)]:
+        log.removeHandler(old)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    log = logging.getLogger("gradiend")
+    handler._gradiend_cli = True
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False

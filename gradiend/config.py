@@ -156,11 +156,13 @@ class RunConfig:
             name: copy.deepcopy(getattr(self, name)) for name in SECTIONS if getattr(self, name)
         }
 
-    def save(self, path: str | Path) -> Path:
-        """Write the resolved config as JSON (``gradiend_config.json`` in a run folder)."""
+    def save(self, path: str | Path, resolved: bool = False) -> Path:
+        """Write the config as JSON (``gradiend_config.json`` in a run folder); ``resolved``
+        substitutes the ``${…}`` placeholders first, so the copy reads the same anywhere."""
         from gradiend._io import write_json
 
-        write_json(path, self.to_dict())
+        data = self.to_dict()
+        write_json(path, self.resolve(data) if resolved else data)
         return Path(path)
 
     # ------------------------------------------------------------------ validation

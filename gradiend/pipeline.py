@@ -77,7 +77,7 @@ def train(cfg: RunConfig, trainer=None, plot: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.train()
     record_timing(trainer.run_dir, "train", time.perf_counter() - t0)
-    cfg.save(trainer.run_dir / CONFIG_FILE)
+    cfg.save(trainer.run_dir / CONFIG_FILE, resolved=True)
     stats = trainer.get_training_stats()
     out = {
         "run_dir": str(trainer.run_dir),

@@ -76,7 +76,7 @@ def test_report_of_a_partial_run_leaves_out_what_is_missing(run_dir, tmp_path):
 
 
 def test_comparison_report(run_dir, tmp_path):
-    seeds = sorted((run_dir / "seeds").glob("seed_*"))
+    seeds = sorted(p for p in (run_dir / "seeds").glob("seed_*") if p.is_dir())
     path = write_report(seeds, tmp_path / "cmp.html", topk=50)
     text = path.read_text()
     assert "comparison of 2 runs" in text and "<h2>Overlap of the runs</h2>" in text

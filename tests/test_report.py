@@ -100,7 +100,7 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
     problems: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": 1100, "height": 1500})
         page.on(
             "console",
             lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error" else None,

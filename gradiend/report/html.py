@@ -110,14 +110,33 @@ def section_summary(run: RunFiles) -> str:
     return "<h2>Summary</h2>" + table(rows)
 
 
+KEY_ARGS = (
+    "learning_rate",
+    "max_steps",
+    "num_train_epochs",
+    "train_batch_size",
+    "source",
+    "target",
+    "seed",
+    "max_seeds",
+    "min_convergent_seeds",
+    "pre_prune_config",
+    "post_prune_config",
+    "params",
+    "prediction_objective",
+)
+
+
 def section_args(run: RunFiles) -> str:
     args = run.training.get("training_args") or {}
     if not args:
         return '<h2>Training arguments</h2><p class="note">no training record</p>'
     shown = {k: v for k, v in args.items() if v not in (None, {}, [])}
-    out = "<h2>Training arguments</h2>" + kv(shown)
+    key = {k: shown[k] for k in KEY_ARGS if k in shown}
+    out = "<h2>Training arguments</h2>" + kv(key)
+    out += f"<details><summary>all {len(shown)} arguments</summary>" + kv(shown) + "</details>"
     if run.run_config:
-        out += "<details><summary>full run config</summary>" + kv(run.run_config) + "</details>"
+        out += "<details><summary>the run config</summary>" + kv(run.run_config) + "</details>"
     return out
 
 

@@ -1,16 +1,73 @@
-"""The ``gradiend`` command: ``gradiend demo`` runs the offline he-versus-she workflow."""
+"""The ``gradiend`` command: every stage of a run on a config file, plus report, compare, steer.
+
+A thin layer over the Python API: ``gradiend.config.RunConfig`` reads and checks the config (its
+sections are the API's keyword arguments) and each subcommand calls one ``gradiend.pipeline``
+function. Exit codes: 0 done, 2 bad arguments or config (reported before any model loads), 1 the
+run failed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
+import textwrap
 import time
+import traceback
+from pathlib import Path
+
+from gradiend.config import ConfigError, RunConfig
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+EXAMPLES = {
+    None: """examples:
+  gradiend demo                                   # the he-vs-she demo on SmolLM2, offline
+  gradiend train -c run.yaml --set training_args.max_steps=200
+  gradiend evaluate -c run.yaml --decoder-only
+  gradiend report runs/x/he_she -o report.html
+  gradiend steer runs/x/he_she --prompt "The doctor said that" --strength 0.5
+config keys are the Python API's parameter names; see docs/cli.md""",
+    "demo": """example:
+  gradiend demo --output-dir runs/demo --max-steps 60 --set evaluate_encoder.max_size=50""",
+    "data": """example:
+  gradiend data -c run.yaml --set creator.output_dir=data/he_she
+runs creator.generate_training_data and creator.generate_neutral_data; writes to
+creator.output_dir""",
+    "train": """example:
+  gradiend train -c run.yaml --set training_args.learning_rate=1e-4
+trains TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args)); without
+trainer.data the data comes from the creator sections""",
+    "evaluate": """example:
+  gradiend evaluate -c run.yaml --set evaluate_decoder.target_class=she
+runs trainer.evaluate_encoder(**evaluate_encoder) and trainer.evaluate_decoder(**evaluate_decoder)
+on the trained run""",
+    "rewrite": """example:
+  gradiend rewrite -c run.yaml --set rewrite_base_model.output_dir=models/she
+saves the base model rewritten at the point the decoder evaluation selected""",
+    "compare": """example:
+  gradiend compare runs/a/he_she runs/b/he_she runs/c/he_she --topk 1000 -o runs/compare
+writes similarity.csv, the heatmap and the top-k Venn diagram""",
+    "report": """examples:
+  gradiend report runs/demo/he_she                     # writes runs/demo/he_she/report.html
+  gradiend report runs/a/he_she runs/b/he_she -o cmp.html   # one page comparing the runs""",
+    "steer": """example:
+  gradiend steer runs/demo/he_she --prompt "My neighbour told me that" --target-class she \\
+      --strength 0.5
+without --strength the decoder evaluation's selected learning rate is used""",
+}
+
+
+# --------------------------------------------------------------------------- subcommands
+def _config(ns: argparse.Namespace) -> RunConfig:
+    return RunConfig.load(ns.config, ns.set or [])
 
 
 def _demo(ns: argparse.Namespace) -> int:
-    from gradiend.demo import DemoConfig, run_demo
+    from gradiend.demo import DemoConfig, demo_config
+    from gradiend.pipeline import run_all
 
     cfg = DemoConfig(
         output_dir=ns.output_dir,
@@ -19,58 +76,334 @@ def _demo(ns: argparse.Namespace) -> int:
         seeds=ns.seeds,
         max_size_per_class=ns.max_size_per_class,
     )
+    run = demo_config(cfg, ns.set or [])  # validated here, before any model loads
     start = time.perf_counter()
-    out = run_demo(cfg)
+    out = run_all(run)
+    enc, dec = out.get("encoder", {}), out.get("decoder", {}).get("she")
     lines = [
-        f"test correlation (he vs she): {out['correlation']:.3f}",
-        f"mean encoding by class: {json.dumps(_round(out['mean_by_feature_class']))}",
-        f"neutral mean encodings: {json.dumps(_round(out['neutral_mean_by_type']))}",
+        f"test correlation (he vs she): {enc.get('correlation', float('nan')):.3f}",
+        f"mean encoding by class: {json.dumps(_round(enc.get('mean_by_feature_class', {})))}",
+        f"neutral mean encodings: {json.dumps(_round(enc.get('neutral_mean_by_type', {})))}",
     ]
-    if "decoder" in out:
-        d = out["decoder"]
+    if dec:
         lines.append(
-            f"decoder (strengthen 'she'): feature_factor={d['feature_factor']} "
-            f"learning_rate={d['learning_rate']} P(she | he-sentences) "
-            f"{d['base_value']:.4f} -> {d['value']:.4f} at LMS {d['lms']:.4f} "
-            f"(base {d['base_lms']:.4f}, passed={d['passed']})"
+            f"decoder (strengthen 'she'): feature_factor={dec.get('feature_factor')} "
+            f"learning_rate={dec.get('learning_rate')} P(she | he-sentences) "
+            f"{_fmt(dec.get('base_value'))} -> {_fmt(dec.get('value'))} at LMS "
+            f"{_fmt(dec.get('lms'))} (base {_fmt(dec.get('base_lms'))}, "
+            f"passed={dec.get('passed')})"
         )
-        lines.append(f"rewritten model: {out['rewritten_model']}")
+        lines.append(f"rewritten model: {out.get('rewritten_model')}")
     lines.append(f"run directory: {out['run_dir']}")
     for key in ("convergence_plot", "encoder_plot", "decoder_plot", "topk_heatmap", "topk_venn"):
         if out.get(key):
             lines.append(f"{key.replace('_', ' ')}: {out[key]}")
+    lines.append(f"report: gradiend report {out['run_dir']}")
     lines.append(f"finished in {time.perf_counter() - start:.0f} s")
+    _print(lines)
+    return EXIT_OK
+
+
+def _data(ns: argparse.Namespace) -> int:
+    from gradiend.pipeline import make_data
+
+    cfg = _config(ns)
+    cfg.require("creator.output_dir", why="the data command writes its tables there")
+    cfg.require("creator.base_data", "creator.feature_targets", why="the data stage needs them")
+    out = make_data(cfg)
+    rows = out["stats"].get("rows_per_class", {})
+    lines = [f"{cls}: {json.dumps(n)}" for cls, n in rows.items()]
+    if out["neutral"] is not None:
+        lines.append(f"neutral: {len(out['neutral'])} sentences")
+    lines.append(f"written to {cfg.resolve(cfg.creator['output_dir'])} in {out['seconds']:.1f} s")
+    _print(lines)
+    return EXIT_OK
+
+
+def _train(ns: argparse.Namespace) -> int:
+    from gradiend.pipeline import build_trainer, train
+
+    cfg = _config(ns)
+    cfg.require("trainer.model", why="the base model to train on")
+    out = train(cfg, build_trainer(cfg), plot=not ns.no_plot)
+    _print(
+        [
+            f"best validation correlation: {_fmt(out['correlation'])} "
+            f"(converged: {out['converged']})",
+            f"GRADIEND: {out['model_dir']}",
+            f"run directory: {out['run_dir']}",
+        ]
+    )
+    return EXIT_OK
+
+
+def _evaluate(ns: argparse.Namespace) -> int:
+    from gradiend.pipeline import build_trainer, evaluate
+
+    cfg = _config(ns)
+    cfg.require("trainer.model", why="the base model the GRADIEND was trained on")
+    out = evaluate(
+        cfg,
+        build_trainer(cfg),
+        encoder=not ns.decoder_only,
+        decoder=not ns.encoder_only,
+        plot=not ns.no_plot,
+    )
+    lines = []
+    if "encoder" in out:
+        enc = out["encoder"]
+        lines.append(f"test correlation: {_fmt(enc.get('correlation'))}")
+        lines.append(f"mean encoding by class: {json.dumps(_round(enc['mean_by_feature_class']))}")
+    for key, d in out.get("decoder", {}).items():
+        lines.append(
+            f"decoder {key}: feature_factor={d.get('feature_factor')} learning_rate="
+            f"{d.get('learning_rate')} value {_fmt(d.get('base_value'))} -> "
+            f"{_fmt(d.get('value'))} at LMS {_fmt(d.get('lms'))} "
+            f"(base {_fmt(d.get('base_lms'))}, passed={d.get('passed')})"
+        )
+    lines.append(f"run directory: {out['run_dir']}")
+    _print(lines)
+    return EXIT_OK
+
+
+def _rewrite(ns: argparse.Namespace) -> int:
+    from gradiend.pipeline import build_trainer, rewrite
+
+    cfg = _config(ns)
+    cfg.require("trainer.model", why="the base model to rewrite")
+    out = rewrite(cfg, build_trainer(cfg))
+    _print([f"rewritten model ({out['target_class']}): {out['rewritten_model']}"])
+    return EXIT_OK
+
+
+def _compare(ns: argparse.Namespace) -> int:
+    from gradiend.pipeline import compare_runs
+
+    _check_runs(ns.runs, need=2)
+    out = compare_runs(ns.runs, ns.topk, ns.part, ns.measure, ns.output_dir)
+    width = max(len(label) for label in out["labels"])
+    lines = [f"{ns.measure} (top {ns.topk}, {ns.part}):"]
+    for label, row in zip(out["labels"], out["matrix"], strict=True):
+        lines.append(f"  {label:<{width}}  " + "  ".join(f"{v:8.3f}" for v in row))
+    for key in ("csv", "heatmap", "venn"):
+        if out.get(key):
+            lines.append(f"{key}: {out[key]}")
+    _print(lines)
+    return EXIT_OK
+
+
+def _report(ns: argparse.Namespace) -> int:
+    from gradiend.report import write_report
+
+    _check_runs(ns.runs, need=1)
+    path = write_report(ns.runs, ns.output, topk=ns.topk)
+    _print([f"report: {path}"])
+    return EXIT_OK
+
+
+def _steer(ns: argparse.Namespace) -> int:
+    from gradiend.model.hub import resolve_pretrained
+    from gradiend.model.with_gradiend import load_context
+    from gradiend.pipeline import load_run_model, selected_strength
+
+    _check_runs([ns.run], need=1, allow_hub=True)
+    saved = Path(ns.run) / "gradiend_config.json"
+    defaults = RunConfig.load(saved).steer if saved.is_file() else {}
+    prompts = ns.prompt or defaults.get("prompts")
+    if not prompts:
+        raise ConfigError("--prompt", "no prompt given", 'pass --prompt "The doctor said that"')
+    classes = list(load_context(resolve_pretrained(ns.run)).get("target_classes") or [])
+    ff = ns.feature_factor
+    target = ns.target_class or (None if ff is not None else defaults.get("target_class"))
+    if target is None and ff is None:
+        raise ConfigError(
+            "--target-class", "no direction given", f"pass --target-class (one of {classes})"
+        )
+    if target is not None and target not in classes:
+        raise ConfigError("--target-class", f"unknown class {target!r}", f"use one of {classes}")
+    strength = ns.strength
+    if strength is None:
+        strength = defaults.get("strength") or (target and selected_strength(ns.run, target))
+    if strength is None:
+        raise ConfigError(
+            "--strength",
+            "no strength given and the run has no decoder selection for this direction",
+            "pass --strength (e.g. 0.5) or run `gradiend evaluate` first",
+        )
+    if not math.isfinite(float(strength)):
+        raise ConfigError("--strength", f"{strength} is not a finite number", "pass e.g. 0.5")
+    mwg = load_run_model(ns.run, base_model=ns.model)
+    rows = mwg.steer_generations(
+        prompts,
+        float(strength),
+        target_class=target if ff is None else None,
+        feature_factor=ff,
+        max_new_tokens=ns.max_new_tokens or defaults.get("max_new_tokens", 20),
+    )
+    label = f"steered ({target if ff is None else f'ff={ff}'}, strength {strength})"
+    _print(_side_by_side(rows, label))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- output helpers
+def _print(lines: list[str]) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
-    return 0
 
 
 def _round(d: dict) -> dict:
     return {str(k): round(float(v), 3) for k, v in d.items()}
 
 
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{float(x):.4f}"
+
+
+def _side_by_side(rows: list[dict], label: str, width: int = 48) -> list[str]:
+    lines = []
+    for r in rows:
+        lines.append(f"prompt: {r['prompt']}")
+        left = textwrap.wrap(r["base"].strip(), width) or [""]
+        right = textwrap.wrap(r["steered"].strip(), width) or [""]
+        lines.append(f"  {'base':<{width}} | {label}")
+        for i in range(max(len(left), len(right))):
+            a = left[i] if i < len(left) else ""
+            b = right[i] if i < len(right) else ""
+            lines.append(f"  {a:<{width}} | {b}")
+        lines.append("")
+    return lines
+
+
+def _check_runs(runs: list[str], need: int, allow_hub: bool = False) -> None:
+    from gradiend.model.hub import is_repo_id
+
+    if len(runs) < need:
+        raise ConfigError("RUN_DIR", f"{need} run folders needed, got {len(runs)}", "name more")
+    for r in runs:
+        if not Path(r).exists() and not (allow_hub and is_repo_id(r)):
+            raise ConfigError("RUN_DIR", f"{r} does not exist", "pass a run or model folder")
+
+
 def _log_to_stderr(level: int) -> None:
-    """Show the library's own log on stderr; the root logger stays untouched."""
+    """Show the library's own log on stderr; the root logger stays untouched. Calling ``main``
+    again (tests, notebooks) replaces the handler instead of adding a second one."""
+    log = logging.getLogger("gradiend")
+    for old in [h for h in log.handlers if getattr(h, "_gradiend_cli", False)]:
+        log.removeHandler(old)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    log = logging.getLogger("gradiend")
+    handler._gradiend_cli = True
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gradiend", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train and evaluate a he-vs-she GRADIEND on SmolLM2")
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="gradiend", description=__doc__, epilog=EXAMPLES[None], formatter_class=fmt
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
+                           formatter_class=fmt)  # fmt: skip
+        p.add_argument("-v", "--verbose", action="store_true", help="debug-level log, tracebacks")
+        return p
+
+    def config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+        if required:
+            p.add_argument("-c", "--config", required=True,
+                           help="YAML/JSON config, or a run folder (its gradiend_config.json)")  # fmt: skip
+        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a config key (value parsed as YAML); repeatable")  # fmt: skip
+
+    demo = add("demo", "train, evaluate and rewrite a he-vs-she GRADIEND on SmolLM2 (offline)")
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--model", default=None, help="hub id, folder or .gguf (default SmolLM2)")
     demo.add_argument("--max-steps", type=int, default=60)
     demo.add_argument("--seeds", type=int, default=3)
     demo.add_argument("--max-size-per-class", type=int, default=120)
-    demo.add_argument("-v", "--verbose", action="store_true", help="debug-level log")
-    ns = parser.parse_args(argv)
+    config_args(demo, required=False)
+
+    config_args(add("data", "generate the training and neutral tables with the data creator"))
+    train = add("train", "train a GRADIEND (seeds, pruning, caches as configured)")
+    config_args(train)
+    train.add_argument("--no-plot", action="store_true", help="skip the convergence figure")
+    ev = add("evaluate", "evaluate the trained GRADIEND's encoder and/or decoder")
+    config_args(ev)
+    only = ev.add_mutually_exclusive_group()
+    only.add_argument("--encoder-only", action="store_true")
+    only.add_argument("--decoder-only", action="store_true")
+    ev.add_argument("--no-plot", action="store_true", help="skip the figures")
+    config_args(add("rewrite", "save the base model rewritten at the selected decoder point"))
+
+    cmp = add("compare", "compare runs: similarity matrix, heatmap, top-k Venn diagram")
+    cmp.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    cmp.add_argument("--topk", type=_topk, default=1000, help="count, or fraction if < 1")
+    cmp.add_argument("--part", default="decoder-weight")
+    cmp.add_argument("--measure", default="topk_overlap",
+                     choices=["topk_overlap", "cosine", "cosine_signed", "spearman",
+                              "spearman_signed", "mass_overlap"])  # fmt: skip
+    cmp.add_argument("-o", "--output-dir", default=None, help="where the files go")
+
+    rep = add("report", "write one self-contained HTML report of one run or a comparison")
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("-o", "--output", default=None,
+                     help="HTML file (default RUN_DIR/report.html; comparison: ./report.html)")  # fmt: skip
+    rep.add_argument("--topk", type=_topk, default=1000, help="top-k for the overlap figures")
+
+    st = add("steer", "print base and steered generations side by side")
+    st.add_argument("run", metavar="RUN_DIR", help="run folder, model folder or hub id")
+    st.add_argument("--prompt", action="append", help="repeatable")
+    direction = st.add_mutually_exclusive_group()
+    direction.add_argument("--target-class", help="the class to strengthen")
+    direction.add_argument("--feature-factor", type=float, help="raw decoder input, e.g. 1 or -1")
+    st.add_argument("--strength", type=float, default=None, help="step size η")
+    st.add_argument("--max-new-tokens", type=int, default=None)
+    st.add_argument("--model", default=None, help="base model (default: the recorded one)")
+    return parser
+
+
+def _topk(text: str) -> int | float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("topk must be > 0")
+    return value if value < 1 else int(value)
+
+
+COMMANDS = {
+    "demo": _demo,
+    "data": _data,
+    "train": _train,
+    "evaluate": _evaluate,
+    "rewrite": _rewrite,
+    "compare": _compare,
+    "report": _report,
+    "steer": _steer,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or an argparse usage error (2)
+        return int(stop.code or 0)
     _log_to_stderr(logging.DEBUG if ns.verbose else logging.INFO)
-    return {"demo": _demo}[ns.command](ns)
+    try:
+        return COMMANDS[ns.command](ns)
+    except ConfigError as err:
+        sys.stderr.write(f"gradiend {ns.command}: error: {err}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("gradiend: interrupted\n")
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command line reports any failure as exit 1
+        if ns.verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"gradiend {ns.command}: failed: {type(err).__name__}: {err}\n")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

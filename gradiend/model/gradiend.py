@@ -28,6 +28,7 @@ from torch import nn
 
 from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
 from gradiend.lm.params import ParamMap
+from gradiend.model.hub import CARD, GradiendHubMixin, model_card, resolve_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class _Linear(nn.Module):
         return self.linear(x)
 
 
-class GradiendModel(nn.Module):
+class GradiendModel(GradiendHubMixin, nn.Module):
     """Encoder/decoder weights plus the map from input dimensions to base-model parameters."""
 
     def __init__(
@@ -367,7 +368,8 @@ class GradiendModel(nn.Module):
     def save_pretrained(self, path: str | Path, extra_files: dict[str, Any] | None = None) -> Path:
         """Write weights, config and (when pruned) indices into ``path`` atomically.
 
-        ``extra_files`` maps file names to JSON-serialisable values written alongside.
+        ``extra_files`` maps file names to JSON-serialisable values written alongside. The model
+        card (``README.md``, see ``gradiend.model.hub``) makes the folder ready to upload.
         """
         path = Path(path)
         check_replaceable(path, owned_files(path, extra_files), "GRADIEND model")
@@ -383,15 +385,24 @@ class GradiendModel(nn.Module):
             write_json(tmp / "config.json", {**self.config(), "files": files})
             for name, value in (extra_files or {}).items():
                 write_json(tmp / name, value)
+            card = model_card(self, (extra_files or {}).get("training.json"))
+            (tmp / CARD).write_text(card, encoding="utf-8")
         return path
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device | None = None
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
     ) -> GradiendModel:
-        """Load a model saved by ``save_pretrained`` (a run folder or its ``model/`` folder),
-        onto ``device`` (default: the CPU)."""
-        path = _model_dir(path)
+        """Load a model saved by ``save_pretrained`` (a run folder or its ``model/`` folder) or
+        pushed to the hub (``"org/name"``, through the hub cache; ``revision``, ``cache_dir`` and
+        ``token`` go to ``huggingface_hub``), onto ``device`` (default: the CPU)."""
+        path = _model_dir(resolve_pretrained(path, revision, cache_dir, token))
         cfg = read_json(path / "config.json")
         arch, mapping = cfg["architecture"], cfg["mapping"]
         indices = None
@@ -413,6 +424,7 @@ class GradiendModel(nn.Module):
         model.load_state_dict(load_file(str(path / "model.safetensors")))
         if cfg.get("importance_file") and (path / cfg["importance_file"]).exists():
             model.decoder_fit = load_file(str(path / cfg["importance_file"]))["decoder_fit"]
+        model.source_dir = path
         return model if device is None else model.to(device)
 
 

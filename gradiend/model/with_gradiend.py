@@ -23,12 +23,16 @@ from gradiend.lm.loading import BaseLM, load_base_model
 from gradiend.lm.objectives import Item, Objective, make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel, _model_dir
+from gradiend.model.steering import SteeringMixin
 
 logger = logging.getLogger(__name__)
 
 
-class ModelWithGradiend:
-    """Base model + parameter map + GRADIEND. ``decoder(+1)`` strengthens ``target_classes[0]``."""
+class ModelWithGradiend(SteeringMixin):
+    """Base model + parameter map + GRADIEND. ``decoder(+1)`` strengthens ``target_classes[0]``.
+
+    Steering (``steer``, ``generate``, ``steer_generations``) comes from ``SteeringMixin``.
+    """
 
     def __init__(
         self,
@@ -159,21 +163,30 @@ class ModelWithGradiend:
     def save_pretrained(self, path: str | Path) -> Path:
         return self.gradiend.save_pretrained(path)
 
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload the GRADIEND (not the base model) with its card; see
+        ``GradiendModel.push_to_hub``."""
+        return self.gradiend.push_to_hub(repo_id, **kwargs)
+
     @classmethod
     def from_pretrained(
         cls,
         path: str | Path,
         base_model=None,
         device: str | torch.device | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
         **load_kwargs,
     ) -> ModelWithGradiend:
-        """Load a GRADIEND and its base model (by the recorded id/path unless ``base_model``).
+        """Load a GRADIEND (a folder or a hub id, see ``GradiendModel.from_pretrained``) and its
+        base model (by the recorded id/path unless ``base_model``).
 
         ``device`` places the base model (when it is loaded here) and the GRADIEND; by default
         CUDA when available. ``load_kwargs`` go to ``load_base_model`` (``torch_dtype``,
-        ``device_map``, ``max_memory``, …).
+        ``device_map``, ``max_memory``, …); ``cache_dir`` and ``token`` to the hub download.
         """
-        gradiend = GradiendModel.from_pretrained(path)
+        gradiend = GradiendModel.from_pretrained(path, cache_dir=cache_dir, token=token)
         if base_model is None:
             base_model = gradiend.metadata.get("base_model")
             if not base_model:

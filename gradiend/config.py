@@ -1,0 +1,397 @@
+"""Run configuration: one YAML or JSON file whose sections are keyword arguments of the Python API.
+
+Each section is named after the call it feeds, and its keys are that call's parameter names::
+
+    creator:                 TextPredictionDataCreator(**creator)
+    generate_training_data:  creator.generate_training_data(**…)
+    generate_neutral_data:   creator.generate_neutral_data(**…)
+    trainer:                 TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args))
+    training_args:           TrainingArguments(**…)
+    evaluate_encoder:        trainer.evaluate_encoder(**…)
+    evaluate_decoder:        trainer.evaluate_decoder(**…)
+    rewrite_base_model:      trainer.rewrite_base_model(**…)
+    compare:                 gradiend.pipeline.compare_runs(**…)
+    steer:                   ModelWithGradiend.steer_generations(**…)
+
+``RunConfig.load(path, overrides)`` reads the file, applies ``section.key=value`` overrides
+(values parsed as YAML) and checks every key and value against the API's signatures and
+dataclasses *before anything is loaded*; a mistake raises ``ConfigError`` naming the key and the
+fix. String values may use ``${package}`` (the installed ``gradiend`` folder), ``${config_dir}``
+(the config file's folder) and ``${run_dir}`` (``experiment_dir/run_id``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+import json
+import logging
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).parent
+CONFIG_DIR = PACKAGE_DIR / "configs"
+DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
+
+# keys the pipeline fills itself (from other sections or the run folder)
+_RESERVED = {
+    "trainer": {"args", "training_args"},
+    "rewrite_base_model": {"decoder_results"},
+}
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; ``key`` is its dotted name and the message says the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        self.key, self.problem, self.fix = key, problem, fix
+        what = "argument" if key.startswith("-") or key.isupper() else "config key"
+        super().__init__(f"{what} '{key}': {problem}. Fix: {fix}")
+
+
+def _targets() -> dict[str, Callable]:
+    """The API call behind each section (imported lazily: no model is touched)."""
+    from gradiend.data import TextPredictionDataCreator
+    from gradiend.model.steering import SteeringMixin
+    from gradiend.pipeline import compare_runs
+    from gradiend.trainer import TextPredictionTrainer, TrainingArguments
+
+    return {
+        "creator": TextPredictionDataCreator.__init__,
+        "generate_training_data": TextPredictionDataCreator.generate_training_data,
+        "generate_neutral_data": TextPredictionDataCreator.generate_neutral_data,
+        "trainer": TextPredictionTrainer.__init__,
+        "training_args": TrainingArguments,
+        "evaluate_encoder": TextPredictionTrainer.evaluate_encoder,
+        "evaluate_decoder": TextPredictionTrainer.evaluate_decoder,
+        "rewrite_base_model": TextPredictionTrainer.rewrite_base_model,
+        "compare": compare_runs,
+        "steer": SteeringMixin.steer_generations,
+    }
+
+
+SECTIONS = (
+    "creator",
+    "generate_training_data",
+    "generate_neutral_data",
+    "trainer",
+    "training_args",
+    "evaluate_encoder",
+    "evaluate_decoder",
+    "rewrite_base_model",
+    "compare",
+    "steer",
+)
+
+
+@dataclass
+class RunConfig:
+    """The sections of a run (plain dicts of API keyword arguments) and where they came from."""
+
+    creator: dict = field(default_factory=dict)
+    generate_training_data: dict = field(default_factory=dict)
+    generate_neutral_data: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)
+    training_args: dict = field(default_factory=dict)
+    evaluate_encoder: dict = field(default_factory=dict)
+    evaluate_decoder: dict = field(default_factory=dict)
+    rewrite_base_model: dict = field(default_factory=dict)
+    compare: dict = field(default_factory=dict)
+    steer: dict = field(default_factory=dict)
+    source: str | None = None
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+        """Read a ``.yaml``/``.yml``/``.json`` file (or a run folder's saved config), apply
+        overrides and validate."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "gradiend_config.json"
+        if not path.is_file():
+            raise ConfigError("--config", f"no config file at {path}", "pass an existing file")
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = _parse_yaml(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except ValueError as err:
+            raise ConfigError(
+                "--config", f"{path} is not valid YAML/JSON ({err})", "fix the syntax"
+            ) from err
+        return cls.from_dict(data or {}, source=str(path.resolve()), overrides=overrides)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str | None = None, overrides: Sequence[str] = ()
+    ) -> RunConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                "<top>", "the config must be a mapping of sections", "see docs/cli.md"
+            )
+        data = copy.deepcopy(dict(data))
+        for item in overrides:
+            set_dotted(data, item)
+        for name, value in data.items():
+            if name not in SECTIONS:
+                raise ConfigError(name, "no such section", _did_you_mean(name, SECTIONS))
+            if value is None:
+                data[name] = {}
+            elif not isinstance(value, Mapping):
+                raise ConfigError(
+                    name, f"a section must be a mapping, got {value!r}", "use key: value lines"
+                )
+        cfg = cls(**data, source=source)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        return {
+            name: copy.deepcopy(getattr(self, name)) for name in SECTIONS if getattr(self, name)
+        }
+
+    def save(self, path: str | Path, resolved: bool = False) -> Path:
+        """Write the config as JSON (``gradiend_config.json`` in a run folder); ``resolved``
+        substitutes the ``${…}`` placeholders first, so the copy reads the same anywhere."""
+        from gradiend._io import write_json
+
+        data = self.to_dict()
+        write_json(path, self.resolve(data) if resolved else data)
+        return Path(path)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every key against its call's signature and every value against its type, then
+        build the config dataclasses (their own checks run) — all without loading a model."""
+        targets = _targets()
+        for name in SECTIONS:
+            section = getattr(self, name)
+            params, hints = _signature(targets[name])
+            for key, value in section.items():
+                dotted = f"{name}.{key}"
+                if key in _RESERVED.get(name, ()) or key not in params:
+                    raise ConfigError(
+                        dotted, f"not a parameter of {_owner(name)}", _key_fix(key, params, name)
+                    )
+                if key in hints:
+                    _check(dotted, self.resolve(value), hints[key])
+        self.training_arguments()
+        self.creator_kwargs()
+
+    # ------------------------------------------------------------------ builders
+    @property
+    def config_dir(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    @property
+    def run_dir(self) -> Path:
+        base = Path(self.resolve(self.training_args.get("experiment_dir") or "runs"))
+        run_id = self.trainer.get("run_id")
+        return base / str(run_id) if run_id else base
+
+    def resolve(self, value: Any) -> Any:
+        """``value`` with ``${package}``, ``${config_dir}`` and ``${run_dir}`` substituted."""
+        if isinstance(value, str):
+            out = value.replace("${package}", str(PACKAGE_DIR))
+            out = out.replace("${config_dir}", str(self.config_dir))
+            if "${run_dir}" in out:
+                out = out.replace("${run_dir}", str(self.run_dir))
+            return out
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        return value
+
+    def section(self, name: str) -> dict:
+        """A section's keyword arguments with placeholders resolved."""
+        return self.resolve(getattr(self, name))
+
+    def training_arguments(self):
+        from gradiend.trainer import TrainingArguments
+
+        try:
+            return TrainingArguments(**self.section("training_args"))
+        except (TypeError, ValueError) as err:
+            raise ConfigError("training_args", str(err), "correct the value named above") from err
+
+    def creator_kwargs(self) -> dict:
+        """``creator`` with ``feature_targets`` and ``preprocess`` built into their dataclasses."""
+        from gradiend.data import TextFilterConfig, TextPreprocessConfig
+
+        kw = self.section("creator")
+        targets = kw.get("feature_targets")
+        if targets is not None:
+            targets = [targets] if isinstance(targets, Mapping) else targets
+            kw["feature_targets"] = [
+                _build(TextFilterConfig, t, f"creator.feature_targets[{i}]")
+                for i, t in enumerate(targets)
+            ]
+        if isinstance(kw.get("preprocess"), Mapping):
+            kw["preprocess"] = _build(TextPreprocessConfig, kw["preprocess"], "creator.preprocess")
+        return kw
+
+    def require(self, *keys: str, why: str) -> None:
+        """Raise ``ConfigError`` for the first dotted key that is missing or empty."""
+        for key in keys:
+            name, _, sub = key.partition(".")
+            if getattr(self, name).get(sub) in (None, "", []):
+                raise ConfigError(
+                    key, f"missing ({why})", f"set it in the config or pass --set {key}=…"
+                )
+
+
+# --------------------------------------------------------------------------- overrides
+def set_dotted(data: dict, item: str) -> None:
+    """Apply ``section.key=value`` (``value`` parsed as YAML: numbers, lists, null, …)."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigError(
+            item,
+            "an override must look like section.key=value",
+            "e.g. --set training_args.max_steps=100",
+        )
+    try:
+        value = _parse_yaml(raw) if raw.strip() else None
+    except ValueError:
+        value = raw
+    node = data
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(key, f"{p!r} is not a mapping", "override a key inside a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        import yaml
+    except ImportError as err:  # pragma: no cover - PyYAML comes with transformers
+        raise ImportError("YAML configs need PyYAML: pip install pyyaml (or use JSON)") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(str(err)) from err
+
+
+# --------------------------------------------------------------------------- checking
+def _signature(target: Callable) -> tuple[set[str], dict[str, Any]]:
+    if dataclasses.is_dataclass(target):
+        params = {f.name for f in dataclasses.fields(target)}
+        func = target
+    else:
+        sig = inspect.signature(target)
+        params = {
+            n
+            for n, p in sig.parameters.items()
+            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+        func = target
+    try:
+        hints = typing.get_type_hints(func)
+    except (NameError, TypeError):  # pragma: no cover - an unresolvable annotation: names only
+        hints = {}
+    return params, {k: v for k, v in hints.items() if k in params}
+
+
+def _owner(section: str) -> str:
+    return {
+        "creator": "TextPredictionDataCreator",
+        "trainer": "TextPredictionTrainer",
+        "training_args": "TrainingArguments",
+        "compare": "gradiend.pipeline.compare_runs",
+        "steer": "ModelWithGradiend.steer_generations",
+    }.get(section, f"{section}()")
+
+
+def _did_you_mean(key: str, names: Sequence[str]) -> str:
+    hint = difflib.get_close_matches(key, list(names), n=1)
+    if hint:
+        return f"did you mean '{hint[0]}'? Rename the key"
+    return f"use one of {sorted(names)}"
+
+
+def _key_fix(key: str, params: set[str], section: str) -> str:
+    if key in _RESERVED.get(section, ()):
+        return {
+            "args": "put TrainingArguments fields in the training_args section",
+            "training_args": "put TrainingArguments fields in the training_args section",
+            "decoder_results": "run `gradiend evaluate` first; rewrite reads the run's results",
+        }[key]
+    return _did_you_mean(key, sorted(params))
+
+
+def _check(key: str, value: Any, hint: Any) -> None:
+    if not _matches(value, hint):
+        raise ConfigError(
+            key, f"expected {_type_name(hint)}, got {value!r}", f"give a {_type_name(hint)}"
+        )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a plain config value (str, number, bool, list, dict, None) fits ``hint``."""
+    if hint is Any or hint is object:
+        return True
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (Path,) or (isinstance(hint, type) and issubclass(hint, Path)):
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, list):
+            return isinstance(value, str) and str in args  # Sequence[str] given one string
+        inner = args[0] if args else Any
+        return all(_matches(v, inner) for v in value)
+    if origin in (dict, Mapping, typing.Mapping) or hint is dict:
+        return isinstance(value, dict)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    return True  # other classes (callables, spaCy objects, …): not expressible in a file
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def _build(cls: type, value: Any, key: str) -> Any:
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            key,
+            f"expected a mapping of {cls.__name__} fields, got {value!r}",
+            "write it as key: value pairs",
+        )
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in value:
+        if k not in names:
+            raise ConfigError(
+                f"{key}.{k}", f"not a field of {cls.__name__}", _did_you_mean(k, sorted(names))
+            )
+    try:
+        return cls(**value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(key, str(err), "correct the value named above") from err

@@ -1,0 +1,235 @@
+"""The stages of a run, driven by a ``RunConfig``: data → train → evaluate → rewrite, plus
+cross-run comparison and steering. Each function is a few calls of the public API (the CLI's
+subcommands call exactly these); each records its wall time in ``<run_dir>/timings.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gradiend._io import read_json, write_json
+from gradiend.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+TIMINGS = "timings.json"
+CONFIG_FILE = "gradiend_config.json"
+
+
+def record_timing(run_dir: str | Path, stage: str, seconds: float) -> None:
+    """Merge ``{stage: seconds}`` into ``<run_dir>/timings.json``."""
+    path = Path(run_dir) / TIMINGS
+    data = read_json(path) if path.is_file() else {}
+    data[stage] = round(float(seconds), 3)
+    write_json(path, data)
+
+
+# --------------------------------------------------------------------------- data
+def build_creator(cfg: RunConfig):
+    from gradiend.data import TextPredictionDataCreator
+
+    cfg.require("creator.base_data", "creator.feature_targets", why="the data stage needs them")
+    return TextPredictionDataCreator(**cfg.creator_kwargs())
+
+
+def make_data(cfg: RunConfig) -> dict[str, Any]:
+    """``{"training", "neutral", "stats"}`` from the creator (neutral only when the config has a
+    ``generate_neutral_data`` section). Files go to ``creator.output_dir`` when it is set."""
+    creator = build_creator(cfg)
+    t0 = time.perf_counter()
+    training = creator.generate_training_data(**cfg.section("generate_training_data"))
+    stats = dict(creator.stats or {})
+    neutral = None
+    if cfg.generate_neutral_data:
+        neutral = creator.generate_neutral_data(**cfg.section("generate_neutral_data"))
+    seconds = time.perf_counter() - t0
+    return {"training": training, "neutral": neutral, "stats": stats, "seconds": seconds}
+
+
+# --------------------------------------------------------------------------- trainer
+def build_trainer(cfg: RunConfig, progress: bool = True):
+    """``TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args))``; without
+    ``trainer.data`` the data comes from the creator sections."""
+    from gradiend.trainer import TextPredictionTrainer
+
+    cfg.require("trainer.model", why="the base model to train on")
+    kwargs = cfg.section("trainer")
+    kwargs.setdefault("progress", progress)
+    seconds = None
+    if kwargs.get("data") is None:
+        data = make_data(cfg)
+        kwargs["data"], seconds = data["training"], data["seconds"]
+        if kwargs.get("eval_neutral_data") is None and data["neutral"] is not None:
+            kwargs["eval_neutral_data"] = data["neutral"]
+    trainer = TextPredictionTrainer(**kwargs, args=cfg.training_arguments())
+    if seconds is not None:
+        record_timing(trainer.run_dir, "data", seconds)
+    return trainer
+
+
+def train(cfg: RunConfig, trainer=None, plot: bool = True) -> dict[str, Any]:
+    """Train (or reuse the cached run), save the resolved config beside it, plot convergence."""
+    trainer = trainer or build_trainer(cfg)
+    t0 = time.perf_counter()
+    trainer.train()
+    record_timing(trainer.run_dir, "train", time.perf_counter() - t0)
+    cfg.save(trainer.run_dir / CONFIG_FILE, resolved=True)
+    stats = trainer.get_training_stats()
+    out = {
+        "run_dir": str(trainer.run_dir),
+        "model_dir": str(trainer.model_dir),
+        "correlation": stats.get("best_score_checkpoint", {}).get("correlation"),
+        "converged": stats.get("convergence_info", {}).get("converged"),
+    }
+    if plot:
+        out["convergence_plot"] = trainer.plot_training_convergence(show=False)["path"]
+    return out
+
+
+def evaluate(
+    cfg: RunConfig, trainer=None, encoder: bool = True, decoder: bool = True, plot: bool = True
+) -> dict[str, Any]:
+    """``evaluate_encoder`` and/or ``evaluate_decoder`` with the config's arguments."""
+    trainer = trainer or build_trainer(cfg)
+    out: dict[str, Any] = {"run_dir": str(trainer.run_dir)}
+    if encoder:
+        t0 = time.perf_counter()
+        kw = {"return_df": True, **cfg.section("evaluate_encoder")}
+        if plot:
+            kw.setdefault("plot", True)
+            kw.setdefault("plot_kwargs", {"show": False})
+        enc = trainer.evaluate_encoder(**kw)
+        record_timing(trainer.run_dir, "evaluate_encoder", time.perf_counter() - t0)
+        out["encoder"] = {k: enc[k] for k in ("correlation", "mean_by_feature_class") if k in enc}
+        out["encoder"]["neutral_mean_by_type"] = enc.get("neutral_mean_by_type", {})
+        if enc.get("plot"):
+            out["encoder_plot"] = enc["plot"]["path"]
+    if decoder:
+        t0 = time.perf_counter()
+        kw = {"plot": plot, **cfg.section("evaluate_decoder")}
+        dec = trainer.evaluate_decoder(**kw)
+        record_timing(trainer.run_dir, "evaluate_decoder", time.perf_counter() - t0)
+        out["decoder"] = {k: v for k, v in dec.items() if k != "grid"}
+        shifts = Path(trainer.run_dir) / f"decoder_probability_shifts.{trainer.img_format}"
+        if plot and shifts.exists():
+            out["decoder_plot"] = str(shifts)
+    return out
+
+
+def rewrite(cfg: RunConfig, trainer=None) -> dict[str, Any]:
+    """``rewrite_base_model`` at the selected point; saved to ``rewrite_base_model.output_dir``
+    (default ``<run_dir>/<class>_rewritten``)."""
+    trainer = trainer or build_trainer(cfg)
+    kw = cfg.section("rewrite_base_model")
+    target = kw.get("target_class") or trainer.target_classes[0]
+    kw.setdefault("target_class", target)
+    kw.setdefault("output_dir", str(Path(trainer.run_dir) / f"{target}_rewritten"))
+    t0 = time.perf_counter()
+    trainer.rewrite_base_model(**kw)
+    record_timing(trainer.run_dir, "rewrite", time.perf_counter() - t0)
+    return {"rewritten_model": kw["output_dir"], "target_class": kw["target_class"]}
+
+
+# --------------------------------------------------------------------------- compare
+def compare_runs(
+    runs: Sequence[str | Path] | None = None,
+    topk: int | float = 1000,
+    part: str = "decoder-weight",
+    measure: str = "topk_overlap",
+    output_dir: str | Path | None = None,
+    img_format: str = "png",
+) -> dict[str, Any]:
+    """Similarity matrix of several runs (run or model folders), its heatmap and the top-k
+    Venn diagram (UpSet bars beyond three runs). Writes ``similarity.csv``,
+    ``topk_heatmap.<fmt>`` and ``topk_venn.<fmt>`` into ``output_dir`` when given."""
+    from gradiend.evaluator.compare import compute_similarity_matrix
+    from gradiend.visualizer.topk import (
+        plot_similarity_heatmap,
+        plot_topk_overlap_heatmap,
+        plot_topk_overlap_venn,
+    )
+
+    runs = [str(r) for r in runs or []]
+    if len(runs) < 2:
+        raise ValueError(f"compare needs at least two runs, got {len(runs)}")
+    models = _labels(runs)
+    out_dir = Path(output_dir) if output_dir is not None else None
+    kwargs = {"topk": topk} if measure == "topk_overlap" else {}
+    frame = compute_similarity_matrix(models, measure=measure, part=part, **kwargs)
+    result: dict[str, Any] = {"labels": list(frame.index), "matrix": frame.to_numpy().tolist()}
+
+    def path(name: str) -> Path | None:
+        return None if out_dir is None else out_dir / f"{name}.{img_format}"
+
+    if measure == "topk_overlap":
+        heat = plot_topk_overlap_heatmap(
+            models, topk, part, output_path=path("topk_heatmap"), show=False, img_format=img_format
+        )
+    else:
+        heat = plot_similarity_heatmap(
+            frame, measure, output_path=path("similarity_heatmap"), show=False,
+            img_format=img_format,
+        )  # fmt: skip
+    venn = plot_topk_overlap_venn(
+        models, topk, part, output_path=path("topk_venn"), show=False, img_format=img_format
+    )
+    result.update(heatmap=heat["path"], venn=venn["path"], regions=venn["data"]["regions"])
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out_dir / "similarity.csv")
+        result["csv"] = str(out_dir / "similarity.csv")
+    return result
+
+
+def _labels(runs: list[str]) -> dict[str, str]:
+    """Short unique labels: the folder name, or the last two parts when names repeat."""
+    names = [Path(r).name if Path(r).name != "model" else Path(r).parent.name for r in runs]
+    out: dict[str, str] = {}
+    for r, n in zip(runs, names, strict=True):
+        label = n if names.count(n) == 1 else "/".join(Path(r).parts[-2:])
+        out[label if label not in out else f"{label} ({len(out)})"] = r
+    return out
+
+
+def seed_dirs(run_dir: str | Path) -> list[str]:
+    """Saved seed runs of a run folder (``seeds/seed_*`` with weights)."""
+    seeds = sorted(Path(run_dir).glob("seeds/seed_*"))
+    return [str(d) for d in seeds if (d / "config.json").exists()]
+
+
+# --------------------------------------------------------------------------- steering
+def load_run_model(run_dir: str | Path, base_model: Any = None):
+    """The ``ModelWithGradiend`` of a run folder (or model folder / hub id), with the base model
+    it records (or ``base_model``)."""
+    from gradiend.model import ModelWithGradiend
+
+    return ModelWithGradiend.from_pretrained(run_dir, base_model=base_model)
+
+
+def selected_strength(run_dir: str | Path, target_class: str) -> float | None:
+    """The learning rate the decoder evaluation selected for strengthening ``target_class``."""
+    path = Path(run_dir) / "decoder_results.json"
+    if not path.is_file():
+        return None
+    entry = read_json(path).get(target_class)
+    return float(entry["learning_rate"]) if isinstance(entry, dict) else None
+
+
+# --------------------------------------------------------------------------- everything
+def run_all(cfg: RunConfig, plot: bool = True) -> dict[str, Any]:
+    """data → train → evaluate (encoder and decoder) → rewrite → compare the seeds."""
+    trainer = build_trainer(cfg)
+    out = train(cfg, trainer, plot=plot)
+    out.update(evaluate(cfg, trainer, plot=plot))
+    if cfg.rewrite_base_model or cfg.evaluate_decoder:
+        out.update(rewrite(cfg, trainer))
+    seeds = seed_dirs(trainer.run_dir)
+    if len(seeds) >= 2 and plot:
+        kw = {k: v for k, v in cfg.section("compare").items() if k not in ("runs", "output_dir")}
+        cmp = compare_runs(seeds, output_dir=trainer.run_dir, **kw)
+        out.update(topk_heatmap=cmp["heatmap"], topk_venn=cmp["venn"], topk_overlap=cmp["matrix"])
+    return out

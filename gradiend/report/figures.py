@@ -1,0 +1,107 @@
+"""Figures of a report as embedded PNGs (``data:`` URIs), drawn with ``gradiend.visualizer``.
+
+A figure that cannot be drawn (a stage's results in a shape this version does not know, a
+missing extra) becomes a note in the report instead of failing the whole page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradiend.report.collect import RunFiles
+
+logger = logging.getLogger(__name__)
+
+
+def to_data_uri(fig: Any, dpi: int = 90) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def draw(name: str, make: Callable[[], dict]) -> tuple[str | None, str | None]:
+    """``(data URI, None)`` or ``(None, reason)``; ``make`` returns a visualizer result."""
+    try:
+        result = make()
+    except Exception as err:  # noqa: BLE001 - one figure must not take down the report
+        logger.warning("report: figure %s left out: %s: %s", name, type(err).__name__, err)
+        return None, f"{type(err).__name__}: {err}"
+    return to_data_uri(result["figure"]), None
+
+
+def convergence(run: RunFiles):
+    from gradiend.visualizer.convergence import plot_training_convergence
+
+    return draw("convergence", lambda: plot_training_convergence(run.training, show=False))
+
+
+def encoder(run: RunFiles):
+    from gradiend.visualizer.encoder import plot_encoder_distributions
+
+    def make():
+        df = pd.read_csv(run.encoder_csv)
+        return plot_encoder_distributions(df, target_classes=run.target_classes or None, show=False)
+
+    return draw("encoder distributions", make)
+
+
+def decoder(run: RunFiles):
+    from gradiend.visualizer.decoder import plot_probability_shifts
+
+    return draw("decoder", lambda: plot_probability_shifts(run.decoder, show=False))
+
+
+def overlap(models: dict[str, str], topk: int | float) -> dict[str, tuple[str | None, str | None]]:
+    from gradiend.visualizer.topk import plot_topk_overlap_heatmap, plot_topk_overlap_venn
+
+    return {
+        "heatmap": draw(
+            "top-k heatmap", lambda: plot_topk_overlap_heatmap(models, topk, show=False)
+        ),
+        "venn": draw("top-k venn", lambda: plot_topk_overlap_venn(models, topk, show=False)),
+    }
+
+
+def location(rows: list[dict]):
+    """Horizontal bars: share of the decoder update's L1 mass per parameter tensor."""
+    from gradiend.visualizer._common import finish, import_pyplot
+
+    def make():
+        plt = import_pyplot(False)
+        top = rows[:12][::-1]
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
+        ax.barh([r["param"] for r in top], [r["share"] for r in top], color="#4C72B0")
+        ax.set_xlabel("share of |decoder update| mass")
+        ax.tick_params(axis="y", labelsize=8)
+        fig.tight_layout()
+        return finish(fig, {}, None, "rewrite_location", False)
+
+    return draw("rewrite location", make)
+
+
+def location_rows(model: Any, feature_factor: float = 1.0) -> list[dict]:
+    """Per base-model tensor: dimensions of the GRADIEND in it and its share of the update mass
+    ``|decoder(ff)|`` (largest first) — where a rewrite changes the model."""
+    pmap = model.param_map
+    if pmap is None:
+        return []
+    update = model.get_update_vector(feature_factor).abs().double().numpy()
+    gidx = model.global_indices().numpy()
+    offsets = np.array([s.offset for s in pmap.specs])
+    which = np.searchsorted(offsets, gidx, side="right") - 1
+    mass = np.bincount(which, weights=update, minlength=len(pmap.specs))
+    count = np.bincount(which, minlength=len(pmap.specs))
+    total = float(mass.sum()) or 1.0
+    rows = [
+        {"param": s.name, "dims": int(count[i]), "numel": s.numel, "share": float(mass[i] / total)}
+        for i, s in enumerate(pmap.specs)
+        if count[i]
+    ]
+    return sorted(rows, key=lambda r: -r["share"])

@@ -91,10 +91,11 @@ def test_topk_global_indices_agree_between_pruned_and_unpruned(runs, kind):
     trainer = runs[kind]["post"]
     pruned, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
     for topk in (1, 10, 100, pruned.input_dim):
-        for part in ("decoder-fit", "decoder-weight"):
+        for part in ("decoder-fit",):  # the ranking post-pruning kept the dimensions by
             a = pruned.get_topk_weights(part, topk)
             b = full.get_topk_weights(part, topk)
-            assert torch.equal(a, b), (topk, part)
+            # the same dimensions (the order of near-ties may differ by float rounding)
+            assert torch.equal(torch.sort(a).values, torch.sort(b).values), (topk, part)
     # the pre-pruned run's post-pruned selection stays inside its pre-pruned dimensions
     pre = runs[kind]["pre"].get_model()
     sub = pre.prune_gradiend(topk=50, inplace=False)

@@ -41,6 +41,7 @@ MODEL_FILES = (
     "training.json",
     "gradiend_context.json",
     "importance.safetensors",
+    "README.md",
 )
 PARTS = ("decoder-fit", "decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
 DEFAULT_PART = "decoder-fit"

@@ -329,7 +329,8 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
 
         def evaluate(model: GradiendModel) -> dict:
             if matrix is not None:
-                enc = model.encode(matrix)[:, 0]
+                # in chunks: the 16-bit matrix is never copied whole to float32
+                enc = torch.cat([model.encode(m)[:, 0] for m in matrix.split(8)])
             else:
                 enc = jvp_encode(model, computer, val_items, kind, self.args.eval_batch_size)[:, 0]
             frame["encoded"] = enc.detach().float().cpu().numpy()

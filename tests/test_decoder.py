@@ -120,7 +120,7 @@ def test_rewritten_checkpoint_reloads(trained, tmp_path, kind):
     a = TargetScorer(mwg.objective, rows, ["he", "she"])(model.eval())
     b = TargetScorer(mwg.objective, rows, ["he", "she"])(reloaded)
     assert tok.get_vocab() == mwg.tokenizer.get_vocab()
-    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-4, atol=1e-5)
     base = TargetScorer(mwg.objective, rows, ["he", "she"])(mwg.base_model)
     assert a[0, 1] > base[0, 1] + 0.3  # the rewrite raised P(she) on a he sentence
     # without results: the run's saved decoder results are used

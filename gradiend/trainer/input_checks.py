@@ -238,17 +238,22 @@ def _warn_duplicates(df: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------- with the model
-_OBJECTIVE_KIND = {"mlm_mask_token": "mlm", "clm_next_token": "clm"}
+_OBJECTIVE_KIND = {
+    "mlm_mask_token": "mlm",
+    "clm_next_token": "clm",
+    "clm_mlm_head": "clm",
+    "seq2seq_encoder_mlm": "seq2seq",
+}
+_KIND_NAME = {"mlm": "a masked LM", "clm": "a causal LM", "seq2seq": "an encoder-decoder model"}
 
 
 def check_objective(kind: str, objective: Objective) -> None:
     """The prediction objective fits the model kind (right after loading the model)."""
     want = _OBJECTIVE_KIND.get(objective.name)
     if want is not None and want != kind:
-        fix = "a masked LM" if want == "mlm" else "a causal LM"
         raise ValueError(
-            f"prediction_objective={objective.name!r} needs {fix}, but the base model is a "
-            f"{'masked' if kind == 'mlm' else 'causal'} LM: use prediction_objective='auto'"
+            f"prediction_objective={objective.name!r} needs {_KIND_NAME[want]}, but the base "
+            f"model is {_KIND_NAME.get(kind, kind)}: use prediction_objective='auto'"
         )
 
 

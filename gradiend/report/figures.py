@@ -92,8 +92,8 @@ def location_rows(model: Any, feature_factor: float = 1.0) -> list[dict]:
     pmap = model.param_map
     if pmap is None:
         return []
-    update = model.get_update_vector(feature_factor).abs().double().numpy()
-    gidx = model.global_indices().numpy()
+    update = model.get_update_vector(feature_factor).abs().double().cpu().numpy()
+    gidx = model.global_indices().cpu().numpy()
     offsets = np.array([s.offset for s in pmap.specs])
     which = np.searchsorted(offsets, gidx, side="right") - 1
     mass = np.bincount(which, weights=update, minlength=len(pmap.specs))

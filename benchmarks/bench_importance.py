@@ -142,12 +142,12 @@ def run_feature(lm, work, feature, params, pre, seeds, k):
     return trainer, models, ranks, tops, (s, t)
 
 
-def decoder_effect(trainer, model, target: str) -> tuple[float, dict]:
+def decoder_effect(trainer, model, target: str, search: str) -> tuple[float, dict]:
     """Probability shift of the selected decoder point and validation class means."""
     trainer._model = ModelWithGradiend(trainer._base(), model)
     dec = trainer.evaluate_decoder(
         target_class=target,
-        lrs=LRS,
+        lrs=LRS if search == "grid" else None,
         max_size_training_like=20,
         max_size_neutral=20,
         use_cache=False,
@@ -157,6 +157,8 @@ def decoder_effect(trainer, model, target: str) -> tuple[float, dict]:
         "lr": dec["learning_rate"],
         "means": enc["mean_by_feature_class"],
         "passed": dec["passed"],
+        "nll": round(100 * dec["nll_increase"], 2),
+        "rel": round(dec["value"] / dec["base_value"], 2),
     }
 
 
@@ -172,7 +174,13 @@ def main() -> None:
     p.add_argument(
         "--decoder-rankings",
         default=",".join(RANKINGS),
-        help="rankings to post-prune and evaluate with the decoder (each costs a decoder grid)",
+        help="rankings to post-prune and evaluate with the decoder (each costs a decoder search)",
+    )
+    p.add_argument(
+        "--search",
+        choices=("adaptive", "grid"),
+        default="adaptive",
+        help="decoder selection: the default adaptive search, or the grid η ∈ {0.1 … 100}",
     )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -205,14 +213,14 @@ def main() -> None:
             )
     if not args.no_decoder:
         chosen = args.decoder_rankings.split(",")
-        _decoder_columns(he, he_models, he_ranks, he_batches, rows, args.post, chosen)
+        _decoder_columns(he, he_models, he_ranks, he_batches, rows, args.post, chosen, args.search)
     _print(rows, args, time.perf_counter() - t0)
 
 
-def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen) -> None:
+def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen, search) -> None:
     best = trainer.get_training_stats()["seed"]
     base = models[best]
-    full_effect, full = decoder_effect(trainer, copy.deepcopy(base), "she")
+    full_effect, full = decoder_effect(trainer, copy.deepcopy(base), "she", search)
     print(f"unpruned best seed {best}: effect {full_effect:.4f} at η={full['lr']}, {full}")
     mean = torch.stack([r["decoder-weight"] for r in ranks.values()]).mean(0)
     s, t = batches
@@ -223,7 +231,7 @@ def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen)
         mask[torch.topk(scores, n_keep).indices] = True
         model = copy.deepcopy(base)
         post_prune(model, PostPruneConfig(topk=post), list(zip(s, t, strict=True)), mask=mask)
-        effect, info = decoder_effect(trainer, model, "she")
+        effect, info = decoder_effect(trainer, model, "she", search)
         ratio = [info["means"][c] / full["means"][c] for c in full["means"]]
         print(f"{name}: effect {effect:.4f} at η={info['lr']}, {info}")
         rows[name]["decoder effect (pruned / unpruned)"] = f"{effect / full_effect:.2f}"

@@ -41,7 +41,7 @@ def plot_encoder_distributions(
 
     Target classes (given, or inferred as the classes labelled +1 and −1) come first; every
     class has its colour of every figure (``class_colours``), neutral groups are light grey.
-    Groups with fewer than two distinct values are drawn as points. Returns ``{"path",
+    Each group is a violin (when it has two distinct values) with its rows as jittered points. Returns ``{"path",
     "figure", "data": {"groups", "display_names", "target_classes", "colours", "n", "mean",
     "median", "q1", "q3", "min", "max"}}``, the statistics keyed by group name.
     """
@@ -143,5 +143,7 @@ def _draw_violins(ax: Any, values: dict[str, np.ndarray], colours: list[str]) ->
             for key in ("cbars", "cmins", "cmaxes", "cmedians"):
                 if key in parts:
                     parts[key].set_color("black")
-        elif len(v):
-            ax.scatter([x] * len(v), v, color=colour, edgecolor="black", zorder=3)
+        if len(v):  # the rows themselves, so a class squeezed at ±1 still shows its colour
+            jitter = np.random.default_rng(x).uniform(-0.12, 0.12, len(v))
+            ax.scatter(x + jitter, v, s=12, color=colour, edgecolor="black", linewidth=0.3,
+                       zorder=3)  # fmt: skip

@@ -75,6 +75,7 @@ def _demo(ns: argparse.Namespace) -> int:
         max_steps=ns.max_steps,
         seeds=ns.seeds,
         max_size_per_class=ns.max_size_per_class,
+        learning_rate=ns.learning_rate,
     )
     run = demo_config(cfg, ns.set or [])  # validated here, before any model loads
     start = time.perf_counter()
@@ -298,8 +299,25 @@ def _log_to_stderr(level: int) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and appends each option's default (unless None/False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" not in text
+            and action.option_strings
+            and action.default not in (None, False, argparse.SUPPRESS)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
+    from gradiend.demo import DemoConfig
+
+    fmt = HelpFormatter
+    demo_defaults = DemoConfig()
     parser = argparse.ArgumentParser(
         prog="gradiend", description=__doc__, epilog=EXAMPLES[None], formatter_class=fmt
     )
@@ -319,11 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key (value parsed as YAML); repeatable")  # fmt: skip
 
     demo = add("demo", "train, evaluate and rewrite a he-vs-she GRADIEND on SmolLM2 (offline)")
-    demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--model", default=None, help="hub id, folder or .gguf (default SmolLM2)")
-    demo.add_argument("--max-steps", type=int, default=60)
-    demo.add_argument("--seeds", type=int, default=3)
-    demo.add_argument("--max-size-per-class", type=int, default=120)
+    demo.add_argument("--output-dir", default=demo_defaults.output_dir,
+                      help="experiment folder; the run is written to OUTPUT_DIR/he_she")  # fmt: skip
+    demo.add_argument("--model", default=None,
+                      help="hub id, folder or .gguf file (default: the offline SmolLM2-135M-Instruct "
+                      "GGUF, gradiend.demo.smollm2_path())")  # fmt: skip
+    demo.add_argument("--max-steps", type=int, default=demo_defaults.max_steps,
+                      help="GRADIEND training steps per seed")  # fmt: skip
+    demo.add_argument("--seeds", type=int, default=demo_defaults.seeds,
+                      help="seeds trained on the one gradient cache (all must converge)")  # fmt: skip
+    demo.add_argument("--max-size-per-class", type=int, default=demo_defaults.max_size_per_class,
+                      help="training rows per class (he, she) taken from the shipped sentences")  # fmt: skip
+    demo.add_argument("--learning-rate", type=float, default=demo_defaults.learning_rate,
+                      help="the GRADIEND's AdamW learning rate (docs/training.md explains the choice)")  # fmt: skip
     config_args(demo, required=False)
 
     config_args(add("data", "generate the training and neutral tables with the data creator"))

@@ -1,4 +1,5 @@
-"""The demo: a he-versus-she GRADIEND on SmolLM2-135M from sentences shipped with the package.
+"""The demo: a he-versus-she GRADIEND on SmolLM2-135M-Instruct (a Q4_1 GGUF file, de-quantised to
+float32 on load) from sentences shipped with the package.
 
 The workflow is the config ``gradiend/configs/demo.yaml`` run through ``gradiend.pipeline``:
 data with the creator → three seeds trained on one gradient cache → encoder evaluation →

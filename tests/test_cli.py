@@ -176,3 +176,25 @@ def test_every_stage_from_the_command_line(planted, tmp_path, capsys):
     assert cli.main(["train", "-c", str(broken), "--set", "trainer.run_id=other"]) == 1
     assert "failed:" in capsys.readouterr().err
     assert RunConfig.load(run_dir).trainer["run_id"] == "he_she"
+
+
+def test_demo_help_describes_every_option_with_its_default(capsys):
+    """Every option of `gradiend demo` has help text; defaults come from DemoConfig."""
+    from gradiend.demo import DemoConfig
+
+    assert cli.main(["demo", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    parser = cli.build_parser()
+    demo = parser._subparsers._group_actions[0].choices["demo"]
+    for action in demo._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
+    d = DemoConfig()
+    for option, default in [
+        ("--output-dir", d.output_dir),
+        ("--max-steps", d.max_steps),
+        ("--seeds", d.seeds),
+        ("--max-size-per-class", d.max_size_per_class),
+        ("--learning-rate", d.learning_rate),
+    ]:
+        assert option in text
+        assert f"(default: {default})" in text, option

@@ -81,6 +81,26 @@ def test_left_context_rule_and_per_filter_override():
     assert df["text"].tolist() == base[1:]
 
 
+def test_short_sentences_under_the_default_left_context_are_warned_about(caplog):
+    """The default min_left_context_words=10 drops most rows of short sentences: say so."""
+    short = [f"Then {i} times {p} left." for i in range(30) for p in ("he", "she")]
+    long = [
+        f"On day {i} of the long trip through the hills the guide said {p} left."
+        for i in range(5)
+        for p in ("he", "she")
+    ]
+    creator = make(short + long, min_left_context_words=10)
+    with caplog.at_level(logging.WARNING, logger="gradiend.data.creator"):
+        creator.generate_training_data(**ALL_TRAIN)
+    text = caplog.text
+    assert "class 'he': 30 sentences dropped" in text and "5 kept" in text
+    assert "min_left_context_words" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gradiend.data.creator"):
+        make(corpus()).generate_training_data(**ALL_TRAIN)
+    assert "min_left_context_words" not in caplog.text
+
+
 def test_target_alias_custom_mask_and_default_id():
     f = TextFilterConfig(target="she", mask="<mask>")
     assert f.id == "she" and f.targets == ["she"]

@@ -145,3 +145,30 @@ def test_model_with_gradiend_reloads_base_model_by_recorded_path(planted, tmp_pa
     torch.testing.assert_close(again.encode(x), mwg.encode(x))
     for (n1, p1), (n2, p2) in zip(again.base_model.named_parameters(), model.named_parameters()):
         assert n1 == n2 and torch.equal(p1, p2)
+
+
+def test_encoder_progress_bars_say_what_they_encode(planted, tmp_path, monkeypatch):
+    """Each of evaluate_encoder's three bars names its rows (not a bare "encoding")."""
+    import gradiend.model.with_gradiend as wg
+
+    descs = []
+    real = wg.tqdm
+
+    def recording(*args, **kwargs):
+        descs.append(kwargs.get("desc"))
+        return real(*args, **kwargs)
+
+    trainer = TextPredictionTrainer(
+        model=planted["mlm"],
+        run_id="bars",
+        data=he_she_data(40),
+        eval_neutral_data=neutral_texts(10),
+        args=fast_args(tmp_path, max_steps=4),
+        progress=False,
+    )
+    trainer.train()
+    monkeypatch.setattr(wg, "tqdm", recording)
+    trainer.evaluate_encoder(max_size=5)
+    assert len(descs) == 3, descs
+    assert descs[0].startswith("encoding") and ("(he, she)" in descs[0] or "(she, he)" in descs[0])
+    assert "word filled in" in descs[1] and "eval_neutral_data" in descs[2]

@@ -392,3 +392,46 @@ def test_similarity_heatmap_signed_and_from_frame(tmp_path):
     again = plot_similarity_heatmap(frame, show=False)
     assert again["data"]["measure"] == "mass_overlap"
     assert again["figure"].axes[0].images[0].get_clim() == (0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- one colour per class
+def test_one_colour_per_class_in_every_figure():
+    """The classes are given in the order opposite to the stats' and the grid's, so a colour
+    by position would differ between the figures; the colours drawn are compared too."""
+    from matplotlib.colors import to_hex
+
+    targets = ["she", "he"]
+    conv = plot_training_convergence(training_stats(), show=False, target_classes=targets)
+    enc = plot_encoder_distributions(encoder_df(), show=False, target_classes=targets)
+    dec = plot_probability_shifts(decoder_results(), show=False, target_classes=targets)
+    for cls in ("he", "she"):
+        colours = {conv["data"]["colours"][cls], enc["data"]["colours"][cls]}
+        assert colours == {dec["data"]["colours"][cls]}, cls
+    assert conv["data"]["colours"]["she"] != conv["data"]["colours"]["he"]
+    assert enc["data"]["colours"]["it"] not in (enc["data"]["colours"]["he"], "#cfcfcf")
+    # what was drawn: the mean line, the violin body and the class panel's title
+    mean_ax = conv["figure"].axes[1]
+    drawn_line = {ln.get_label(): to_hex(ln.get_color()) for ln in mean_ax.get_lines()}
+    assert drawn_line["she"] == conv["data"]["colours"]["she"]
+    violins = [c for c in enc["figure"].axes[0].collections if c.get_facecolor().size]
+    assert to_hex(violins[0].get_facecolor()[0], keep_alpha=False) == enc["data"]["colours"]["she"]
+    titles = {ax.get_title(): to_hex(ax.title.get_color()) for ax in dec["figure"].axes}
+    assert titles["Class she"] == dec["data"]["colours"]["she"]
+    # the feature-factor lines do not reuse a class colour
+    ff_lines = [ln for ln in dec["figure"].axes[0].get_lines() if ln.get_label().startswith("ff")]
+    assert ff_lines and not {to_hex(ln.get_color()) for ln in ff_lines} & {"#1f77b4", "#d62728"}
+
+
+def test_convergence_colours_from_the_recorded_target_classes():
+    stats = {**training_stats(), "target_classes": ["she", "he"]}
+    colours = plot_training_convergence(stats, show=False)["data"]["colours"]
+    assert colours == {"he": "#d62728", "she": "#1f77b4"}
+
+
+def test_convergence_loss_panel_log_scale_and_moving_average():
+    out = plot_training_convergence(training_stats(), show=False)
+    losses = out["data"]["losses"]
+    assert out["figure"].axes[0].get_yscale() == "log"
+    # window = 21 // 10 = 2 trailing values
+    assert losses["smoothed"][0] == pytest.approx(1.0)
+    assert losses["smoothed"][5] == pytest.approx((1 / 5 + 1 / 6) / 2)

@@ -252,6 +252,17 @@ class TextPredictionDataCreator:
         logger.warning("Dropping %s", msg)
 
     def _log_training(self, stats: dict[str, Any]) -> None:
+        for cid, cls in stats["classes"].items():
+            dropped = cls["excluded"].get("left_context", 0)
+            if dropped > cls["matches"]:  # most candidate rows lost to too little left context
+                logger.warning(
+                    "class %r: %d sentences dropped because the word has fewer than "
+                    "min_left_context_words words before it, %d kept; for a corpus of short "
+                    "sentences lower min_left_context_words (the default is 10)",
+                    cid,
+                    dropped,
+                    cls["matches"],
+                )
         logger.info(
             "Scanned %d sentences (%d parsed by spaCy) in %.1fs%s",
             stats["sentences_scanned"],

@@ -20,6 +20,12 @@ from gradiend.model.with_gradiend import ModelWithGradiend
 
 logger = logging.getLogger(__name__)
 
+# what each neutral group's progress bar says it encodes
+NEUTRAL_DESC = {
+    "neutral_training_masked": "neutral rows (class sentences, word filled in, other token masked)",
+    "neutral_dataset": "neutral rows (eval_neutral_data sentences)",
+}
+
 
 def cap_per_group(df: pd.DataFrame, max_size: int | None, seed: int) -> pd.DataFrame:
     """At most ``max_size`` rows per transition (seeded sample)."""
@@ -68,7 +74,9 @@ def encoder_rows(
 ) -> pd.DataFrame:
     """Encode the evaluated rows and return the ``encoder_df`` table."""
     items = build_items(rows, mwg.objective)
-    enc = mwg.encode_items(items, mwg.source, batch_size)[:, 0].cpu().numpy()
+    classes = ", ".join(str(c) for c in dict.fromkeys(rows["factual_class"]))
+    desc = f"encoding {len(items)} class rows ({classes})"
+    enc = mwg.encode_items(items, mwg.source, batch_size, desc=desc)[:, 0].cpu().numpy()
     frames = [
         pd.DataFrame(
             {
@@ -95,6 +103,7 @@ def encoder_rows(
         if not n_items:
             logger.warning("no %s rows could be re-masked", kind)
             continue
-        values = mwg.encode_items(n_items, "factual", batch_size)[:, 0].cpu().numpy()
+        desc = f"encoding {len(n_items)} {NEUTRAL_DESC[kind]}"
+        values = mwg.encode_items(n_items, "factual", batch_size, desc=desc)[:, 0].cpu().numpy()
         frames.append(pd.DataFrame({"text": kept, "encoded": values, "label": 0, "type": kind}))
     return pd.concat(frames, ignore_index=True)

@@ -87,10 +87,12 @@ class ModelWithGradiend(SteeringMixin):
         kind: str | None = None,
         batch_size: int = 32,
         progress: bool = True,
+        desc: str = "encoding examples",
     ) -> torch.Tensor:
-        """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit."""
+        """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit;
+        ``desc`` labels the progress bar (say what is encoded)."""
         return jvp_encode(
-            self.gradiend, self.grads, items, kind or self.source, batch_size, progress
+            self.gradiend, self.grads, items, kind or self.source, batch_size, progress, desc
         )
 
     # ------------------------------------------------------------------ rewriting
@@ -221,13 +223,14 @@ def jvp_encode(
     kind: str,
     batch_size: int = 32,
     progress: bool = False,
+    desc: str = "encoding examples",
 ) -> torch.Tensor:
     """``act_e(W_e · ∇L_i + b_e)`` for every item without a per-item backward pass: one JVP
     pass per batch and latent unit (``grads`` must use the GRADIEND's index space)."""
     w, b = gradiend.W_e.detach(), gradiend.b_e.detach()
     act = gradiend.encoder[1]
     out = []
-    bar = tqdm(range(0, len(items), batch_size), desc="encoding", disable=not progress)
+    bar = tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress)
     for start in bar:
         chunk = items[start : start + batch_size]
         pre = torch.stack([grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1)

@@ -39,7 +39,11 @@ def draw(name: str, make: Callable[[], dict]) -> tuple[str | None, str | None]:
 def convergence(run: RunFiles):
     from gradiend.visualizer.convergence import plot_training_convergence
 
-    return draw("convergence", lambda: plot_training_convergence(run.training, show=False))
+    targets = run.target_classes or None
+    return draw(
+        "convergence",
+        lambda: plot_training_convergence(run.training, show=False, target_classes=targets),
+    )
 
 
 def encoder(run: RunFiles):
@@ -55,7 +59,11 @@ def encoder(run: RunFiles):
 def decoder(run: RunFiles):
     from gradiend.visualizer.decoder import plot_probability_shifts
 
-    return draw("decoder", lambda: plot_probability_shifts(run.decoder, show=False))
+    targets = run.target_classes or None
+    return draw(
+        "decoder",
+        lambda: plot_probability_shifts(run.decoder, show=False, target_classes=targets),
+    )
 
 
 def overlap(models: dict[str, str], topk: int | float) -> dict[str, tuple[str | None, str | None]]:

@@ -92,7 +92,90 @@ class PostPruneConfig:
 @strict_fields
 @dataclass
 class TrainingArguments:
-    """Everything that controls a GRADIEND training run (incumbent names and defaults)."""
+    """Everything that controls a GRADIEND training run (incumbent names and defaults).
+
+    Unknown names are refused with a "did you mean" hint; docs/arguments.md has the table of
+    defaults and the incumbent's names.
+
+    Attributes:
+        experiment_dir: Folder of the runs; a run is written to `experiment_dir/run_id/`.
+        output_dir: Where the trained GRADIEND is saved (default:
+            `experiment_dir/run_id/model`).
+        use_cache: Reuse what an earlier run with the same inputs wrote: the trained model (when
+            its fingerprint matches), per-batch gradient files, encoder and decoder results.
+            `"always"`: any saved model; `"only_convergent"`: a converged one.
+        source: What the encoder reads: `"alternative"`, `"factual"` or `"diff"` gradients.
+        target: What the decoder reconstructs: `"diff"` (factual − alternative), `"factual"` or
+            `"alternative"`.
+        add_identity_for_other_classes: Also train on identity rows (factual = alternative) of
+            classes outside the target pair, which should encode to 0.
+        train_batch_size: Rows per cached gradient batch (one GRADIEND sample is the batch-mean
+            gradient).
+        gradiend_batch_size: Cached batches per optimiser step (default 1).
+        train_max_size: Cap on training rows (all by default).
+        learning_rate: AdamW learning rate of the GRADIEND (see choosing it).
+        num_train_epochs: Passes over the cached batches when `max_steps` ≤ 0.
+        max_steps: Optimiser steps per seed; > 0 overrides `num_train_epochs`.
+        weight_decay: AdamW weight decay.
+        adam_epsilon: AdamW epsilon.
+        optim: `"adamw"` or `"adam"`.
+        eval_steps: Validation encodings every this many steps (and at step 0 and the end); the
+            best step by |correlation| is kept.
+        eval_batch_size: Batch size of validation, encoder and decoder evaluation passes.
+        encoder_eval_max_size: Rows per class for validation during training and the default
+            `max_size` of `evaluate_encoder`.
+        encoder_eval_train_max_size: Rows per class for validation during training (overrides
+            `encoder_eval_max_size` there).
+        decoder_eval_max_size_training_like: Rows per class scored by `evaluate_decoder` (class
+            probabilities).
+        decoder_eval_max_size_neutral: Neutral texts scored by `evaluate_decoder` (LMS).
+        decoder_eval_lrs: Step sizes η of the decoder grid (default: an adaptive search).
+        decoder_eval_feature_factors: Feature factors of the decoder grid (default ±1).
+        do_eval: Accepted for compatibility; validation always runs.
+        params: Base-model parameters the GRADIEND reads: full names or `*` patterns (see
+            `params` patterns); default every backbone parameter.
+        prediction_objective: `"auto"`, `"mlm_mask_token"`, `"clm_next_token"`, `"clm_mlm_head"`
+            or `"seq2seq_encoder_mlm"` (model kinds).
+        decoder_mlm_head_epochs: Epochs of the MLM head of a decoder-only model
+            (`clm_mlm_head`).
+        decoder_mlm_head_batch_size: Batch size of that head's training.
+        decoder_mlm_head_lr: Learning rate of that head's training.
+        decoder_mlm_head_max_size: Cap on the rows that head trains on.
+        torch_dtype: dtype of the base model (`"bfloat16"`, `"float16"`; default float32).
+        trust_remote_code: Passed to `from_pretrained`.
+        device: The device a model loaded by name goes to (default: CUDA when available).
+        base_model_device_map: `from_pretrained`'s `device_map`, e.g. `"auto"` to shard over
+            GPUs; give this or `device`.
+        base_model_max_memory: `from_pretrained`'s `max_memory` with a device map.
+        encoder_decoder_same_device: `False` puts the GRADIEND on a GPU the base model does not
+            use, when there is one.
+        gradiend_device: Force the GRADIEND's device (default: the base model's last device).
+        gradiend_dtype: dtype of the GRADIEND's weights.
+        gradient_cache_dtype: dtype of cached training gradients (16 bits halve the memory;
+            gpu).
+        latent_dim: Accepted for compatibility; the GRADIEND has one latent unit.
+        activation_encoder: Accepted for compatibility; the encoder is `tanh`.
+        activation_decoder: Accepted for compatibility; the decoder is linear.
+        bias_decoder: Accepted for compatibility; the decoder has a bias.
+        seed: First seed; seed `i` of a run is `seed + i`.
+        max_seeds: Seeds tried, all on one gradient cache.
+        min_convergent_seeds: Stop once this many seeds converged; the best is kept.
+        convergent_metric: `"correlation"` (default) or `"loss"`.
+        convergent_score_threshold: |correlation| a converged run reaches (default 0.5).
+        convergence_metric: Alias of `convergent_metric`.
+        convergence_threshold: Alias of `convergent_score_threshold`.
+        convergent_mean_by_class_threshold: |mean encoding| each target class reaches (default
+            0.5).
+        fail_on_non_convergence: Raise when fewer than `min_convergent_seeds` converge.
+        pre_prune_config: `PrePruneConfig`: pick input dimensions before training (pruning).
+        post_prune_config: `PostPruneConfig`: keep the top dimensions after training and re-fit
+            the encoder.
+        plot_importance: Draw the importance-by-layer figure after `train()` (needs the `plot`
+            extra).
+        gradient_cache_max_gb: Above this size the training gradients are recomputed each step
+            instead of cached.
+        metadata: Free-form dict saved with the model.
+    """
 
     # output
     experiment_dir: str | None = None

@@ -364,6 +364,7 @@ class DecoderMixin:
             path = Path(self.run_dir) / RESULTS
             decoder_results = read_json(path) if path.exists() else self.evaluate_decoder()
         kwargs.setdefault("img_format", self.img_format)
+        kwargs.setdefault("target_classes", list(self.target_classes))
         if output is None:
             tc = kwargs.get("target_class")
             output = Path(self.run_dir) / (

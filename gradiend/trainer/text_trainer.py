@@ -270,6 +270,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         stats["timings"] = {**timings, **stats.get("timings", {})}
         stats["n_training_batches"] = len(batches)
         stats["data_split"] = self.table.split_info
+        stats["target_classes"] = list(self.target_classes)  # the figures' class colours
         stats["base_passes"] = {"training_batches_computed": batches.computed}
         self._save(model, stats)
         self._model = ModelWithGradiend(lm, model, objective=objective)
@@ -517,6 +518,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
 
         output = output or self.run_dir / f"training_convergence.{self.img_format}"
         kwargs.setdefault("img_format", self.img_format)
+        kwargs.setdefault("target_classes", list(self.target_classes))
         return plot_training_convergence(self.get_training_stats(), output=output, **kwargs)
 
 

@@ -14,10 +14,18 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+# one colour per class in every figure: the two target classes, then the other classes
+TARGET_COLOURS = ("#1f77b4", "#d62728")  # target_classes[0] blue, target_classes[1] red
+OTHER_CLASS_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+NEUTRAL_COLOUR = "#cfcfcf"
+# series that are not classes (feature factors of the decoder grid) avoid the class colours
+SERIES_COLOURS = ("#ff7f0e", "#7f7f7f", "#17becf", "#bcbd22", "#8c564b", "#e377c2")
 
 PLOT_EXTRA_HINT = "plotting needs the 'plot' extra: pip install gradiend[plot]"
 IMG_FORMATS = ("png", "pdf")
@@ -154,3 +162,23 @@ def display_name(key: Any, mapping: dict | None) -> str:
             if candidate in mapping:
                 return str(mapping[candidate])
     return str(key)
+
+
+def class_colours(
+    classes: Sequence[Any], target_classes: Sequence[Any] | None = None
+) -> dict[str, str]:
+    """The colour of each class, the same in every figure of a run.
+
+    ``target_classes[0]`` is blue and ``target_classes[1]`` red; any other class gets a colour of
+    its own by sorted name (so adding a figure never reshuffles them); neutral row types grey.
+    Without ``target_classes`` the first two of ``classes`` take the target colours.
+    """
+    names = [str(c) for c in classes]
+    targets = [str(t) for t in (target_classes or names[:2])][: len(TARGET_COLOURS)]
+    out = {t: TARGET_COLOURS[i] for i, t in enumerate(targets)}
+    others = sorted(n for n in set(names) if n not in out and not n.startswith("neutral"))
+    for i, name in enumerate(others):
+        out[name] = OTHER_CLASS_COLOURS[i % len(OTHER_CLASS_COLOURS)]
+    for name in names:
+        out.setdefault(name, NEUTRAL_COLOUR)
+    return {n: out[n] for n in dict.fromkeys(names)}

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gradiend.visualizer._common import DEFAULT_DPI, display_name, finish, import_pyplot
+from gradiend.visualizer._common import (
+    DEFAULT_DPI,
+    class_colours,
+    display_name,
+    finish,
+    import_pyplot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +58,21 @@ def plot_training_convergence(
     class_spread: str | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    target_classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Three stacked panels — loss, mean encoding per class (optional band), correlation.
+
+    The loss is drawn on a log scale with its moving average (the raw per-step losses of a
+    small batch are noise around a slow decline); each class has its colour of every figure
+    (``target_classes``, default: the ones recorded in the stats).
 
     ``class_spread`` draws a band around each class mean: ``"minmax"`` (min to max),
     ``"iqr"`` (q1 to q3) or ``"ci"`` (95 % normal interval of the mean, ±1.96·std/√n).
     The best step is a dashed vertical line in every panel. A post-pruned run's own validation
     figures are drawn right of the last step: hollow markers after slicing, filled diamonds after
     the encoder re-fit (the saved model). Returns ``{"path", "figure", "data": {"steps",
-    "losses", "correlation", "mean_by_class", "band_by_class", "best_step", "post_prune"}}``.
+    "losses", "correlation", "mean_by_class", "band_by_class", "best_step", "post_prune",
+    "colours"}}``.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     if class_spread is not None and class_spread not in CLASS_SPREADS:
@@ -69,6 +81,8 @@ def plot_training_convergence(
         )
     stats = load_training_stats(training_stats)
     data = _convergence_data(stats, class_spread)
+    targets = target_classes or stats.get("target_classes")
+    data["colours"] = class_colours(list(data["mean_by_class"]), targets)
     fig, (ax_loss, ax_mean, ax_corr) = plt.subplots(3, 1, figsize=(8.0, 9.0), sharex=True)
     _draw_loss(ax_loss, data)
     _draw_means(ax_mean, data, label_name_mapping)
@@ -98,6 +112,7 @@ def _convergence_data(stats: Mapping[str, Any], class_spread: str | None) -> dic
         "losses": {
             "steps": [int(e["step"]) for e in losses],
             "loss": [float(e["loss"]) for e in losses],
+            "smoothed": moving_average([float(e["loss"]) for e in losses]),
         },
         "correlation": [float(e.get("correlation", math.nan)) for e in evals],
         "mean_by_class": means,
@@ -141,20 +156,38 @@ def _band(entry: Mapping[str, Any], cls: Any, spread: str) -> tuple[float, float
     return mean - half, mean + half
 
 
+def moving_average(values: list[float], window: int | None = None) -> list[float]:
+    """Trailing mean over ``window`` values (default: a tenth of the run, at least 1)."""
+    if not values:
+        return []
+    window = window or max(1, len(values) // 10)
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def _draw_loss(ax: Any, data: dict[str, Any]) -> None:
     steps, loss = data["losses"]["steps"], data["losses"]["loss"]
     if steps:
-        ax.plot(steps, loss, color="#555555", linewidth=1)
+        ax.plot(steps, loss, color="#bbbbbb", linewidth=0.8, label="per step")
+        ax.plot(steps, data["losses"]["smoothed"], color="black", linewidth=1.5, label="mean")
+        if min(loss) > 0:
+            ax.set_yscale("log")
+        ax.legend(loc="upper right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no losses recorded", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (MSE)")
     ax.set_title("Training convergence")
 
 
 def _draw_means(ax: Any, data: dict[str, Any], mapping: Mapping[Any, str] | None) -> None:
     steps = data["steps"]
-    for i, (cls, means) in enumerate(data["mean_by_class"].items()):
-        colour = f"C{i}"
+    for cls, means in data["mean_by_class"].items():
+        colour = data["colours"][str(cls)]
         ax.plot(
             steps, means, marker="o", markersize=3, color=colour, label=display_name(cls, mapping)
         )
@@ -177,7 +210,7 @@ def _draw_post_prune(
     post = data["post_prune"]
     if not post:
         return
-    x, classes = post["x"], list(data["mean_by_class"])
+    x = post["x"]
     dims = f", {post['dims']:,} dims" if post.get("dims") else ""
     for stage, style in (("sliced", {"marker": "o", "facecolors": "none"}), ("after", {})):
         summary = post.get(stage)
@@ -185,8 +218,7 @@ def _draw_post_prune(
             continue
         label = "post-pruned, sliced" if stage == "sliced" else f"post-pruned, re-fitted{dims}"
         for cls, mean in summary["mean_by_class"].items():
-            i = classes.index(cls) if cls in classes else len(classes)
-            colour = f"C{i}"
+            colour = data["colours"].get(str(cls), "black")
             kw = {"marker": "D", "color": colour} if stage == "after" else {"edgecolors": colour}
             ax_mean.scatter([x], [mean], s=36, zorder=3, **{**style, **kw})
         kw = {"marker": "D", "color": "black"} if stage == "after" else {"edgecolors": "black"}

@@ -16,7 +16,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot
+from gradiend.visualizer._common import (
+    DEFAULT_DPI,
+    SERIES_COLOURS,
+    class_colours,
+    finish,
+    import_pyplot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +37,13 @@ def plot_probability_shifts(
     img_format: str = "png",
     lms_ratio: float | None = None,
     dpi: int = DEFAULT_DPI,
+    target_classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Probability of each class's words and LMS against η, per feature factor.
+
+    Each class panel's title and axis are in the class's colour of every figure
+    (``target_classes``, default: the classes in the grid's order); the feature-factor lines use
+    colours that are not class colours.
 
     ``decoder_results`` is the output of decoder evaluation: summary entries per class (with
     ``feature_factor`` and ``learning_rate`` of the selected point) plus ``"grid"``, whose entry
@@ -42,10 +53,11 @@ def plot_probability_shifts(
     Returns ``{"path", "figure", "data": {"classes", "feature_factors", "learning_rates",
     "probs" {class: {ff: [p per η]}}, "lms" {ff: [...]}, "points" {ff: {"learning_rates",
     "probs" {class: [...]}, "lms", "nll_increase", "estimated"}}, "base_probs", "base_lms",
-    "lms_threshold", "max_nll_increase", "selected"}}``.
+    "lms_threshold", "max_nll_increase", "selected", "colours"}}``.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     data = _shift_data(decoder_results, target_class, lms_ratio)
+    data["colours"] = class_colours(data["classes"], target_classes)
     with_nll = any(v is not None for p in data["points"].values() for v in p["nll_increase"])
     n = len(data["classes"]) + 1 + with_nll
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4.0), squeeze=False)
@@ -200,7 +212,8 @@ def _draw_series(ax: Any, data: dict[str, Any], values) -> None:
         ]
         if not xy:
             continue
-        ax.plot([p[0] for p in xy], [p[1] for p in xy], color=f"C{i}", label=f"ff = {ff:g}")
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        ax.plot([p[0] for p in xy], [p[1] for p in xy], color=colour, label=f"ff = {ff:g}")
         for hollow in (False, True):
             sub = [p for p in xy if p[2] == hollow]
             if sub:
@@ -208,8 +221,8 @@ def _draw_series(ax: Any, data: dict[str, Any], values) -> None:
                     [p[0] for p in sub],
                     [p[1] for p in sub],
                     s=14,
-                    color="white" if hollow else f"C{i}",
-                    edgecolor=f"C{i}",
+                    color="white" if hollow else colour,
+                    edgecolor=colour,
                     zorder=3,
                     label="screened (estimate)" if hollow and i == 0 else None,
                 )
@@ -231,8 +244,11 @@ def _draw_class_panel(ax: Any, cls: str, data: dict[str, Any]) -> None:
             )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate η")
-    ax.set_ylabel(f"P({cls} words)")
-    ax.set_title(f"Class {cls}")
+    colour = data["colours"].get(cls, "black")
+    ax.set_ylabel(f"P({cls} words)", color=colour)
+    ax.set_title(f"Class {cls}", color=colour, fontweight="bold")
+    for side in ("left", "top"):
+        ax.spines[side].set_color(colour)
     ax.legend(fontsize=8)
 
 

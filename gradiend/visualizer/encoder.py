@@ -14,14 +14,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradiend.visualizer._common import DEFAULT_DPI, display_name, finish, import_pyplot
+from gradiend.visualizer._common import (
+    DEFAULT_DPI,
+    class_colours,
+    display_name,
+    finish,
+    import_pyplot,
+)
 
 logger = logging.getLogger(__name__)
 
 NEUTRAL_TYPES = ("neutral_training_masked", "neutral_dataset")
-_TARGET_COLOURS = ("#1f77b4", "#d62728")
-_OTHER_COLOUR = "#9e9e9e"
-_NEUTRAL_COLOUR = "#cfcfcf"
 
 
 def plot_encoder_distributions(
@@ -36,11 +39,11 @@ def plot_encoder_distributions(
 ) -> dict[str, Any]:
     """Violin per factual class (``type == "training"``) and per neutral row type.
 
-    Target classes (given, or inferred as the classes labelled +1 and −1) come first in their
-    own colours; other classes are grey, neutral groups light grey. Groups with fewer than two
-    distinct values are drawn as points. Returns ``{"path", "figure", "data": {"groups",
-    "display_names", "target_classes", "n", "mean", "median", "q1", "q3", "min", "max"}}``,
-    the statistics keyed by group name.
+    Target classes (given, or inferred as the classes labelled +1 and −1) come first; every
+    class has its colour of every figure (``class_colours``), neutral groups are light grey.
+    Each group is a violin (when it has two distinct values) with its rows as jittered points. Returns ``{"path",
+    "figure", "data": {"groups", "display_names", "target_classes", "colours", "n", "mean",
+    "median", "q1", "q3", "min", "max"}}``, the statistics keyed by group name.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     _check_columns(encoder_df)
@@ -50,8 +53,8 @@ def plot_encoder_distributions(
     values = {g: frame.loc[frame["group"] == g, "encoded"].astype(float).to_numpy() for g in order}
     data = _summary(values, targets, label_name_mapping)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(order) + 2.0), 5.0))
-    colours = [_colour(g, targets) for g in order]
-    _draw_violins(ax, values, colours)
+    data["colours"] = class_colours(order, targets)
+    _draw_violins(ax, values, [data["colours"][g] for g in order])
     for level in (-1.0, 0.0, 1.0):
         ax.axhline(level, color="grey", linewidth=0.6, linestyle=":", zorder=0)
     ax.set_xticks(range(len(order)), data["display_names"], rotation=20, ha="right")
@@ -107,12 +110,6 @@ def _is_type(frame: pd.DataFrame, group: str) -> bool:
     return group in set(frame["type"].astype(str))
 
 
-def _colour(group: str, targets: list[str]) -> str:
-    if group in targets:
-        return _TARGET_COLOURS[targets.index(group) % len(_TARGET_COLOURS)]
-    return _NEUTRAL_COLOUR if group in NEUTRAL_TYPES else _OTHER_COLOUR
-
-
 def _summary(
     values: dict[str, np.ndarray], targets: list[str], mapping: Mapping[Any, str] | None
 ) -> dict[str, Any]:
@@ -146,5 +143,7 @@ def _draw_violins(ax: Any, values: dict[str, np.ndarray], colours: list[str]) ->
             for key in ("cbars", "cmins", "cmaxes", "cmedians"):
                 if key in parts:
                     parts[key].set_color("black")
-        elif len(v):
-            ax.scatter([x] * len(v), v, color=colour, edgecolor="black", zorder=3)
+        if len(v):  # the rows themselves, so a class squeezed at ±1 still shows its colour
+            jitter = np.random.default_rng(x).uniform(-0.12, 0.12, len(v))
+            ax.scatter(x + jitter, v, s=12, color=colour, edgecolor="black", linewidth=0.3,
+                       zorder=3)  # fmt: skip

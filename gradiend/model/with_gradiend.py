@@ -53,6 +53,8 @@ class ModelWithGradiend(SteeringMixin):
         self.grads = GradientComputer(
             lm, self.objective, gradiend.param_map, gradiend.indices, device=gradiend.W_e.device
         )
+        # per-dimension factor of the update vector (neutral-Fisher preconditioning), or None
+        self.update_scale: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -97,7 +99,20 @@ class ModelWithGradiend(SteeringMixin):
 
     # ------------------------------------------------------------------ rewriting
     def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
-        return self.gradiend.get_update_vector(feature_factor, part)
+        """The vector added to the weights: ``decoder(ff)`` (or ``part``), times ``update_scale``."""
+        u = self.gradiend.get_update_vector(feature_factor, part)
+        if self.update_scale is None:
+            return u
+        return u * self.update_scale.to(device=u.device, dtype=u.dtype)
+
+    @contextmanager
+    def scaled_updates(self, scale: torch.Tensor | None) -> Iterator[ModelWithGradiend]:
+        """Temporarily multiply every update vector by ``scale`` (``None``: unchanged)."""
+        saved, self.update_scale = self.update_scale, scale
+        try:
+            yield self
+        finally:
+            self.update_scale = saved
 
     @contextmanager
     def applied(

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from gradiend._io import read_json, read_json_cache, write_json
 from gradiend.data.examples import row_words
 from gradiend.evaluator import decoder as dec
+from gradiend.evaluator import fisher as fisher_mod
 from gradiend.evaluator.decoder_scoring import PointScorer, PointStore, screen_groups
 from gradiend.evaluator.decoder_search import (
     AdaptiveSearchConfig,
@@ -34,6 +35,7 @@ from gradiend.evaluator.decoder_search import (
     search_direction,
 )
 from gradiend.evaluator.encoder_rows import cap_per_group, fill_masks
+from gradiend.evaluator.fisher import FisherConfig, as_fisher_config, texts_hash
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer, case_variants
 from gradiend.trainer.fingerprint import data_hash
 from gradiend.trainer.validation import check_decoder_call, check_results_match, check_save_dir
@@ -63,6 +65,7 @@ class DecoderMixin:
         search: str = "adaptive",
         max_nll_increase: float | None = 0.01,
         search_config: AdaptiveSearchConfig | None = None,
+        precondition: str | FisherConfig | None = None,
     ) -> dict[str, Any]:
         """Score ``θ + η·decoder(ff)`` along each direction and select a point per class.
 
@@ -73,7 +76,9 @@ class DecoderMixin:
         (``None``: no NLL bound). Returns ``{<class> or <class>_weaken: summary, "grid":
         [every evaluated point], "search": cost}`` (see ``gradiend.evaluator.decoder``).
         ``selector`` is a policy object, a callable ``(candidates, metric, base) -> entry |
-        Selection``, or a float LMS ratio.
+        Selection``, or a float LMS ratio. ``precondition="fisher"`` (or a ``FisherConfig``)
+        rewrites along ``decoder(ff) ⊘ (F + λ)``, ``F`` the neutral texts' diagonal Fisher
+        (``gradiend.evaluator.fisher``): a stronger rewrite inside the same budget.
         """
         check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
         if search not in ("adaptive", "grid"):
@@ -97,27 +102,42 @@ class DecoderMixin:
             logger.info("no LMS or NLL bound to search the edge of; scoring the grid instead")
             mode = "grid"
         cfg = search_config or AdaptiveSearchConfig()
+        fisher_cfg = as_fisher_config(precondition)
         mwg = self.get_model()
         rows = self._decoder_rows(classes, strengthen, max_size_training_like)
         targets, tmode = self._decoder_targets(rows)
         lms_texts, ignore_words = self._lms_texts(rows, max_size_neutral)
+        fisher_texts = self._fisher_texts(fisher_cfg, lms_texts, max_size_neutral)
         key = self._grid_key(mwg, part, rows, targets, tmode, lms_texts, cfg)
+        pre = None
+        if fisher_cfg is not None:
+            fkey = _hash([key["model"], key["gradiend"], texts_hash(fisher_texts)])
+            pre = {"method": "fisher", "damping": fisher_cfg.damping, "key": fkey}
+            pre["n_texts"] = len(fisher_texts)
+            key["precondition"] = pre
         cache = bool(self.args.use_cache) if use_cache is None else use_cache
         store = PointStore(Path(self.run_dir) / GRID_CACHE, key, cache)
         scorer = self._point_scorer(mwg, rows, targets, lms_texts, ignore_words, cfg)
         base = self._base_point(mwg, store, scorer, key)
-        if mode == "grid":
-            grid = self._run_grid(
-                mwg, dec.grid_points(ffs, list(explicit or dec.DEFAULT_LRS)), store, scorer, part
+        scale = None
+        if pre is not None:
+            progress = getattr(self, "progress", True)
+            fisher = fisher_mod.load_or_compute(
+                self.run_dir, mwg, fisher_texts, pre["key"], cache, progress
             )
-        else:
-            metrics = {
-                dec.direction_factor(c, tcs, strengthen): dec.metric_for(c, strengthen)
-                for c in classes
-            }
-            grid = [base] + self._run_search(
-                mwg, ffs, store, scorer, base, budget, metrics, part, cfg
-            )
+            scale = fisher_mod.scale_vector(fisher, fisher_cfg.damping)
+        with mwg.scaled_updates(scale):
+            if mode == "grid":
+                points = dec.grid_points(ffs, list(explicit or dec.DEFAULT_LRS))
+                grid = self._run_grid(mwg, points, store, scorer, part)
+            else:
+                metrics = {
+                    dec.direction_factor(c, tcs, strengthen): dec.metric_for(c, strengthen)
+                    for c in classes
+                }
+                grid = [base] + self._run_search(
+                    mwg, ffs, store, scorer, base, budget, metrics, part, cfg
+                )
         store.save()
         results: dict[str, Any] = dec.select(
             grid, classes, tcs, strengthen, selector, max_nll_increase
@@ -127,6 +147,7 @@ class DecoderMixin:
             entry["part"] = part
             entry["search"] = mode
             entry["gradiend_fingerprint"] = fingerprint
+            entry["precondition"] = pre
         results["grid"] = grid
         results["search"] = _search_info(mode, t0, scorer, grid, lms_texts, rows)
         self._save_decoder_results(results)
@@ -201,6 +222,35 @@ class DecoderMixin:
         texts = list(dict.fromkeys(fill_masks(r, mask) for r in rows.to_dict("records")))
         words = self._static_word_sets()
         return (texts[:cap] if cap else texts), sorted({w for ws in words.values() for w in ws})
+
+    def _fisher_texts(self, cfg: FisherConfig | None, lms_texts: list[str], cap) -> list[str]:
+        """Neutral texts for the Fisher: the config's, else the neutral texts the budget does
+        not score (after ``max_size_neutral``); never fewer than a few."""
+        if cfg is None:
+            return []
+        if cfg.texts is not None:
+            texts = [str(t) for t in cfg.texts]
+            shared = len(set(texts) & set(lms_texts))
+            if shared:
+                logger.warning(
+                    "%d of the Fisher texts are also scored by the LMS/NLL budget: the budget "
+                    "is then no longer an out-of-sample check",
+                    shared,
+                )
+        else:
+            pool = [] if self.neutral_df is None else self.neutral_df["text"].astype(str).tolist()
+            used = set(lms_texts)
+            texts = [t for t in pool if t not in used]
+        texts = texts[: cfg.max_texts]
+        if len(texts) < fisher_mod.MIN_TEXTS:
+            n_pool = 0 if self.neutral_df is None else len(self.neutral_df)
+            raise ValueError(
+                f"precondition='fisher' needs at least {fisher_mod.MIN_TEXTS} neutral texts that "
+                f"the LMS/NLL budget does not score; found {len(texts)} ({n_pool} neutral texts, "
+                f"{len(lms_texts)} scored by the budget). Pass more eval_neutral_data than "
+                "max_size_neutral, lower max_size_neutral, or give FisherConfig(texts=[...])"
+            )
+        return texts
 
     # ------------------------------------------------------------------ grid + cache
     def _grid_key(self, mwg, part, rows, targets, mode, lms_texts, cfg) -> dict:
@@ -343,11 +393,16 @@ class DecoderMixin:
                     f"{increase_target_probabilities})"
                 )
             entry = decoder_results[key]
-            model = plain_model(
-                mwg.rewrite_base_model(
+            pre = entry.get("precondition")
+            scale = None
+            if pre:
+                fisher = fisher_mod.load_fisher(self.run_dir, pre["key"])
+                scale = fisher_mod.scale_vector(fisher, pre["damping"])
+            with mwg.scaled_updates(scale):
+                rewritten = mwg.rewrite_base_model(
                     entry["learning_rate"], entry["feature_factor"], entry.get("part", "decoder")
                 )
-            )
+            model = plain_model(rewritten)
             if output_dir is not None:
                 out = Path(output_dir) / key if isinstance(target_class, list) else Path(output_dir)
                 save_model(model, mwg.tokenizer, out)

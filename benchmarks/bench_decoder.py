@@ -7,6 +7,9 @@ class's sentences, LMS, neutral NLL change), and what the budget cost (best insi
 
     .venv/bin/python benchmarks/bench_decoder.py            # planted tiny models (mlm, clm)
     .venv/bin/python benchmarks/bench_decoder.py --smollm2  # SmolLM2-135M (gguf), he/she
+    .venv/bin/python benchmarks/bench_decoder.py --smollm2 --precondition [--work DIR]
+        # adaptive search with and without the neutral-Fisher preconditioning, each rewrite saved
+        # and recomputed with plain transformers
 """
 
 from __future__ import annotations
@@ -112,9 +115,71 @@ def smollm2(tmp: str) -> None:
     compare(tr, "smollm2", "she")
 
 
+def smollm2_precondition(work: str, n_budget: int = 150, n_fisher: int = 64) -> None:
+    """Plain vs Fisher-preconditioned adaptive selection on one GRADIEND; both rewrites saved
+    and recomputed independently (P(she | he-prefixes) and neutral NLL, plain transformers)."""
+    from test_decoder import _recompute, _smollm2, smollm2_he_she
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gradiend.evaluator import FisherConfig
+
+    t = time.perf_counter()
+    tr = smollm2_he_she(work, n_neutral=n_budget + n_fisher)
+    tr.args.use_cache = True
+    tr.train()
+    print(f"[smollm2] load + train {time.perf_counter() - t:.1f} s")
+    floor = floor_pass(tr, "she", 1)
+    path = _smollm2()
+    base = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
+    for label, pre in (("plain", None), ("fisher", FisherConfig(max_texts=n_fisher))):
+        t = time.perf_counter()
+        res = tr.evaluate_decoder(
+            target_class="she", max_size_neutral=n_budget, precondition=pre, use_cache=False
+        )
+        wall = time.perf_counter() - t
+        s = res["she"]
+        out = Path(work) / f"rewritten_{label}"
+        tr.rewrite_base_model(res, target_class="she", output_dir=out)
+        tok = AutoTokenizer.from_pretrained(out)
+        rows = tr._decoder_rows(["she"], True, None)
+        targets, _ = tr._decoder_targets(rows)
+        prefixes = [x.text.split("[MASK]")[0].rstrip() for x in targets]
+        texts, _ = tr._lms_texts(rows, n_budget)
+        words = targets[0].words["she"]
+        p0, nll0 = _recompute(base, tok, prefixes, words, texts)
+        rewritten = AutoModelForCausalLM.from_pretrained(out).eval()
+        p1, nll1 = _recompute(rewritten, tok, prefixes, words, texts)
+        print(
+            f"[smollm2] {label:6s}: {wall:6.1f} s = {wall / floor:.2f} full passes in wall time "
+            f"(nominal {res['search']['full_pass_equivalents']:.2f}, {res['search']['n_points']}"
+            f" points); η={s['learning_rate']:.4g} ff={s['feature_factor']:g}"
+        )
+        print(
+            f"[smollm2] {label:6s}: reported P(she | he) {s['base_value']:.4f} -> {s['value']:.4f}"
+            f" ({s['value'] / s['base_value']:.2f}×), NLL {100 * s['nll_increase']:+.2f} %;"
+            f" recomputed from the checkpoint {p0:.4f} -> {p1:.4f} ({p1 / p0:.2f}×),"
+            f" NLL {100 * (nll1 / nll0 - 1):+.2f} %; reported/recomputed P {s['value'] / p1:.4f}"
+        )
+        for side in ("best_inside", "best_outside"):
+            b = s[side]
+            if b is not None:
+                print(
+                    f"[smollm2] {label:6s}:   {side}: η={b['learning_rate']:.4g} "
+                    f"P={b['value']:.4f} NLL {100 * b['nll_increase']:+.2f} %"
+                    f"{' (estimate)' if b['estimated'] else ''}"
+                )
+    print(f"[smollm2] floor (one full scoring pass of the base model): {floor:.2f} s")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2", action="store_true")
+    ap.add_argument("--precondition", action="store_true", help="plain vs Fisher (SmolLM2)")
+    ap.add_argument("--work", help="run folder to keep (and reuse) instead of a temporary one")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        smollm2(tmp) if a.smollm2 else tiny(tmp)
+        work = a.work or tmp
+        if a.smollm2 and a.precondition:
+            smollm2_precondition(work)
+        else:
+            smollm2(work) if a.smollm2 else tiny(work)

@@ -68,7 +68,7 @@ def encoder_rows(
 ) -> pd.DataFrame:
     """Encode the evaluated rows and return the ``encoder_df`` table."""
     items = build_items(rows, mwg.objective)
-    enc = mwg.encode_items(items, mwg.source, batch_size)[:, 0].cpu().numpy()
+    enc = mwg.encode_items(items, mwg.source, batch_size, split=True)[:, 0].cpu().numpy()
     frames = [
         pd.DataFrame(
             {
@@ -95,6 +95,6 @@ def encoder_rows(
         if not n_items:
             logger.warning("no %s rows could be re-masked", kind)
             continue
-        values = mwg.encode_items(n_items, "factual", batch_size)[:, 0].cpu().numpy()
+        values = mwg.encode_items(n_items, "factual", batch_size, split=True)[:, 0].cpu().numpy()
         frames.append(pd.DataFrame({"text": kept, "encoded": values, "label": 0, "type": kind}))
     return pd.concat(frames, ignore_index=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gradiend import distributed as dist
 from gradiend._io import read_json
 from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
@@ -87,10 +88,14 @@ class ModelWithGradiend(SteeringMixin):
         kind: str | None = None,
         batch_size: int = 32,
         progress: bool = True,
+        split: bool = False,
     ) -> torch.Tensor:
-        """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit."""
+        """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit.
+
+        ``split``: under ``torch.distributed`` (every rank calls it with the same items) the
+        batches are spread over the ranks and every rank gets the whole result."""
         return jvp_encode(
-            self.gradiend, self.grads, items, kind or self.source, batch_size, progress
+            self.gradiend, self.grads, items, kind or self.source, batch_size, progress, split
         )
 
     # ------------------------------------------------------------------ rewriting
@@ -221,17 +226,34 @@ def jvp_encode(
     kind: str,
     batch_size: int = 32,
     progress: bool = False,
+    split: bool = False,
 ) -> torch.Tensor:
     """``act_e(W_e · ∇L_i + b_e)`` for every item without a per-item backward pass: one JVP
-    pass per batch and latent unit (``grads`` must use the GRADIEND's index space)."""
+    pass per batch and latent unit (``grads`` must use the GRADIEND's index space). ``split``:
+    batch ``k`` on rank ``k % world`` (same batches as one process), gathered on every rank."""
     w, b = gradiend.W_e.detach(), gradiend.b_e.detach()
     act = gradiend.encoder[1]
-    out = []
-    bar = tqdm(range(0, len(items), batch_size), desc="encoding", disable=not progress)
-    for start in bar:
-        chunk = items[start : start + batch_size]
-        pre = torch.stack([grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1)
-        out.append(act(pre.to(w.device, w.dtype) + b))
+    starts = list(range(0, len(items), batch_size))
+    mine = range(len(starts))
+    if split and dist.is_distributed():
+        mine = dist.shard(mine)
+
+    def encode() -> dict[int, torch.Tensor]:
+        out = {}
+        for k in tqdm(mine, desc="encoding", disable=not progress):
+            chunk = items[starts[k] : starts[k] + batch_size]
+            pre = torch.stack(
+                [grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1
+            )
+            out[k] = act(pre.to(w.device, w.dtype) + b)
+        return out
+
+    if split and dist.is_distributed():
+        local = dist.everywhere(lambda: {k: v.cpu() for k, v in encode().items()}, "encoding")
+        out = [v.to(w.device) for v in dist.gather_in_order(local, len(starts), "encodings")]
+    else:
+        done = encode()
+        out = [done[k] for k in range(len(starts))]
     return torch.cat(out) if out else torch.zeros(0, gradiend.latent_dim, device=w.device)
 
 

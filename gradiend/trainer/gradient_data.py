@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from gradiend import distributed as dist
 from gradiend._io import clean_orphans, tmp_prefix
 from gradiend.lm.devices import storage_device, to_host
 from gradiend.lm.gradients import GradientComputer
@@ -88,8 +89,47 @@ class GradientBatches(Sequence):
             )
             self.cache_dir = None
             return
+        if dist.is_distributed():
+            self._extract_split(progress)
+            return
         for i in tqdm(range(len(batches)), desc="training gradients", disable=not progress):
             self._mem[i] = self._load_or_compute(i)
+
+    def _extract_split(self, progress: bool) -> None:
+        """Batch ``i`` on rank ``i % world``. With ``cache_dir`` each rank writes its batches'
+        files (its shard; existing ones are kept: resume) and rank 0 reads them all back;
+        without, rank 0 gathers the tensors. Only rank 0 keeps the cache (it trains)."""
+        mine = dist.shard(range(len(self.batches)))
+        bar = tqdm(mine, desc=f"training gradients (rank {dist.rank()})", disable=not progress)
+        if self.cache_dir is not None:
+            if dist.is_main():
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                clean_orphans(self.cache_dir)
+            dist.barrier("preparing the gradient cache folder")
+            dist.everywhere(lambda: [self._ensure_file(i) for i in bar], "training gradients")
+            self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
+            if dist.is_main():
+                for i in range(len(self.batches)):
+                    self._mem[i] = self._load_or_compute(i)
+            return
+        local = dist.everywhere(
+            lambda: {i: tuple(x.cpu() for x in self._compute(i)) for i in bar},
+            "training gradients",
+        )
+        self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
+        done = dist.gather_in_order(local, len(self.batches), "gathering gradients", False)
+        for i, (s, t) in enumerate(done):
+            self._mem[i] = self._place(s, t if self.target != self.source else s)
+
+    def _path(self, i: int) -> Path:
+        return self.cache_dir / f"batch_{i:05d}.safetensors"
+
+    def _ensure_file(self, i: int) -> None:
+        """Batch ``i``'s cache file exists and is readable (computed and written if not)."""
+        path = self._path(i)
+        if path.exists():  # written atomically: complete (rank 0 re-checks when it reads)
+            return
+        self._write(path, *self._compute(i))
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -113,7 +153,7 @@ class GradientBatches(Sequence):
         return ms, (ms if t is s else move(t))
 
     def _load_or_compute(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path = None if self.cache_dir is None else self.cache_dir / f"batch_{i:05d}.safetensors"
+        path = None if self.cache_dir is None else self._path(i)
         if path is not None and path.exists():
             cached = self._load(path)
             if cached is not None:
@@ -121,16 +161,20 @@ class GradientBatches(Sequence):
         s, t = self._compute(i)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if i == 0:
+            if i == 0 and not dist.is_distributed():
                 clean_orphans(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name))
-            os.close(fd)
-            try:
-                save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            self._write(path, s, t)
         return self._place(s, t)
+
+    def _write(self, path: Path, s: torch.Tensor, t: torch.Tensor) -> None:
+        """One batch's file, atomically (temporary file, then rename)."""
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name))
+        os.close(fd)
+        try:
+            save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def _load(self, path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A cached batch, or ``None`` (and the file removed) when it is corrupt or truncated."""
@@ -155,8 +199,26 @@ def per_example_matrix(
     batch_size: int,
     progress: bool = True,
     dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """``[n, dim]`` per-example gradients (for in-training evaluation when they fit in memory)."""
+) -> torch.Tensor | None:
+    """``[n, dim]`` per-example gradients (for in-training evaluation when they fit in memory).
+
+    Under ``torch.distributed`` row ``i`` is computed on rank ``i % world`` and the matrix is
+    assembled on rank 0 only (the others return ``None``)."""
+    if dist.is_distributed():
+        mine = dist.shard(range(len(items)))
+        local = dist.everywhere(
+            lambda: {
+                i: g.to(dtype).cpu()
+                for i, g in zip(mine, computer.iter_per_example([items[i] for i in mine], kind))
+            },
+            "validation gradients",
+        )
+        rows = dist.gather_in_order(local, len(items), "gathering validation gradients", False)
+        if not dist.is_main():
+            return None
+        if not rows:
+            return torch.empty(0, computer.dim, dtype=dtype, device=computer.device)
+        return torch.stack(rows).to(computer.device)
     out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
     i = 0
     for g in tqdm(

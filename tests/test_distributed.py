@@ -1,0 +1,207 @@
+"""torch.distributed on CPU: two gloo processes (one thread each) give the one-process results
+(gradient cache, pre-pruned dimensions, trained weights, encoder metrics, decoder selection);
+a rank that dies makes the other raise a clear error, and a rerun resumes from the shards; a
+suite of runs is spread over the ranks. The helpers are no-ops in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny import make_model, pretrain
+
+from gradiend import distributed as dist
+from gradiend.config import ConfigError
+from gradiend.pipeline import pair_configs, parse_pair
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    """A planted-feature masked LM saved to a folder, so that every process loads the same."""
+    model, tok = make_model("mlm")
+    pretrain(model, tok, "mlm", steps=300)
+    path = tmp_path_factory.mktemp("dist") / "tiny-mlm"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    env.update(extra)
+    return env
+
+
+def _launch(mode: str, model: str, exp: Path, world: int, timeout: float = 150, **extra):
+    """Run the worker as ``world`` gloo ranks (one process when 1); returns the processes'
+    ``(returncode, stderr)`` and rank 0's result (``None`` when it wrote none)."""
+    out = exp / "result.json"
+    cmd = [sys.executable, str(WORKER), mode, model, str(exp), str(out)]
+    if world == 1:
+        procs = [subprocess.Popen(cmd, env=_env(**extra), stderr=subprocess.PIPE, text=True)]
+    else:
+        port = str(_free_port())
+        procs = [
+            subprocess.Popen(
+                cmd,
+                env=_env(
+                    RANK=str(r),
+                    LOCAL_RANK=str(r),
+                    WORLD_SIZE=str(world),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=port,
+                    **extra,
+                ),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r in range(world)
+        ]
+    status = []
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=timeout)
+            status.append((p.returncode, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return status, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def _files(root: Path) -> set[str]:
+    skip = {"result.json", "timings.json"}
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name not in skip}
+
+
+def _assert_ok(status) -> None:
+    for rank, (code, err) in enumerate(status):
+        assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
+
+
+def test_two_gloo_ranks_equal_one_process_and_resume(model_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    status, single = _launch("run", model_dir, one, 1)
+    _assert_ok(status)
+    status, split = _launch("run", model_dir, two, 2)
+    _assert_ok(status)
+    assert split["world"] == 2 and single["world"] == 1
+
+    # the same artefacts, written once (rank 1 wrote only gradient shards into the cache)
+    assert _files(one) == _files(two)
+    cache_one = sorted((one / "he_she" / "cache").rglob("batch_*.safetensors"))
+    cache_two = sorted((two / "he_she" / "cache").rglob("batch_*.safetensors"))
+    assert len(cache_one) == single["n_batches"] > 4
+    assert [p.name for p in cache_one] == [p.name for p in cache_two]  # same pruned key too
+    for a, b in zip(cache_one, cache_two):
+        ta, tb = load_file(str(a)), load_file(str(b))
+        for k in ta:
+            torch.testing.assert_close(tb[k].float(), ta[k].float(), rtol=1e-6, atol=0)
+    assert single["computed"] == split["computed"] == single["n_batches"]
+
+    # the same GRADIEND (pre-pruned dimensions and weights) for the same seed
+    indices = [
+        load_file(str(d / "he_she" / "model" / "mapping_indices.safetensors")) for d in (one, two)
+    ]
+    assert indices[0].keys() == indices[1].keys()
+    assert all(torch.equal(indices[0][k], indices[1][k]) for k in indices[0])
+    wa = load_file(str(one / "he_she" / "model" / "model.safetensors"))
+    wb = load_file(str(two / "he_she" / "model" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        if wa[k].is_floating_point():
+            torch.testing.assert_close(wb[k], wa[k], rtol=1e-5, atol=1e-7)
+        else:
+            assert torch.equal(wa[k], wb[k]), k
+
+    # the same encoder metrics and decoder selection
+    assert split["encoder"]["correlation"] == pytest.approx(single["encoder"]["correlation"])
+    for cls, v in single["encoder"]["mean_by_feature_class"].items():
+        assert split["encoder"]["mean_by_feature_class"][cls] == pytest.approx(v, abs=1e-6)
+    assert split["encoder_neutral"] == pytest.approx(single["encoder_neutral"], abs=1e-6)
+    assert split["n_points"] == single["n_points"]
+    assert split["decoder"]["learning_rate"] == pytest.approx(single["decoder"]["learning_rate"])
+    assert split["decoder"]["feature_factor"] == single["decoder"]["feature_factor"]
+    assert split["decoder"]["value"] == pytest.approx(single["decoder"]["value"], rel=1e-9)
+
+    # resume: lost shards are recomputed, the others reused (untouched files)
+    kept = {p: p.stat().st_mtime_ns for p in cache_two[1:]}
+    cache_two[0].unlink()
+    cache_two[3].unlink()
+    del kept[cache_two[3]]
+    (two / "he_she" / "model" / "training.json").unlink()  # so the GRADIEND is retrained
+    status, again = _launch("run", model_dir, two, 2)
+    _assert_ok(status)
+    assert again["computed"] == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert again["decoder"]["learning_rate"] == pytest.approx(single["decoder"]["learning_rate"])
+
+
+def test_a_dead_rank_stops_the_other_and_a_rerun_resumes(model_dir, tmp_path):
+    exp = tmp_path / "die"
+    status, result = _launch("die", model_dir, exp, 2, DIST_TIMEOUT="20")
+    (code0, err0), (code1, _) = status
+    assert code1 == 3 and code0 != 0 and result is None
+    assert "DistributedError" in err0 and "use_cache=True resumes" in err0, err0[-3000:]
+    written = sorted((exp / "he_she" / "cache").rglob("batch_*.safetensors"))
+    odd = [p for p in written if int(p.stem.split("_")[1]) % 2 == 1]
+    assert len(odd) == 2  # rank 1 wrote two of its shards before it died
+    status, again = _launch("run", model_dir, exp, 2)
+    _assert_ok(status)
+    assert again["computed"] == again["n_batches"] - len(written)
+
+
+def test_a_suite_of_runs_is_spread_over_the_ranks(model_dir, tmp_path):
+    status, runs = _launch("suite", model_dir, tmp_path, 2)
+    _assert_ok(status)
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert [r["rank"] for r in runs] == [0, 1, 0]  # run i on rank i % 2
+    for r in runs:
+        assert (Path(r["model_dir"]) / "model.safetensors").is_file()
+    assert (tmp_path / "suite_1" / "cache").is_dir()  # rank 1 wrote its own run's files
+
+
+def test_helpers_are_no_ops_in_one_process():
+    assert not dist.is_distributed() and dist.rank() == 0 and dist.world_size() == 1
+    assert dist.is_main() and dist.shard([3, 4, 5]) == [3, 4, 5]
+    assert dist.all_gather({"a": 1}) == [{"a": 1}] and dist.broadcast(7) == 7
+    assert dist.gather_in_order({1: "b", 0: "a"}, 2, "x") == ["a", "b"]
+    t = torch.ones(3)
+    assert dist.all_reduce_sum_(t) is t and torch.equal(t, torch.ones(3))
+    assert dist.on_main(lambda: 5, "x") == 5 and dist.everywhere(lambda: 6, "x") == 6
+    assert dist.run_suite([1, 2, 3], lambda x: x * 10) == [10, 20, 30]
+    assert not dist.init_from_env()  # no torchrun variables: nothing initialised
+
+
+def test_pairs_for_the_command_line(tmp_path):
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"trainer": {"model": "m", "run_id": "de"}}))
+    runs = pair_configs(cfg, ["der,die", "der,das"])
+    assert [r.trainer["target_classes"] for r in runs] == [["der", "die"], ["der", "das"]]
+    assert [r.trainer["run_id"] for r in runs] == ["de/der_die", "de/der_das"]
+    assert parse_pair(" a , b ") == ["a", "b"]
+    for bad in ("a", "a,a", "a,b,c", ",b"):
+        with pytest.raises(ConfigError, match="--pairs"):
+            parse_pair(bad)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -74,6 +75,15 @@ def die_after(n: int) -> None:
     GradientBatches._compute = compute
 
 
+def hang() -> None:
+    """Rank 1 gets stuck (not dead) in its first training batch."""
+
+    def compute(self, i):
+        time.sleep(600)
+
+    GradientBatches._compute = compute
+
+
 def suite(model_dir: str, experiment_dir: str) -> list:
     def one(seed: int) -> dict:
         t = trainer(model_dir, experiment_dir, f"suite_{seed}", seed=seed, pre_prune_config=None)
@@ -85,7 +95,11 @@ def suite(model_dir: str, experiment_dir: str) -> list:
 
 def main() -> None:
     mode, model_dir, experiment_dir, out = sys.argv[1:5]
-    if mode == "die":
+    if mode == "hang":
+        if RANK == 1:
+            hang()
+        result = full_run(model_dir, experiment_dir)
+    elif mode == "die":
         if RANK == 1:
             die_after(2)
         result = full_run(model_dir, experiment_dir)

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,10 @@ def _env(**extra: str) -> dict:
     return env
 
 
-def _launch(mode: str, model: str, exp: Path, world: int, timeout: float = 150, **extra):
+def _launch(mode, model, exp: Path, world: int, timeout: float = 150, only_rank0=False, **extra):
     """Run the worker as ``world`` gloo ranks (one process when 1); returns the processes'
-    ``(returncode, stderr)`` and rank 0's result (``None`` when it wrote none)."""
+    ``(returncode, stderr)`` and rank 0's result (``None`` when it wrote none). ``only_rank0``:
+    wait for rank 0, then kill the others."""
     out = exp / "result.json"
     cmd = [sys.executable, str(WORKER), mode, model, str(exp), str(out)]
     if world == 1:
@@ -81,7 +83,7 @@ def _launch(mode: str, model: str, exp: Path, world: int, timeout: float = 150, 
         ]
     status = []
     try:
-        for p in procs:
+        for p in procs[:1] if only_rank0 else procs:
             _, err = p.communicate(timeout=timeout)
             status.append((p.returncode, err))
     finally:
@@ -171,6 +173,15 @@ def test_a_dead_rank_stops_the_other_and_a_rerun_resumes(model_dir, tmp_path):
     status, again = _launch("run", model_dir, exp, 2)
     _assert_ok(status)
     assert again["computed"] == again["n_batches"] - len(written)
+
+
+def test_a_stuck_rank_makes_the_other_raise_after_the_timeout(model_dir, tmp_path):
+    t0 = time.perf_counter()
+    status, result = _launch("hang", model_dir, tmp_path, 2, DIST_TIMEOUT="6", only_rank0=True)
+    ((code0, err0),) = status
+    assert code0 != 0 and result is None
+    assert "DistributedError" in err0 and "distributed_timeout_s=6 s" in err0, err0[-3000:]
+    assert time.perf_counter() - t0 < 100  # not the 600 s the stuck rank sleeps
 
 
 def test_a_suite_of_runs_is_spread_over_the_ranks(model_dir, tmp_path):

@@ -119,6 +119,7 @@ class DecoderMixin:
             grid = [base] + self._run_search(
                 mwg, ffs, store, scorer, base, budget, metrics, part, cfg
             )
+        dist.on_main(store.save, "writing the decoder cache")
         results: dict[str, Any] = dec.select(
             grid, classes, tcs, strengthen, selector, max_nll_increase
         )
@@ -130,8 +131,7 @@ class DecoderMixin:
         results["grid"] = grid
         results["search"] = _search_info(mode, t0, scorer, grid, lms_texts, rows)
 
-        def write() -> None:  # rank 0 writes; the others see the files after the barrier
-            store.save()
+        def write() -> None:  # rank 0 writes; the others see the files after it
             self._save_decoder_results(results)
             if plot:
                 self.plot_probability_shifts(results)

@@ -109,6 +109,17 @@ class GradientBatches(Sequence):
             dist.everywhere(lambda: [self._ensure_file(i) for i in bar], "training gradients")
             self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
             if dist.is_main():
+                lost = [i for i in range(len(self.batches)) if not self._path(i).exists()]
+                if lost:
+                    logger.warning(
+                        "%d gradient shard(s) written by other ranks are not in %s (e.g. batch "
+                        "%d of rank %d): is experiment_dir on a filesystem every node shares? "
+                        "Rank 0 computes them itself",
+                        len(lost),
+                        self.cache_dir,
+                        lost[0],
+                        dist.owner(lost[0]),
+                    )
                 for i in range(len(self.batches)):
                     self._mem[i] = self._load_or_compute(i)
             return

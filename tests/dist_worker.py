@@ -21,6 +21,7 @@ from conftest import fast_args, he_she_data, neutral_texts  # noqa: E402
 
 from gradiend import TextPredictionTrainer  # noqa: E402
 from gradiend import distributed as dist  # noqa: E402
+from gradiend.evaluator.cross import compute_cross_encoding_matrix  # noqa: E402
 from gradiend.trainer import PrePruneConfig  # noqa: E402
 from gradiend.trainer.gradient_data import GradientBatches  # noqa: E402
 
@@ -52,7 +53,10 @@ def full_run(model_dir: str, experiment_dir: str) -> dict:
     enc = t.evaluate_encoder(max_size=12)
     dec = t.evaluate_decoder(target_class="she", max_size_training_like=12, max_size_neutral=24)
     key = next(k for k in dec if k.startswith("she"))
+    cross = compute_cross_encoding_matrix({"a": t}, max_size=12)
+    t.rewrite_base_model(dec, "she", output_dir=Path(experiment_dir) / "she_rewritten")
     return {
+        "cross": float(cross.loc["a", "a"]),
         "encoder": {k: enc[k] for k in ("correlation", "mean_by_feature_class")},
         "encoder_neutral": enc.get("neutral_mean_by_type"),
         "decoder": {k: dec[key][k] for k in ("learning_rate", "feature_factor", "value", "lms")},

@@ -1,5 +1,6 @@
 """torch.distributed on CPU: two gloo processes (one thread each) give the one-process results
-(gradient cache, pre-pruned dimensions, trained weights, encoder metrics, decoder selection);
+(gradient cache, pre-pruned dimensions, trained weights, encoder metrics, cross-encoding,
+decoder selection) and the same files;
 a rank that dies makes the other raise a clear error, and a rerun resumes from the shards; a
 suite of runs is spread over the ranks. The helpers are no-ops in one process."""
 
@@ -143,6 +144,7 @@ def test_two_gloo_ranks_equal_one_process_and_resume(model_dir, tmp_path):
     for cls, v in single["encoder"]["mean_by_feature_class"].items():
         assert split["encoder"]["mean_by_feature_class"][cls] == pytest.approx(v, abs=1e-6)
     assert split["encoder_neutral"] == pytest.approx(single["encoder_neutral"], abs=1e-6)
+    assert split["cross"] == pytest.approx(single["cross"], abs=1e-6)
     assert split["n_points"] == single["n_points"]
     assert split["decoder"]["learning_rate"] == pytest.approx(single["decoder"]["learning_rate"])
     assert split["decoder"]["feature_factor"] == single["decoder"]["feature_factor"]

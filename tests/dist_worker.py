@@ -35,6 +35,8 @@ def trainer(model_dir: str, experiment_dir: str, run_id: str = "he_she", **overr
         max_steps=60,
         plot_importance=False,
         distributed_timeout_s=float(os.environ.get("DIST_TIMEOUT", "60")),
+        # 32: validation by JVP passes (12 rows > 5 evaluations' passes); 4: per-row gradients
+        eval_batch_size=int(os.environ.get("EVAL_BS", "32")),
     )
     args.update(overrides)
     return TextPredictionTrainer(
@@ -64,6 +66,7 @@ def full_run(model_dir: str, experiment_dir: str) -> dict:
         "computed": t.get_training_stats()["base_passes"]["training_batches_computed"],
         "n_batches": t.get_training_stats()["n_training_batches"],
         "world": dist.world_size(),
+        "distributed": t.get_training_stats().get("distributed"),
     }
 
 

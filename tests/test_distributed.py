@@ -99,18 +99,32 @@ def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name not in skip}
 
 
+def _same_gradiend(a: Path, b: Path) -> None:
+    """Equal pre-pruned dimensions and trained weights of two model folders."""
+    for name in ("mapping_indices.safetensors", "model.safetensors"):
+        ta, tb = load_file(str(a / name)), load_file(str(b / name))
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            if ta[k].is_floating_point():
+                torch.testing.assert_close(tb[k], ta[k], rtol=1e-5, atol=1e-7)
+            else:
+                assert torch.equal(ta[k], tb[k]), k
+
+
 def _assert_ok(status) -> None:
     for rank, (code, err) in enumerate(status):
         assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
 
 
 def test_two_gloo_ranks_equal_one_process_and_resume(model_dir, tmp_path):
+    """Validation by JVP passes here: rank 0 trains, rank 1 serves its share of the passes."""
     one, two = tmp_path / "one", tmp_path / "two"
     status, single = _launch("run", model_dir, one, 1)
     _assert_ok(status)
     status, split = _launch("run", model_dir, two, 2)
     _assert_ok(status)
     assert split["world"] == 2 and single["world"] == 1
+    assert split["distributed"]["validation"] == "shared JVP passes"
 
     # the same artefacts, written once (rank 1 wrote only gradient shards into the cache)
     assert _files(one) == _files(two)
@@ -125,19 +139,7 @@ def test_two_gloo_ranks_equal_one_process_and_resume(model_dir, tmp_path):
     assert single["computed"] == split["computed"] == single["n_batches"]
 
     # the same GRADIEND (pre-pruned dimensions and weights) for the same seed
-    indices = [
-        load_file(str(d / "he_she" / "model" / "mapping_indices.safetensors")) for d in (one, two)
-    ]
-    assert indices[0].keys() == indices[1].keys()
-    assert all(torch.equal(indices[0][k], indices[1][k]) for k in indices[0])
-    wa = load_file(str(one / "he_she" / "model" / "model.safetensors"))
-    wb = load_file(str(two / "he_she" / "model" / "model.safetensors"))
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        if wa[k].is_floating_point():
-            torch.testing.assert_close(wb[k], wa[k], rtol=1e-5, atol=1e-7)
-        else:
-            assert torch.equal(wa[k], wb[k]), k
+    _same_gradiend(one / "he_she" / "model", two / "he_she" / "model")
 
     # the same encoder metrics and decoder selection
     assert split["encoder"]["correlation"] == pytest.approx(single["encoder"]["correlation"])
@@ -172,9 +174,15 @@ def test_a_dead_rank_stops_the_other_and_a_rerun_resumes(model_dir, tmp_path):
     written = sorted((exp / "he_she" / "cache").rglob("batch_*.safetensors"))
     odd = [p for p in written if int(p.stem.split("_")[1]) % 2 == 1]
     assert len(odd) == 2  # rank 1 wrote two of its shards before it died
-    status, again = _launch("run", model_dir, exp, 2)
+    # the rerun validates with per-row gradients (rows split over the ranks): as one process
+    status, again = _launch("run", model_dir, exp, 2, EVAL_BS="4")
     _assert_ok(status)
     assert again["computed"] == again["n_batches"] - len(written)
+    assert again["distributed"]["validation"] == "per-row gradients"
+    status, single = _launch("run", model_dir, tmp_path / "one", 1, EVAL_BS="4")
+    _assert_ok(status)
+    _same_gradiend(tmp_path / "one" / "he_she" / "model", exp / "he_she" / "model")
+    assert again["encoder"]["correlation"] == pytest.approx(single["encoder"]["correlation"])
 
 
 def test_a_stuck_rank_makes_the_other_raise_after_the_timeout(model_dir, tmp_path):

@@ -232,11 +232,28 @@ def jvp_encode(
     pass per batch and latent unit (``grads`` must use the GRADIEND's index space). ``split``:
     batch ``k`` on rank ``k % world`` (same batches as one process), gathered on every rank."""
     w, b = gradiend.W_e.detach(), gradiend.b_e.detach()
-    act = gradiend.encoder[1]
+    out = encode_batches(w, b, gradiend.encoder[1], grads, items, kind, batch_size, progress, split)
+    return out if out is not None else torch.zeros(0, gradiend.latent_dim, device=w.device)
+
+
+def encode_batches(
+    w: torch.Tensor,
+    b: torch.Tensor,
+    act: torch.nn.Module,
+    grads: GradientComputer,
+    items: list[Item],
+    kind: str,
+    batch_size: int,
+    progress: bool = False,
+    split: bool = False,
+    everyone: bool = True,
+) -> torch.Tensor | None:
+    """The encoder ``act(w · ∇L_i + b)`` of :func:`jvp_encode` from its raw weights; with
+    ``split`` the batches are spread over the ranks and gathered (on rank 0 only when not
+    ``everyone``; ``None`` elsewhere and for no items)."""
     starts = list(range(0, len(items), batch_size))
-    mine = range(len(starts))
-    if split and dist.is_distributed():
-        mine = dist.shard(mine)
+    split = split and dist.is_distributed()
+    mine = dist.shard(range(len(starts))) if split else range(len(starts))
 
     def encode() -> dict[int, torch.Tensor]:
         out = {}
@@ -248,13 +265,16 @@ def jvp_encode(
             out[k] = act(pre.to(w.device, w.dtype) + b)
         return out
 
-    if split and dist.is_distributed():
+    if split:
         local = dist.everywhere(lambda: {k: v.cpu() for k, v in encode().items()}, "encoding")
-        out = [v.to(w.device) for v in dist.gather_in_order(local, len(starts), "encodings")]
+        parts = dist.gather_in_order(local, len(starts), "encodings", everyone)
+        out = [v.to(w.device) for v in parts]
+        if not everyone and not dist.is_main():
+            return None
     else:
         done = encode()
         out = [done[k] for k in range(len(starts))]
-    return torch.cat(out) if out else torch.zeros(0, gradiend.latent_dim, device=w.device)
+    return torch.cat(out) if out else None
 
 
 def load_context(path: str | Path) -> dict:

@@ -50,6 +50,7 @@ from gradiend.trainer.input_checks import (
 from gradiend.trainer.objective_mixin import ObjectiveMixin
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.seeds import run_seeds
+from gradiend.trainer.shared_validation import SharedValidation
 from gradiend.trainer.validation import check_eval_call
 
 logger = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         )
         timings["training_gradients"] = time.perf_counter() - t
         t = time.perf_counter()
-        evaluate = self._val_evaluator(computer, val_df, val_items)
+        evaluate, shared = self._val_evaluator(computer, val_df, val_items)
         timings["validation_gradients"] = time.perf_counter() - t
 
         meta = self._metadata(pmap)
@@ -280,13 +281,26 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
             stats["data_split"] = self.table.split_info
             stats["base_passes"] = {"training_batches_computed": batches.computed}
             if dist.is_distributed():
-                stats["distributed"] = {"world_size": dist.world_size()}
+                stats["distributed"] = {
+                    "world_size": dist.world_size(),
+                    "validation": "per-row gradients" if shared is None else "shared JVP passes",
+                }
             self._save(model, stats)
             self._model = ModelWithGradiend(lm, model, objective=objective)
             if self.args.plot_importance:
                 self._plot_importance_after_training()
 
-        dist.on_main(fit, "training the GRADIEND")
+        if shared is None:
+            dist.on_main(fit, "training the GRADIEND")
+        elif not dist.is_main():
+            shared.serve()  # validation JVP passes for rank 0, until it has trained
+        else:
+            try:
+                fit()
+            except BaseException as err:
+                shared.stop(err)
+                raise
+            shared.stop()
         if not dist.is_main():  # the same weights as rank 0: read back what it wrote
             self._stats = read_json(self.model_dir / "training.json")
             gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
@@ -317,7 +331,9 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
 
     def _val_evaluator(self, computer: GradientComputer, val_df: pd.DataFrame, val_items):
         """A callback giving the validation summary of a GRADIEND (matrix product when the
-        per-example gradients fit in memory, else a JVP pass per evaluation)."""
+        per-example gradients fit in memory, else a JVP pass per evaluation, shared by the
+        ranks under torch.distributed), and the :class:`SharedValidation` the other ranks
+        serve (``None`` when there is none)."""
         labels = self.labels(val_df)
         frame = pd.DataFrame(
             {
@@ -344,16 +360,22 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
             else None
         )
 
+        shared = None
+        if not fits and dist.is_distributed():
+            shared = SharedValidation(computer, val_items, kind, self.args.eval_batch_size)
+
         def evaluate(model: GradiendModel) -> dict:
             if matrix is not None:
                 # in chunks: the 16-bit matrix is never copied whole to float32
                 enc = torch.cat([model.encode(m)[:, 0] for m in matrix.split(8)])
+            elif shared is not None:
+                enc = shared.encode(model)[:, 0]
             else:
                 enc = jvp_encode(model, computer, val_items, kind, self.args.eval_batch_size)[:, 0]
             frame["encoded"] = enc.detach().float().cpu().numpy()
             return class_summary(frame)
 
-        return evaluate
+        return evaluate, shared
 
     def _metadata(self, pmap: ParamMap) -> dict:
         lm = self._base()

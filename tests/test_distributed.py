@@ -226,3 +226,42 @@ def test_pairs_for_the_command_line(tmp_path):
     for bad in ("a", "a,a", "a,b,c", ",b"):
         with pytest.raises(ConfigError, match="--pairs"):
             parse_pair(bad)
+
+
+def test_train_several_pairs_from_the_command_line(model_dir, tmp_path, capsys):
+    from tiny import corpus
+
+    from gradiend import cli
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(corpus(900, seed=3)))
+    targets = [{"targets": ["he"], "id": "he"}, {"targets": ["she"], "id": "she"}]
+    config = {
+        "creator": {
+            "base_data": str(texts),
+            "feature_targets": targets,
+            "output_dir": "${config_dir}/data",
+            "use_cache": True,
+            "min_left_context_words": 3,
+        },
+        "generate_training_data": {"max_size_per_class": 40},
+        "trainer": {"model": model_dir, "run_id": "study"},
+        "training_args": {
+            "experiment_dir": "${config_dir}/runs",
+            "train_batch_size": 4,
+            "max_steps": 20,
+            "eval_steps": 10,
+            "max_seeds": 1,
+            "plot_importance": False,
+        },
+    }
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps(config))
+    assert cli.main(["train", "-c", str(cfg), "--pairs", "he,she", "she,he", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "he/she: correlation" in out and "she/he: correlation" in out
+    for run in ("he_she", "she_he"):
+        meta = json.loads((tmp_path / "runs" / "study" / run / "model" / "config.json").read_text())
+        assert meta["metadata"]["target_classes"] == run.split("_")
+    assert cli.main(["train", "-c", str(cfg), "--pairs", "he"]) == 2
+    assert "--pairs" in capsys.readouterr().err

@@ -178,9 +178,9 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
     @property
     def gradiend_device(self) -> torch.device:
         """Where the GRADIEND, its optimiser state and (when it fits) the gradient cache live."""
-        return gradiend_device(
-            self._base().model, self.args.gradiend_device, self.args.encoder_decoder_same_device
-        )
+        # under torchrun every GPU belongs to a rank: the GRADIEND stays on this rank's
+        same = self.args.encoder_decoder_same_device or dist.rank_device() is not None
+        return gradiend_device(self._base().model, self.args.gradiend_device, same)
 
     def _fingerprint(self) -> dict:
         fp = training_fingerprint(
@@ -489,7 +489,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         if cached is not None and cached.get("fingerprint") == fp:
             try:
                 enc_df = pd.read_csv(csv_path)
-                return self._encoder_result(enc_df, return_df, plot, plot_kwargs)
+                return self._encoder_result(enc_df, return_df, plot and dist.is_main(), plot_kwargs)
             except (OSError, ValueError, KeyError) as err:
                 logger.warning("cache file %s is unreadable (%s); recomputing", csv_path, err)
         neutral_texts = None

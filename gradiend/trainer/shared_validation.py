@@ -10,6 +10,7 @@ rank 0 gathers them. When training ends, rank 0 tells the others to stop (and wh
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -60,3 +61,19 @@ class SharedValidation:
         """Rank 0: end the other ranks' :meth:`serve` (with rank 0's error, if any)."""
         text = None if error is None else f"{type(error).__name__}: {error}"
         dist.broadcast(("stop", text), "ending the shared validation")
+
+
+def train_on_main(fit: Callable[[], None], shared: SharedValidation | None) -> None:
+    """Run ``fit`` on rank 0 while the other ranks wait, or serve ``shared``'s validation
+    passes; a failure on rank 0 is raised on every rank."""
+    if shared is None:
+        dist.on_main(fit, "training the GRADIEND")
+    elif not dist.is_main():
+        shared.serve()
+    else:
+        try:
+            fit()
+        except BaseException as err:
+            shared.stop(err)
+            raise
+        shared.stop()

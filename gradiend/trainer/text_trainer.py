@@ -50,7 +50,7 @@ from gradiend.trainer.input_checks import (
 from gradiend.trainer.objective_mixin import ObjectiveMixin
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.seeds import run_seeds
-from gradiend.trainer.shared_validation import SharedValidation
+from gradiend.trainer.shared_validation import SharedValidation, train_on_main
 from gradiend.trainer.validation import check_eval_call
 
 logger = logging.getLogger(__name__)
@@ -290,17 +290,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
             if self.args.plot_importance:
                 self._plot_importance_after_training()
 
-        if shared is None:
-            dist.on_main(fit, "training the GRADIEND")
-        elif not dist.is_main():
-            shared.serve()  # validation JVP passes for rank 0, until it has trained
-        else:
-            try:
-                fit()
-            except BaseException as err:
-                shared.stop(err)
-                raise
-            shared.stop()
+        train_on_main(fit, shared)
         if not dist.is_main():  # the same weights as rank 0: read back what it wrote
             self._stats = read_json(self.model_dir / "training.json")
             gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)

@@ -272,6 +272,42 @@ def gather_in_order(mine: dict[int, T], n: int, what: str, everyone: bool = True
     return [merged[i] for i in range(n)]
 
 
+def gather_rounds(
+    n: int, compute: Callable[[int], T], what: str, per_round: int = 1
+) -> Iterator[tuple[int, T]]:
+    """Items ``0..n-1``, item ``i`` computed by rank ``i % world``, yielded as ``(i, value)``
+    in order on rank 0 (nothing elsewhere) round by round: at most ``world * per_round`` items
+    are in flight, so rank 0 never holds every rank's share at once. A rank whose ``compute``
+    raises re-raises it; the others raise :class:`DistributedError` naming it."""
+    if not is_distributed():
+        for i in range(n):
+            yield i, compute(i)
+        return
+    step = world_size() * per_round
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        mine: dict[int, Any] = {}
+        error = None
+        try:
+            for i in range(start + rank(), stop, world_size()):
+                mine[i] = compute(i)
+        except Exception as err:  # noqa: BLE001 - reported to the other ranks, then re-raised
+            error, mine = err, {}
+        parts = gather((None if error is None else _describe(error), mine), what)
+        failed = None
+        if parts is not None:
+            failed = next(((r, m) for r, (m, _) in enumerate(parts) if m is not None), None)
+        failed = broadcast(failed, f"{what} (status)")
+        if error is not None:
+            raise error
+        if failed is not None:
+            raise DistributedError(f"{what} failed on rank {failed[0]}: {failed[1]}")
+        if parts is not None:
+            merged = {i: v for _, part in parts for i, v in part.items()}
+            for i in range(start, stop):
+                yield i, merged[i]
+
+
 # --------------------------------------------------------------------------- suites of runs
 def run_suite(
     runs: Sequence[T],

@@ -31,7 +31,7 @@ RANK = int(os.environ.get("RANK", "0"))
 def trainer(model_dir: str, experiment_dir: str, run_id: str = "he_she", **overrides):
     args = dict(
         pre_prune_config=PrePruneConfig(n_samples=24, topk=0.3, batch_size=4),
-        use_cache=True,
+        use_cache=os.environ.get("USE_CACHE", "1") == "1",
         max_steps=60,
         plot_importance=False,
         distributed_timeout_s=float(os.environ.get("DIST_TIMEOUT", "60")),
@@ -102,7 +102,13 @@ def suite(model_dir: str, experiment_dir: str) -> list:
 
 def main() -> None:
     mode, model_dir, experiment_dir, out = sys.argv[1:5]
-    if mode == "hang":
+    if mode == "train":  # train only: the GRADIEND and what training computed
+        t = trainer(model_dir, experiment_dir)
+        t.train()
+        stats = t.get_training_stats()
+        result = {"computed": stats["base_passes"]["training_batches_computed"],
+                  "n_batches": stats["n_training_batches"], "distributed": stats.get("distributed")}  # fmt: skip
+    elif mode == "hang":
         if RANK == 1:
             hang()
         result = full_run(model_dir, experiment_dir)

@@ -185,6 +185,18 @@ def test_a_dead_rank_stops_the_other_and_a_rerun_resumes(model_dir, tmp_path):
     assert again["encoder"]["correlation"] == pytest.approx(single["encoder"]["correlation"])
 
 
+def test_without_a_cache_rank_0_gathers_the_batches(model_dir, tmp_path):
+    """No gradient files: rank 0 receives the batches (and validation rows) round by round."""
+    status, single = _launch("train", model_dir, tmp_path / "one", 1, USE_CACHE="0", EVAL_BS="4")
+    _assert_ok(status)
+    status, split = _launch("train", model_dir, tmp_path / "two", 2, USE_CACHE="0", EVAL_BS="4")
+    _assert_ok(status)
+    assert split["distributed"] == {"world_size": 2, "validation": "per-row gradients"}
+    assert split["computed"] == single["computed"] == single["n_batches"]
+    assert not list(tmp_path.rglob("batch_*.safetensors"))
+    _same_gradiend(tmp_path / "one" / "he_she" / "model", tmp_path / "two" / "he_she" / "model")
+
+
 def test_a_stuck_rank_makes_the_other_raise_after_the_timeout(model_dir, tmp_path):
     t0 = time.perf_counter()
     status, result = _launch("hang", model_dir, tmp_path, 2, DIST_TIMEOUT="6", only_rank0=True)

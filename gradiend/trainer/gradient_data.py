@@ -98,10 +98,11 @@ class GradientBatches(Sequence):
     def _extract_split(self, progress: bool) -> None:
         """Batch ``i`` on rank ``i % world``. With ``cache_dir`` each rank writes its batches'
         files (its shard; existing ones are kept: resume) and rank 0 reads them all back;
-        without, rank 0 gathers the tensors. Only rank 0 keeps the cache (it trains)."""
+        without, rank 0 gathers the tensors round by round. Only rank 0 keeps the cache."""
         mine = dist.shard(range(len(self.batches)))
-        bar = tqdm(mine, desc=f"training gradients (rank {dist.rank()})", disable=not progress)
+        desc = f"training gradients (rank {dist.rank()})"
         if self.cache_dir is not None:
+            bar = tqdm(mine, desc=desc, disable=not progress)
             if dist.is_main():
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
                 clean_orphans(self.cache_dir)
@@ -123,14 +124,18 @@ class GradientBatches(Sequence):
                 for i in range(len(self.batches)):
                     self._mem[i] = self._load_or_compute(i)
             return
-        local = dist.everywhere(
-            lambda: {i: tuple(x.cpu() for x in self._compute(i)) for i in bar},
-            "training gradients",
-        )
+        bar = tqdm(total=len(mine), desc=desc, disable=not progress)
+
+        def compute(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            s, t = self._compute(i)
+            bar.update(1)
+            return s.cpu(), (None if t is s else t.cpu())
+
+        rounds = dist.gather_rounds(len(self.batches), compute, "training gradients", 4)
+        for i, (s, t) in rounds:
+            self._mem[i] = self._place(s, s if t is None else t)
+        bar.close()
         self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
-        done = dist.gather_in_order(local, len(self.batches), "gathering gradients", False)
-        for i, (s, t) in enumerate(done):
-            self._mem[i] = self._place(s, t if self.target != self.source else s)
 
     def _path(self, i: int) -> Path:
         return self.cache_dir / f"batch_{i:05d}.safetensors"
@@ -216,20 +221,16 @@ def per_example_matrix(
     Under ``torch.distributed`` row ``i`` is computed on rank ``i % world`` and the matrix is
     assembled on rank 0 only (the others return ``None``)."""
     if dist.is_distributed():
-        mine = dist.shard(range(len(items)))
-        local = dist.everywhere(
-            lambda: {
-                i: g.to(dtype).cpu()
-                for i, g in zip(mine, computer.iter_per_example([items[i] for i in mine], kind))
-            },
-            "validation gradients",
-        )
-        rows = dist.gather_in_order(local, len(items), "gathering validation gradients", False)
-        if not dist.is_main():
-            return None
-        if not rows:
-            return torch.empty(0, computer.dim, dtype=dtype, device=computer.device)
-        return torch.stack(rows).to(computer.device)
+
+        def row(i: int) -> torch.Tensor:
+            return computer.per_example([items[i]], kind)[0].to(dtype).cpu()
+
+        out = None
+        if dist.is_main():
+            out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
+        for i, g in dist.gather_rounds(len(items), row, "validation gradients", 16):
+            out[i] = g
+        return out
     out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
     i = 0
     for g in tqdm(

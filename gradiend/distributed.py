@@ -272,40 +272,41 @@ def gather_in_order(mine: dict[int, T], n: int, what: str, everyone: bool = True
     return [merged[i] for i in range(n)]
 
 
-def gather_rounds(
-    n: int, compute: Callable[[int], T], what: str, per_round: int = 1
-) -> Iterator[tuple[int, T]]:
-    """Items ``0..n-1``, item ``i`` computed by rank ``i % world``, yielded as ``(i, value)``
-    in order on rank 0 (nothing elsewhere) round by round: at most ``world * per_round`` items
-    are in flight, so rank 0 never holds every rank's share at once. A rank whose ``compute``
+def gather_tensor_rounds(
+    n: int, compute: Callable[[int], torch.Tensor], shape: tuple[int, ...], dtype, what: str
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Items ``0..n-1`` (tensors of one ``shape``, cast to ``dtype``), item ``i`` computed by
+    rank ``i % world``, sent as tensors (no pickling; on the GPU under NCCL) one item per rank
+    and round, so rank 0 never holds every rank's share at once. Rank 0 yields ``(i, tensor)``
+    in order (on the group's device); the others yield nothing. A rank whose ``compute``
     raises re-raises it; the others raise :class:`DistributedError` naming it."""
     if not is_distributed():
         for i in range(n):
-            yield i, compute(i)
+            yield i, compute(i).to(dtype)
         return
-    step = world_size() * per_round
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        mine: dict[int, Any] = {}
-        error = None
-        try:
-            for i in range(start + rank(), stop, world_size()):
-                mine[i] = compute(i)
-        except Exception as err:  # noqa: BLE001 - reported to the other ranks, then re-raised
-            error, mine = err, {}
-        parts = gather((None if error is None else _describe(error), mine), what)
-        failed = None
-        if parts is not None:
-            failed = next(((r, m) for r, (m, _) in enumerate(parts) if m is not None), None)
-        failed = broadcast(failed, f"{what} (status)")
-        if error is not None:
-            raise error
-        if failed is not None:
-            raise DistributedError(f"{what} failed on rank {failed[0]}: {failed[1]}")
-        if parts is not None:
-            merged = {i: v for _, part in parts for i, v in part.items()}
-            for i in range(start, stop):
-                yield i, merged[i]
+    device, world = _group_device(), world_size()
+    for start in range(0, n, world):
+        i, error = start + rank(), None
+        x = torch.zeros(shape, dtype=dtype, device=device)
+        if i < n:
+            try:
+                x = compute(i).to(device, dtype).reshape(shape)
+            except Exception as err:  # noqa: BLE001 - reported to the other ranks, then re-raised
+                error = err
+        flag = torch.tensor([0.0 if error is None else 1.0], device=device)
+        all_reduce_sum_(flag, f"{what} (status)")
+        if float(flag) > 0:
+            status = all_gather(None if error is None else _describe(error), f"{what} (status)")
+            if error is not None:
+                raise error
+            r, msg = next((r, m) for r, m in enumerate(status) if m is not None)
+            raise DistributedError(f"{what} failed on rank {r}: {msg}")
+        bufs = [torch.empty(shape, dtype=dtype, device=device) for _ in range(world)]
+        with _collective(what):
+            dist.gather(x, bufs if is_main() else None, dst=0)
+        if is_main():
+            for r in range(min(world, n - start)):
+                yield start + r, bufs[r]
 
 
 # --------------------------------------------------------------------------- suites of runs

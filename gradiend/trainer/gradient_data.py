@@ -126,14 +126,19 @@ class GradientBatches(Sequence):
             return
         bar = tqdm(total=len(mine), desc=desc, disable=not progress)
 
-        def compute(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        same = self.source == self.target
+
+        def compute(i: int) -> torch.Tensor:  # source (and target) of batch i, one tensor
             s, t = self._compute(i)
             bar.update(1)
-            return s.cpu(), (None if t is s else t.cpu())
+            return s[None] if same else torch.stack([s, t])
 
-        rounds = dist.gather_rounds(len(self.batches), compute, "training gradients", 4)
-        for i, (s, t) in rounds:
-            self._mem[i] = self._place(s, s if t is None else t)
+        shape = (1 if same else 2, self.computer.dim)
+        rounds = dist.gather_tensor_rounds(
+            len(self.batches), compute, shape, self.dtype, "training gradients"
+        )
+        for i, pair in rounds:
+            self._mem[i] = self._place(pair[0], pair[0] if same else pair[1])
         bar.close()
         self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
 
@@ -223,12 +228,15 @@ def per_example_matrix(
     if dist.is_distributed():
 
         def row(i: int) -> torch.Tensor:
-            return computer.per_example([items[i]], kind)[0].to(dtype).cpu()
+            return computer.per_example([items[i]], kind)[0]
 
         out = None
         if dist.is_main():
             out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
-        for i, g in dist.gather_rounds(len(items), row, "validation gradients", 16):
+        rounds = dist.gather_tensor_rounds(
+            len(items), row, (computer.dim,), dtype, "validation gradients"
+        )
+        for i, g in rounds:
             out[i] = g
         return out
     out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import textwrap
 import time
@@ -36,8 +37,9 @@ config keys are the Python API's parameter names; see docs/cli.md""",
   gradiend data -c run.yaml --set creator.output_dir=data/he_she
 runs creator.generate_training_data and creator.generate_neutral_data; writes to
 creator.output_dir""",
-    "train": """example:
+    "train": """examples:
   gradiend train -c run.yaml --set training_args.learning_rate=1e-4
+  torchrun --nproc-per-node 4 -m gradiend.cli train -c run.yaml --pairs der,die der,das die,das
 trains TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args)); without
 trainer.data the data comes from the creator sections""",
     "evaluate": """example:
@@ -122,8 +124,19 @@ def _data(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import build_trainer, train
+    from gradiend.pipeline import build_trainer, train, train_pairs
 
+    if ns.pairs:
+        outs = train_pairs(ns.config, ns.pairs, ns.set or [], plot=not ns.no_plot)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary, not one per rank
+            _print(
+                [
+                    f"{'/'.join(o['target_classes'])}: correlation {_fmt(o['correlation'])} "
+                    f"(converged: {o['converged']}) -> {o['model_dir']}"
+                    for o in outs
+                ]
+            )
+        return EXIT_OK
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model to train on")
     out = train(cfg, build_trainer(cfg), plot=not ns.no_plot)
@@ -356,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", "train a GRADIEND (seeds, pruning, caches as configured)")
     config_args(train)
     train.add_argument("--no-plot", action="store_true", help="skip the convergence figure")
+    train.add_argument("--pairs", nargs="+", metavar="A,B",
+                       help="train one run per class pair (run_id/<A>_<B>); under torchrun the "
+                            "pairs are spread over the ranks (docs/distributed.md)")  # fmt: skip
     ev = add("evaluate", "evaluate the trained GRADIEND's encoder and/or decoder")
     config_args(ev)
     only = ev.add_mutually_exclusive_group()

@@ -6,13 +6,15 @@ subcommands call exactly these); each records its wall time in ``<run_dir>/timin
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gradiend import distributed as dist
 from gradiend._io import read_json, write_json
-from gradiend.config import RunConfig
+from gradiend.config import ConfigError, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +23,9 @@ CONFIG_FILE = "gradiend_config.json"
 
 
 def record_timing(run_dir: str | Path, stage: str, seconds: float) -> None:
-    """Merge ``{stage: seconds}`` into ``<run_dir>/timings.json``."""
+    """Merge ``{stage: seconds}`` into ``<run_dir>/timings.json`` (rank 0 only)."""
+    if not dist.is_main():
+        return
     path = Path(run_dir) / TIMINGS
     data = read_json(path) if path.is_file() else {}
     data[stage] = round(float(seconds), 3)
@@ -77,7 +81,8 @@ def train(cfg: RunConfig, trainer=None, plot: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.train()
     record_timing(trainer.run_dir, "train", time.perf_counter() - t0)
-    cfg.save(trainer.run_dir / CONFIG_FILE, resolved=True)
+    if dist.is_main():
+        cfg.save(trainer.run_dir / CONFIG_FILE, resolved=True)
     stats = trainer.get_training_stats()
     out = {
         "run_dir": str(trainer.run_dir),
@@ -85,9 +90,60 @@ def train(cfg: RunConfig, trainer=None, plot: bool = True) -> dict[str, Any]:
         "correlation": stats.get("best_score_checkpoint", {}).get("correlation"),
         "converged": stats.get("convergence_info", {}).get("converged"),
     }
-    if plot:
+    if plot and dist.is_main():
         out["convergence_plot"] = trainer.plot_training_convergence(show=False)["path"]
     return out
+
+
+def parse_pair(text: str) -> list[str]:
+    """``"der,die"`` → ``["der", "die"]`` (two different, non-empty class names)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise ConfigError(
+            "--pairs",
+            f"{text!r} is not a pair of two different class names",
+            "write them joined by a comma, e.g. --pairs der,die der,das",
+        )
+    return parts
+
+
+def pair_configs(cfg_path: str | Path, pairs: Sequence[str], overrides: Sequence[str] = ()):
+    """One ``RunConfig`` per class pair: ``trainer.target_classes`` set to the pair and
+    ``trainer.run_id`` to ``<run_id>/<a>_<b>`` (``<a>_<b>`` without a run_id). All are read
+    and checked before anything is trained."""
+    base = RunConfig.load(cfg_path, overrides)
+    run_id = base.trainer.get("run_id")
+    out = []
+    for text in pairs:
+        a, b = parse_pair(text)
+        rid = f"{run_id}/{a}_{b}" if run_id else f"{a}_{b}"
+        extra = [f"trainer.target_classes=[{a!r}, {b!r}]", f"trainer.run_id={rid!r}"]
+        out.append(RunConfig.load(cfg_path, [*overrides, *extra]))
+    return out
+
+
+def train_pairs(
+    cfg_path: str | Path,
+    pairs: Sequence[str],
+    overrides: Sequence[str] = (),
+    plot: bool = True,
+    evaluate_runs: bool = False,
+) -> list[dict[str, Any]]:
+    """Train one GRADIEND per class pair (each with its seeds), then optionally evaluate it.
+    Under torchrun with at least as many pairs as ranks the pairs are spread over the ranks
+    (``gradiend.distributed.run_suite``); otherwise each pair uses every rank in turn."""
+    configs = pair_configs(cfg_path, pairs, overrides)
+
+    def one(cfg: RunConfig) -> dict[str, Any]:
+        out = train(cfg, plot=plot)
+        if evaluate_runs:
+            out.update(evaluate(cfg, plot=plot))
+        out["target_classes"] = cfg.trainer.get("target_classes")
+        out["rank"] = int(os.environ.get("RANK", "0"))  # which process trained it
+        return out
+
+    timeout = configs[0].training_args.get("distributed_timeout_s", dist.DEFAULT_TIMEOUT_S)
+    return dist.run_suite(configs, one, timeout_s=timeout)
 
 
 def evaluate(

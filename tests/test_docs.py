@@ -267,11 +267,10 @@ def test_links_to_repo_files_exist(page):
     missing = []
     for m in LINK.finditer(text):
         target = (page.parent / m["target"]).resolve()
-        if not target.exists() and target != ROOT / "docs" / "distributed.md":
+        if not target.exists():
             missing.append(m["target"])
     for m in CODE_PATH.finditer(text):
-        # docs/distributed.md is written on another branch (merged together with this one)
-        if not (ROOT / m["target"]).exists() and m["target"] != "docs/distributed.md":
+        if not (ROOT / m["target"]).exists():
             missing.append(m["target"])
     assert not missing, f"{_page_id(page)} points to missing files: {missing}"
     assert "shared/" not in text and "DESIGN.md" not in text, "a page points outside the repo"

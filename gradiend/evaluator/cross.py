@@ -58,7 +58,9 @@ def compute_cross_encoding_matrix(
             rows = cap_per_group(tj.table.split(split), max_size, tj.args.seed)
             rows = rows[rows["factual_class"] != rows["alternative_class"]]
             items = build_items(rows, mwg.objective)
-            enc = mwg.encode_items(items, mwg.source, tj.args.eval_batch_size, progress=False)
+            enc = mwg.encode_items(
+                items, mwg.source, tj.args.eval_batch_size, progress=False, split=True
+            )
             out.loc[li, lj] = _cell(enc[:, 0].cpu().numpy(), tj.labels(rows), metric)
     out.index.name, out.columns.name = "model", "data"
     out.attrs.update({"measure": f"cross_encoding_{metric}", "split": split})

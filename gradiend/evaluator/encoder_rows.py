@@ -76,7 +76,7 @@ def encoder_rows(
     items = build_items(rows, mwg.objective)
     classes = ", ".join(str(c) for c in dict.fromkeys(rows["factual_class"]))
     desc = f"encoding {len(items)} class rows ({classes})"
-    enc = mwg.encode_items(items, mwg.source, batch_size, desc=desc)[:, 0].cpu().numpy()
+    enc = mwg.encode_items(items, mwg.source, batch_size, split=True, desc=desc)[:, 0].cpu().numpy()
     frames = [
         pd.DataFrame(
             {
@@ -104,6 +104,10 @@ def encoder_rows(
             logger.warning("no %s rows could be re-masked", kind)
             continue
         desc = f"encoding {len(n_items)} {NEUTRAL_DESC[kind]}"
-        values = mwg.encode_items(n_items, "factual", batch_size, desc=desc)[:, 0].cpu().numpy()
+        values = (
+            mwg.encode_items(n_items, "factual", batch_size, split=True, desc=desc)[:, 0]
+            .cpu()
+            .numpy()
+        )
         frames.append(pd.DataFrame({"text": kept, "encoded": values, "label": 0, "type": kind}))
     return pd.concat(frames, ignore_index=True)

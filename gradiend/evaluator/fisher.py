@@ -113,9 +113,11 @@ def scale_vector(fisher: torch.Tensor, damping: float) -> torch.Tensor:
     return 1.0 / (fisher.float() + damping)
 
 
-def load_or_compute(run_dir: Path, mwg, texts: list[str], key: str, cache: bool, progress: bool):
+def load_or_compute(
+    run_dir: Path, mwg, texts: list[str], key: str, cache: bool, progress: bool, write: bool = True
+):
     """``F`` for ``texts`` and this GRADIEND's dimensions, from ``run_dir`` when the key matches,
-    else computed and written atomically."""
+    else computed (and, with ``write``, written atomically)."""
     path = Path(run_dir) / FISHER_FILE
     if cache and path.exists():
         try:
@@ -126,7 +128,8 @@ def load_or_compute(run_dir: Path, mwg, texts: list[str], key: str, cache: bool,
         except Exception as err:  # a damaged file is recomputed
             logger.warning("ignoring unreadable %s (%s)", path, err)
     fisher = neutral_fisher(mwg, texts, progress)
-    save_fisher(path, fisher, key)
+    if write:
+        save_fisher(path, fisher, key)
     return fisher
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradiend import distributed as dist
 from gradiend.lm.objectives import Encoded, Objective
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class TargetScorer:
                         encs.append(enc)
                     terms.append((keys[key], r * len(self.classes) + c, enc.targets))
         self.batches = self._plan(encs, terms, batch_size, torch.device(device))
+        self.split = False  # True: batches spread over the ranks of torch.distributed
 
     def _plan(self, encs, terms, batch_size, device) -> list[_Batch]:
         by_enc: dict[int, list] = {}
@@ -124,13 +126,29 @@ class TargetScorer:
         """``[n_rows, n_classes]`` probabilities under ``model``."""
         n_cells = self.n_rows * len(self.classes)
         device = next(model.parameters()).device
+        split = self.split and dist.is_distributed()
+        todo = dist.shard(range(len(self.batches))) if split else range(len(self.batches))
+
+        def score() -> dict[int, torch.Tensor]:
+            probs = {}
+            for k in todo:
+                b = self.batches[k]
+                logits = self.objective.position_logits(model, b.inputs)
+                logp = torch.log_softmax(logits.float(), dim=-1)[b.pair_pos, b.pair_tok].double()
+                term_logp = torch.zeros(b.n_terms, dtype=torch.float64, device=device)
+                term_logp.index_add_(0, b.pair_term, logp)
+                probs[k] = term_logp.exp()
+            return probs
+
+        if split:  # every rank adds all batches' terms in batch order: one-process sums
+            local = dist.everywhere(lambda: {k: v.cpu() for k, v in score().items()}, "scoring")
+            probs = dist.gather_in_order(local, len(self.batches), "target probabilities")
+        else:
+            done = score()
+            probs = [done[k] for k in range(len(self.batches))]
         total = torch.zeros(n_cells, dtype=torch.float64, device=device)
-        for b in self.batches:
-            logits = self.objective.position_logits(model, b.inputs)
-            logp = torch.log_softmax(logits.float(), dim=-1)[b.pair_pos, b.pair_tok].double()
-            term_logp = torch.zeros(b.n_terms, dtype=torch.float64, device=device)
-            term_logp.index_add_(0, b.pair_term, logp)
-            total.index_add_(0, b.term_cell, term_logp.exp())
+        for b, p in zip(self.batches, probs):
+            total.index_add_(0, b.term_cell, p.to(device))
         return total.view(self.n_rows, len(self.classes)).cpu().numpy()
 
 
@@ -229,36 +247,47 @@ class LMSScorer:
                 )
         if not self.batches:
             logger.warning("no text to compute the language-modelling score on")
+        self.split = False  # True: batches spread over the ranks of torch.distributed
 
     @torch.no_grad()
     def per_text(self, model: nn.Module, groups: Sequence[int] | None = None) -> TextStats:
         """Per-text NLL sums, token counts and hits of the texts in ``groups`` (all: None)."""
-        parts = []
-        for b in self.batches:
-            if groups is not None and b["group"] not in groups:
-                continue
-            labels = b["labels"]
-            inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
-            if self.kind == "seq2seq":  # decoder inputs: the labels shifted right, by the model
-                logits = model(**inputs, labels=labels).logits
-            else:
-                logits = model(**inputs).logits
-                if self.kind != "mlm":  # the causal shift: position t predicts token t + 1
-                    logits, labels = logits[:, :-1], labels[:, 1:]
-            keep = labels != -100
-            row, col = keep.nonzero(as_tuple=True)
-            picked, gold = logits[row, col].float(), labels[row, col]
-            tok_nll = -torch.log_softmax(picked, dim=-1).gather(1, gold[:, None]).squeeze(1)
-            sums = torch.zeros((3, labels.shape[0]), dtype=torch.float64, device=labels.device)
-            sums[0].index_add_(0, row, tok_nll.double())
-            sums[1].index_add_(0, row, torch.ones_like(tok_nll, dtype=torch.float64))
-            if self.kind == "mlm":
-                sums[2].index_add_(0, row, (picked.argmax(-1) == gold).double())
-            nll, n, hits = sums.cpu().numpy()
-            parts.append(TextStats(b["text"], nll, n, hits))
+        todo = [k for k, b in enumerate(self.batches) if groups is None or b["group"] in groups]
+        split = self.split and dist.is_distributed()
+        if split:  # batch k of this call on rank k % world, joined in batch order
+            mine = dist.shard(range(len(todo)))
+            local = dist.everywhere(
+                lambda: {j: self._batch_stats(model, self.batches[todo[j]]) for j in mine},
+                "scoring texts",
+            )
+            parts = dist.gather_in_order(local, len(todo), "per-text sums")
+        else:
+            parts = [self._batch_stats(model, self.batches[k]) for k in todo]
         if not parts:
             return TextStats.empty()
         return TextStats.join(parts)
+
+    def _batch_stats(self, model: nn.Module, b: dict) -> TextStats:
+        """Per-text sums of one batch."""
+        labels = b["labels"]
+        inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+        if self.kind == "seq2seq":  # decoder inputs: the labels shifted right, by the model
+            logits = model(**inputs, labels=labels).logits
+        else:
+            logits = model(**inputs).logits
+            if self.kind != "mlm":  # the causal shift: position t predicts token t + 1
+                logits, labels = logits[:, :-1], labels[:, 1:]
+        keep = labels != -100
+        row, col = keep.nonzero(as_tuple=True)
+        picked, gold = logits[row, col].float(), labels[row, col]
+        tok_nll = -torch.log_softmax(picked, dim=-1).gather(1, gold[:, None]).squeeze(1)
+        sums = torch.zeros((3, labels.shape[0]), dtype=torch.float64, device=labels.device)
+        sums[0].index_add_(0, row, tok_nll.double())
+        sums[1].index_add_(0, row, torch.ones_like(tok_nll, dtype=torch.float64))
+        if self.kind == "mlm":
+            sums[2].index_add_(0, row, (picked.argmax(-1) == gold).double())
+        nll, n, hits = sums.cpu().numpy()
+        return TextStats(b["text"], nll, n, hits)
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``{"lms", "nll", "n_tokens", "n_texts"}`` over all texts (see ``lms_summary``)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gradiend import distributed as dist
 from gradiend._io import read_json
 from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
@@ -89,12 +90,16 @@ class ModelWithGradiend(SteeringMixin):
         kind: str | None = None,
         batch_size: int = 32,
         progress: bool = True,
+        split: bool = False,
         desc: str = "encoding examples",
     ) -> torch.Tensor:
         """Encodings ``[n, latent_dim]`` of examples, by one JVP pass per batch and latent unit;
-        ``desc`` labels the progress bar (say what is encoded)."""
+        ``desc`` labels the progress bar (say what is encoded).
+
+        ``split``: under ``torch.distributed`` (every rank calls it with the same items) the
+        batches are spread over the ranks and every rank gets the whole result."""
         return jvp_encode(
-            self.gradiend, self.grads, items, kind or self.source, batch_size, progress, desc
+            self.gradiend, self.grads, items, kind or self.source, batch_size, progress, split, desc
         )
 
     # ------------------------------------------------------------------ rewriting
@@ -238,19 +243,59 @@ def jvp_encode(
     kind: str,
     batch_size: int = 32,
     progress: bool = False,
+    split: bool = False,
     desc: str = "encoding examples",
 ) -> torch.Tensor:
     """``act_e(W_e · ∇L_i + b_e)`` for every item without a per-item backward pass: one JVP
-    pass per batch and latent unit (``grads`` must use the GRADIEND's index space)."""
+    pass per batch and latent unit (``grads`` must use the GRADIEND's index space). ``split``:
+    batch ``k`` on rank ``k % world`` (same batches as one process), gathered on every rank."""
     w, b = gradiend.W_e.detach(), gradiend.b_e.detach()
-    act = gradiend.encoder[1]
-    out = []
-    bar = tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress)
-    for start in bar:
-        chunk = items[start : start + batch_size]
-        pre = torch.stack([grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1)
-        out.append(act(pre.to(w.device, w.dtype) + b))
-    return torch.cat(out) if out else torch.zeros(0, gradiend.latent_dim, device=w.device)
+    out = encode_batches(
+        w, b, gradiend.encoder[1], grads, items, kind, batch_size, progress, split, desc=desc
+    )
+    return out if out is not None else torch.zeros(0, gradiend.latent_dim, device=w.device)
+
+
+def encode_batches(
+    w: torch.Tensor,
+    b: torch.Tensor,
+    act: torch.nn.Module,
+    grads: GradientComputer,
+    items: list[Item],
+    kind: str,
+    batch_size: int,
+    progress: bool = False,
+    split: bool = False,
+    everyone: bool = True,
+    desc: str = "encoding examples",
+) -> torch.Tensor | None:
+    """The encoder ``act(w · ∇L_i + b)`` of :func:`jvp_encode` from its raw weights; with
+    ``split`` the batches are spread over the ranks and gathered (on rank 0 only when not
+    ``everyone``; ``None`` elsewhere and for no items)."""
+    starts = list(range(0, len(items), batch_size))
+    split = split and dist.is_distributed()
+    mine = dist.shard(range(len(starts))) if split else range(len(starts))
+
+    def encode() -> dict[int, torch.Tensor]:
+        out = {}
+        for k in tqdm(mine, desc=desc, disable=not progress):
+            chunk = items[starts[k] : starts[k] + batch_size]
+            pre = torch.stack(
+                [grads.directional(chunk, kind, w[r]) for r in range(w.shape[0])], dim=1
+            )
+            out[k] = act(pre.to(w.device, w.dtype) + b)
+        return out
+
+    if split:
+        local = dist.everywhere(lambda: {k: v.cpu() for k, v in encode().items()}, "encoding")
+        parts = dist.gather_in_order(local, len(starts), "encodings", everyone)
+        out = [v.to(w.device) for v in parts]
+        if not everyone and not dist.is_main():
+            return None
+    else:
+        done = encode()
+        out = [done[k] for k in range(len(starts))]
+    return torch.cat(out) if out else None
 
 
 def load_context(path: str | Path) -> dict:

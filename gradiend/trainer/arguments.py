@@ -246,6 +246,9 @@ class TrainingArguments:
     # memory
     gradient_cache_max_gb: float = 4.0
     metadata: dict = field(default_factory=dict)
+    # torch.distributed (docs/distributed.md): seconds a rank waits in a collective before it
+    # gives up; must exceed the longest single-rank stage (rank 0 training the GRADIEND)
+    distributed_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
         for name in ("source", "target"):

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from gradiend import distributed as dist
 from gradiend._io import read_json, read_json_cache, write_json
 from gradiend.data.examples import row_words
 from gradiend.evaluator import decoder as dec
@@ -122,8 +123,8 @@ class DecoderMixin:
         scale = None
         if pre is not None:
             progress = getattr(self, "progress", True)
-            fisher = fisher_mod.load_or_compute(
-                self.run_dir, mwg, fisher_texts, pre["key"], cache, progress
+            fisher = fisher_mod.load_or_compute(  # every rank the same; rank 0 writes
+                self.run_dir, mwg, fisher_texts, pre["key"], cache, progress, dist.is_main()
             )
             scale = fisher_mod.scale_vector(fisher, fisher_cfg.damping)
         with mwg.scaled_updates(scale):
@@ -138,7 +139,7 @@ class DecoderMixin:
                 grid = [base] + self._run_search(
                     mwg, ffs, store, scorer, base, budget, metrics, part, cfg
                 )
-        store.save()
+        dist.on_main(store.save, "writing the decoder cache")
         results: dict[str, Any] = dec.select(
             grid, classes, tcs, strengthen, selector, max_nll_increase
         )
@@ -150,9 +151,13 @@ class DecoderMixin:
             entry["precondition"] = pre
         results["grid"] = grid
         results["search"] = _search_info(mode, t0, scorer, grid, lms_texts, rows)
-        self._save_decoder_results(results)
-        if plot:
-            self.plot_probability_shifts(results)
+
+        def write() -> None:  # rank 0 writes; the others see the files after it
+            self._save_decoder_results(results)
+            if plot:
+                self.plot_probability_shifts(results)
+
+        dist.on_main(write, "writing the decoder results")
         return results
 
     def _decoder_rows(self, classes: list[str], strengthen: bool, cap: int | None) -> pd.DataFrame:
@@ -292,9 +297,9 @@ class DecoderMixin:
             groups=groups,
         )
         row_classes = rows["factual_class"].astype(str).tolist()
-        return PointScorer(
-            TargetScorer(obj, targets, tcs, bs, device), lms, row_classes, tcs, cfg.z
-        )
+        target_scorer = TargetScorer(obj, targets, tcs, bs, device)
+        lms.split = target_scorer.split = True  # under torch.distributed: batches over ranks
+        return PointScorer(target_scorer, lms, row_classes, tcs, cfg.z)
 
     def _base_point(self, mwg, store: PointStore, scorer: PointScorer, key: dict) -> dict:
         """The unmodified model's full scores (from the store, this session, or scored now)."""
@@ -405,7 +410,8 @@ class DecoderMixin:
             model = plain_model(rewritten)
             if output_dir is not None:
                 out = Path(output_dir) / key if isinstance(target_class, list) else Path(output_dir)
-                save_model(model, mwg.tokenizer, out)
+                save = lambda m=model, o=out: save_model(m, mwg.tokenizer, o)  # noqa: E731
+                dist.on_main(save, "saving the rewritten model")
             models.append(model)
         return models if isinstance(target_class, list) else models[0]
 

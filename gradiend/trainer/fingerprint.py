@@ -39,6 +39,7 @@ _IGNORED = {
     "encoder_decoder_same_device",
     "gradiend_device",
     "plot_importance",
+    "distributed_timeout_s",
     # the MLM head's own fingerprint (objective.mlm_head) stands for these
     "decoder_mlm_head_epochs",
     "decoder_mlm_head_batch_size",

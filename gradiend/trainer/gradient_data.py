@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from gradiend import distributed as dist
 from gradiend._io import clean_orphans, tmp_prefix
 from gradiend.lm.devices import storage_device, to_host
 from gradiend.lm.gradients import GradientComputer
@@ -88,8 +89,68 @@ class GradientBatches(Sequence):
             )
             self.cache_dir = None
             return
+        if dist.is_distributed():
+            self._extract_split(progress)
+            return
         for i in tqdm(range(len(batches)), desc="training gradients", disable=not progress):
             self._mem[i] = self._load_or_compute(i)
+
+    def _extract_split(self, progress: bool) -> None:
+        """Batch ``i`` on rank ``i % world``. With ``cache_dir`` each rank writes its batches'
+        files (its shard; existing ones are kept: resume) and rank 0 reads them all back;
+        without, rank 0 gathers the tensors round by round. Only rank 0 keeps the cache."""
+        mine = dist.shard(range(len(self.batches)))
+        desc = f"training gradients (rank {dist.rank()})"
+        if self.cache_dir is not None:
+            bar = tqdm(mine, desc=desc, disable=not progress)
+            if dist.is_main():
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                clean_orphans(self.cache_dir)
+            dist.barrier("preparing the gradient cache folder")
+            dist.everywhere(lambda: [self._ensure_file(i) for i in bar], "training gradients")
+            self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
+            if dist.is_main():
+                lost = [i for i in range(len(self.batches)) if not self._path(i).exists()]
+                if lost:
+                    logger.warning(
+                        "%d gradient shard(s) written by other ranks are not in %s (e.g. batch "
+                        "%d of rank %d): is experiment_dir on a filesystem every node shares? "
+                        "Rank 0 computes them itself",
+                        len(lost),
+                        self.cache_dir,
+                        lost[0],
+                        dist.owner(lost[0]),
+                    )
+                for i in range(len(self.batches)):
+                    self._mem[i] = self._load_or_compute(i)
+            return
+        bar = tqdm(total=len(mine), desc=desc, disable=not progress)
+
+        same = self.source == self.target
+
+        def compute(i: int) -> torch.Tensor:  # source (and target) of batch i, one tensor
+            s, t = self._compute(i)
+            bar.update(1)
+            return s[None] if same else torch.stack([s, t])
+
+        shape = (1 if same else 2, self.computer.dim)
+        rounds = dist.gather_tensor_rounds(
+            len(self.batches), compute, shape, self.dtype, "training gradients"
+        )
+        for i, pair in rounds:
+            self._mem[i] = self._place(pair[0], pair[0] if same else pair[1])
+        bar.close()
+        self.computed = sum(dist.all_gather(self.computed, "counting computed batches"))
+
+    def _path(self, i: int) -> Path:
+        return self.cache_dir / f"batch_{i:05d}.safetensors"
+
+    def _ensure_file(self, i: int) -> None:
+        """Batch ``i``'s cache file exists and is readable (computed and written if not)."""
+        path = self._path(i)
+        if path.exists():  # written atomically: complete (rank 0 re-checks when it reads)
+            return
+        self._write(path, *self._compute(i))
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -113,7 +174,7 @@ class GradientBatches(Sequence):
         return ms, (ms if t is s else move(t))
 
     def _load_or_compute(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path = None if self.cache_dir is None else self.cache_dir / f"batch_{i:05d}.safetensors"
+        path = None if self.cache_dir is None else self._path(i)
         if path is not None and path.exists():
             cached = self._load(path)
             if cached is not None:
@@ -121,16 +182,20 @@ class GradientBatches(Sequence):
         s, t = self._compute(i)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if i == 0:
+            if i == 0 and not dist.is_distributed():
                 clean_orphans(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name))
-            os.close(fd)
-            try:
-                save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            self._write(path, s, t)
         return self._place(s, t)
+
+    def _write(self, path: Path, s: torch.Tensor, t: torch.Tensor) -> None:
+        """One batch's file, atomically (temporary file, then rename)."""
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name))
+        os.close(fd)
+        try:
+            save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def _load(self, path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A cached batch, or ``None`` (and the file removed) when it is corrupt or truncated."""
@@ -155,8 +220,25 @@ def per_example_matrix(
     batch_size: int,
     progress: bool = True,
     dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """``[n, dim]`` per-example gradients (for in-training evaluation when they fit in memory)."""
+) -> torch.Tensor | None:
+    """``[n, dim]`` per-example gradients (for in-training evaluation when they fit in memory).
+
+    Under ``torch.distributed`` row ``i`` is computed on rank ``i % world`` and the matrix is
+    assembled on rank 0 only (the others return ``None``)."""
+    if dist.is_distributed():
+
+        def row(i: int) -> torch.Tensor:
+            return computer.per_example([items[i]], kind)[0]
+
+        out = None
+        if dist.is_main():
+            out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
+        rounds = dist.gather_tensor_rounds(
+            len(items), row, (computer.dim,), dtype, "validation gradients"
+        )
+        for i, g in rounds:
+            out[i] = g
+        return out
     out = torch.empty(len(items), computer.dim, dtype=dtype, device=computer.device)
     i = 0
     for g in tqdm(

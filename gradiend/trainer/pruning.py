@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from gradiend import distributed as dist
 from gradiend.lm.devices import storage_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
@@ -67,25 +68,35 @@ def importance(
         ]
     else:
         logger.info("pre-prune sums accumulate in the parameters' .grad (%s)", params[0].device)
+    for p in params:
+        p.grad = None
+    # under torch.distributed each rank sums its share of the batches; the sums are added up
+    starts = dist.shard(range(0, len(items), cfg.batch_size))
     bar = tqdm(total=len(items), desc="pre-prune gradients", disable=not progress)
-    for start in range(0, len(items), cfg.batch_size):
-        chunk = items[start : start + cfg.batch_size]
-        if cfg.rule == "abs_mean":
-            for grads in computer.iter_per_example_params(chunk, cfg.source):
-                for a, g in zip(acc, grads):
-                    a.add_(g.abs().to(a.device))
-                del grads
-        else:
-            w = labels[start : start + len(chunk)] if cfg.rule == "label_signed_mean" else None
-            computer.accumulate_weighted(
-                chunk, cfg.source, w or [1.0] * len(chunk), first=start == 0
-            )
-        bar.update(len(chunk))
+
+    def accumulate() -> None:
+        for n, start in enumerate(starts):
+            chunk = items[start : start + cfg.batch_size]
+            if cfg.rule == "abs_mean":
+                for grads in computer.iter_per_example_params(chunk, cfg.source):
+                    for a, g in zip(acc, grads):
+                        a.add_(g.abs().to(a.device))
+                    del grads
+            else:
+                w = labels[start : start + len(chunk)] if cfg.rule == "label_signed_mean" else None
+                computer.accumulate_weighted(
+                    chunk, cfg.source, w or [1.0] * len(chunk), first=n == 0
+                )
+            bar.update(len(chunk))
+
+    dist.everywhere(accumulate, "pre-prune gradients")
     bar.close()
     if cfg.rule != "abs_mean":  # the sums were accumulated in place, in the parameters' .grad
         acc = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
         for p in params:
             p.grad = None
+    for a in acc:
+        dist.all_reduce_sum_(a, "adding up the pre-prune sums")
     for a in acc:
         a.abs_().div_(max(1, len(items)))
     return acc
@@ -197,5 +208,6 @@ def pre_prune(
     scores = importance(computer, items, labels, cfg, progress)
     local = select(scores, cfg.topk, cfg.threshold)
     del scores
+    local = dist.broadcast(local, "sharing the pre-pruned dimensions")  # one choice for all
     logger.info("pre-pruning keeps %d of %d dimensions", len(local), computer.param_map.numel)
     return computer.param_map.local_to_global(local)

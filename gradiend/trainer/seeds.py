@@ -14,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 
 from gradiend._io import read_json_cache, write_json
+from gradiend.distributed import DistributedError
 from gradiend.evaluator.encoder import is_convergent
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.params import ParamMap
@@ -109,6 +110,8 @@ def run_seeds(trainer, pmap, indices, batches, evaluate, meta, fingerprint):
                 seeds_dir / f"seed_{seed}",
                 seed,
             )
+        except DistributedError:
+            raise  # another rank is gone: the next seed would fail the same way
         except Exception as err:  # noqa: BLE001 - one failing seed must not stop the run
             logger.warning(
                 "seed %d failed (%s: %s); trying the next seed", seed, type(err).__name__, err

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from safetensors import SafetensorError
 
+from gradiend import distributed as dist
 from gradiend._io import clean_orphans, read_json, read_json_cache, write_json
 from gradiend.data.examples import ExampleTable, build_examples, read_table
 from gradiend.evaluator.encoder import class_summary, encoder_metrics
@@ -49,6 +50,7 @@ from gradiend.trainer.input_checks import (
 from gradiend.trainer.objective_mixin import ObjectiveMixin
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.seeds import run_seeds
+from gradiend.trainer.shared_validation import SharedValidation, train_on_main
 from gradiend.trainer.validation import check_eval_call
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         self.args = args or training_args or TrainingArguments()
         if not isinstance(self.args, TrainingArguments):
             raise TypeError(f"args must be a TrainingArguments, got {type(self.args).__name__}")
+        dist.init_from_env(self.args.distributed_timeout_s)  # under torchrun: split the work
         self.model_arg, self.tokenizer_arg = model, tokenizer
         self.run_id, self.mask, self.progress = run_id, mask, progress
         self.img_format = img_format
@@ -146,18 +149,22 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
     def _check_dirs(self) -> None:
         """Refuse output folders that a save would wreck; tidy what a killed run left."""
         check_output_dirs(self.run_dir, self.model_dir, Path(self.args.experiment_dir or "runs"))
-        for folder in (self.run_dir, self.model_dir.parent, self.run_dir / "seeds"):
-            clean_orphans(folder)
+        if dist.is_main():  # the writer tidies; another node's processes look dead from here
+            for folder in (self.run_dir, self.model_dir.parent, self.run_dir / "seeds"):
+                clean_orphans(folder)
 
     # ------------------------------------------------------------------ base model
     def _base(self) -> BaseLM:
         if self._lm is None:
+            device = self.args.device
+            if self.args.base_model_device_map is None and device is None:
+                device = dist.rank_device()  # under torchrun with GPUs: this rank's own GPU
             self._lm = load_base_model(
                 self.model_arg,
                 self.tokenizer_arg,
                 self.args.torch_dtype,
                 self.args.trust_remote_code,
-                device=self.args.device,
+                device=device,
                 device_map=self.args.base_model_device_map,
                 max_memory=self.args.base_model_max_memory,
             )
@@ -171,9 +178,9 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
     @property
     def gradiend_device(self) -> torch.device:
         """Where the GRADIEND, its optimiser state and (when it fits) the gradient cache live."""
-        return gradiend_device(
-            self._base().model, self.args.gradiend_device, self.args.encoder_decoder_same_device
-        )
+        # under torchrun every GPU belongs to a rank: the GRADIEND stays on this rank's
+        same = self.args.encoder_decoder_same_device or dist.rank_device() is not None
+        return gradiend_device(self._base().model, self.args.gradiend_device, same)
 
     def _fingerprint(self) -> dict:
         fp = training_fingerprint(
@@ -261,21 +268,34 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         )
         timings["training_gradients"] = time.perf_counter() - t
         t = time.perf_counter()
-        evaluate = self._val_evaluator(computer, val_df, val_items)
+        evaluate, shared = self._val_evaluator(computer, val_df, val_items)
         timings["validation_gradients"] = time.perf_counter() - t
 
         meta = self._metadata(pmap)
-        model, stats = run_seeds(self, pmap, indices, batches, evaluate, meta, fingerprint)
-        timings["training_total"] = time.perf_counter() - t0
-        stats["timings"] = {**timings, **stats.get("timings", {})}
-        stats["n_training_batches"] = len(batches)
-        stats["data_split"] = self.table.split_info
-        stats["target_classes"] = list(self.target_classes)  # the figures' class colours
-        stats["base_passes"] = {"training_batches_computed": batches.computed}
-        self._save(model, stats)
-        self._model = ModelWithGradiend(lm, model, objective=objective)
-        if self.args.plot_importance:
-            self._plot_importance_after_training()
+
+        def fit() -> None:  # rank 0 trains (the GRADIEND is small) and writes every artefact
+            model, stats = run_seeds(self, pmap, indices, batches, evaluate, meta, fingerprint)
+            timings["training_total"] = time.perf_counter() - t0
+            stats["timings"] = {**timings, **stats.get("timings", {})}
+            stats["n_training_batches"] = len(batches)
+            stats["data_split"] = self.table.split_info
+            stats["target_classes"] = list(self.target_classes)  # the figures' class colours
+            stats["base_passes"] = {"training_batches_computed": batches.computed}
+            if dist.is_distributed():
+                stats["distributed"] = {
+                    "world_size": dist.world_size(),
+                    "validation": "per-row gradients" if shared is None else "shared JVP passes",
+                }
+            self._save(model, stats)
+            self._model = ModelWithGradiend(lm, model, objective=objective)
+            if self.args.plot_importance:
+                self._plot_importance_after_training()
+
+        train_on_main(fit, shared)
+        if not dist.is_main():  # the same weights as rank 0: read back what it wrote
+            self._stats = read_json(self.model_dir / "training.json")
+            gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
+            self._model = ModelWithGradiend(lm, gradiend, objective=objective)
         return self._model
 
     def _plot_importance_after_training(self) -> None:
@@ -302,7 +322,9 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
 
     def _val_evaluator(self, computer: GradientComputer, val_df: pd.DataFrame, val_items):
         """A callback giving the validation summary of a GRADIEND (matrix product when the
-        per-example gradients fit in memory, else a JVP pass per evaluation)."""
+        per-example gradients fit in memory, else a JVP pass per evaluation, shared by the
+        ranks under torch.distributed), and the :class:`SharedValidation` the other ranks
+        serve (``None`` when there is none)."""
         labels = self.labels(val_df)
         frame = pd.DataFrame(
             {
@@ -320,6 +342,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         n_evals = steps // self.args.eval_steps + 2
         jvp_passes = n_evals * -(-len(val_items) // self.args.eval_batch_size)
         fits = fits and len(val_items) <= jvp_passes  # else JVP passes are the cheaper way
+        fits = dist.broadcast(fits, "choosing the validation path")  # rank 0's free memory
         matrix = (
             per_example_matrix(
                 computer, val_items, kind, self.args.eval_batch_size, self.progress, dtype
@@ -328,16 +351,22 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
             else None
         )
 
+        shared = None
+        if not fits and dist.is_distributed():
+            shared = SharedValidation(computer, val_items, kind, self.args.eval_batch_size)
+
         def evaluate(model: GradiendModel) -> dict:
             if matrix is not None:
                 # in chunks: the 16-bit matrix is never copied whole to float32
                 enc = torch.cat([model.encode(m)[:, 0] for m in matrix.split(8)])
+            elif shared is not None:
+                enc = shared.encode(model)[:, 0]
             else:
                 enc = jvp_encode(model, computer, val_items, kind, self.args.eval_batch_size)[:, 0]
             frame["encoded"] = enc.detach().float().cpu().numpy()
             return class_summary(frame)
 
-        return evaluate
+        return evaluate, shared
 
     def _metadata(self, pmap: ParamMap) -> dict:
         lm = self._base()
@@ -451,7 +480,7 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
         if cached is not None and cached.get("fingerprint") == fp:
             try:
                 enc_df = pd.read_csv(csv_path)
-                return self._encoder_result(enc_df, return_df, plot, plot_kwargs)
+                return self._encoder_result(enc_df, return_df, plot and dist.is_main(), plot_kwargs)
             except (OSError, ValueError, KeyError) as err:
                 logger.warning("cache file %s is unreadable (%s); recomputing", csv_path, err)
         neutral_texts = None
@@ -469,11 +498,17 @@ class TextPredictionTrainer(ObjectiveMixin, DecoderMixin):
             self.args.seed,
             include_neutral_training=neutral and split == "test",
         )
-        result = self._encoder_result(enc_df, return_df, plot, plot_kwargs)
-        enc_df.to_csv(csv_path, index=False)
-        write_json(
-            json_path, {"fingerprint": fp, **{k: v for k, v in result.items() if k != "encoder_df"}}
-        )
+
+        def write() -> dict:  # rank 0 writes; the others see the files after it
+            result = self._encoder_result(enc_df, return_df, plot, plot_kwargs)
+            enc_df.to_csv(csv_path, index=False)
+            summary = {k: v for k, v in result.items() if k != "encoder_df"}
+            write_json(json_path, {"fingerprint": fp, **summary})
+            return result
+
+        result = dist.on_main(write, "writing the encoder results")
+        if result is None:  # other ranks: the same numbers, no figure
+            result = self._encoder_result(enc_df, return_df, False, None)
         return result
 
     def _excluded_words(self) -> set[str]:

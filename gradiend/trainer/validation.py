@@ -170,6 +170,7 @@ def check_arguments(args: TrainingArguments) -> None:
     check_number("weight_decay", args.weight_decay, 0.0, strict=False)
     check_number("adam_epsilon", args.adam_epsilon, 0.0)
     check_number("gradient_cache_max_gb", args.gradient_cache_max_gb, 0.0, strict=False)
+    check_number("distributed_timeout_s", getattr(args, "distributed_timeout_s", 1.0), 0.0)
     for name in ("convergent_score_threshold", "convergent_mean_by_class_threshold"):
         check_number(name, getattr(args, name), 0.0, strict=False, optional=True)
     if args.convergence_metric == "correlation":

@@ -497,47 +497,53 @@ def _recompute(model, tok, prefixes, words, texts) -> tuple[float, float]:
     return sum(probs) / len(probs), nll / n
 
 
-# The issue's goal is P(she | he-sentences) ≥ 10× at neutral NLL ≤ +1 %. On this workload the
-# base probability is 0.079 and the budget's edge gives 3.3× (0.079 → 0.264, NLL +0.93 %;
-# the 16-point grid picks 2.0×), so the test holds the measured effect with some margin.
-MIN_GAIN = 2.5
+# The goal is P(she | he-sentences) ≥ 10× at neutral NLL ≤ +1 %. On this workload the base
+# probability is 0.079; the budget's edge gives 3.3× along decoder(ff) (0.079 → 0.264, NLL
+# +0.93 %; the 16-point grid picks 2.0×) and 6.2× along the Fisher-preconditioned direction
+# (0.079 → 0.492, NLL +0.89 %), so the test holds the measured effects with some margin.
+MIN_GAIN = {"plain": 2.5, "fisher": 5.0}
+N_BUDGET, N_FISHER = 150, 64
 
 
 @pytest.mark.slow
 def test_smollm2_selected_rewrite_meets_the_goals(tmp_path):
-    """Adaptive selection on SmolLM2 he/she, recomputed from the saved checkpoint with plain
-    transformers: P(she | he-sentences) rises by ``MIN_GAIN`` at neutral NLL ≤ +1 %, and the
-    reported probabilities and NLLs agree with the recomputation within 1 %."""
+    """Adaptive selection on SmolLM2 he/she, plain and Fisher-preconditioned, recomputed from
+    the saved checkpoints with plain transformers: P(she | he-sentences) rises by ``MIN_GAIN``
+    at neutral NLL ≤ +1 %, and the reported probabilities and NLLs agree with the
+    recomputation within 1 %."""
     path = _smollm2()
     if path is None:
         pytest.skip("SmolLM2 gguf not installed")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tr = smollm2_he_she(tmp_path)
+    from gradiend.evaluator import FisherConfig
+
+    tr = smollm2_he_she(tmp_path, n_neutral=N_BUDGET + N_FISHER)
     tr.train()
-    res = tr.evaluate_decoder(target_class="she")
-    s = res["she"]
-    assert s["search"] == "adaptive" and s["passed"]
-    assert res["search"]["full_pass_equivalents"] <= 5
-    tr.rewrite_base_model(res, target_class="she", output_dir=tmp_path / "she")
-    rewritten = AutoModelForCausalLM.from_pretrained(tmp_path / "she").eval()
     base = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
-    tok = AutoTokenizer.from_pretrained(tmp_path / "she")
     rows = tr._decoder_rows(["she"], True, None)
     targets, mode = tr._decoder_targets(rows)
     assert mode == "static" and set(rows["factual_class"]) == {"he"}
     prefixes = [t.text.split("[MASK]")[0].rstrip() for t in targets]
-    texts, _ = tr._lms_texts(rows, None)
+    texts, _ = tr._lms_texts(rows, N_BUDGET)
     words = targets[0].words["she"]
-    p0, nll0 = _recompute(base, tok, prefixes, words, texts)
-    p1, nll1 = _recompute(rewritten, tok, prefixes, words, texts)
-    assert p1 >= MIN_GAIN * p0, (p0, p1)
-    assert nll1 <= 1.01 * nll0, (nll0, nll1)
-    assert s["base_value"] == pytest.approx(p0, rel=0.01)
-    assert s["value"] == pytest.approx(p1, rel=0.01)
-    assert s["nll"] == pytest.approx(nll1, rel=0.01) and s["base_nll"] == pytest.approx(
-        nll0, rel=0.01
-    )
+    for label, pre in (("plain", None), ("fisher", FisherConfig(max_texts=N_FISHER))):
+        res = tr.evaluate_decoder(target_class="she", max_size_neutral=N_BUDGET, precondition=pre)
+        s = res["she"]
+        assert s["search"] == "adaptive" and s["passed"]
+        assert res["search"]["full_pass_equivalents"] <= 5
+        out = tmp_path / label
+        tr.rewrite_base_model(res, target_class="she", output_dir=out)
+        rewritten = AutoModelForCausalLM.from_pretrained(out).eval()
+        tok = AutoTokenizer.from_pretrained(out)
+        p0, nll0 = _recompute(base, tok, prefixes, words, texts)
+        p1, nll1 = _recompute(rewritten, tok, prefixes, words, texts)
+        assert p1 >= MIN_GAIN[label] * p0, (label, p0, p1)
+        assert nll1 <= 1.01 * nll0, (label, nll0, nll1)
+        assert s["base_value"] == pytest.approx(p0, rel=0.01)
+        assert s["value"] == pytest.approx(p1, rel=0.01)
+        assert s["nll"] == pytest.approx(nll1, rel=0.01)
+        assert s["base_nll"] == pytest.approx(nll0, rel=0.01)
 
 
 def test_plot_probability_shifts(trained, tmp_path):

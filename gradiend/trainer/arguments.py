@@ -175,6 +175,9 @@ class TrainingArguments:
         gradient_cache_max_gb: Above this size the training gradients are recomputed each step
             instead of cached.
         metadata: Free-form dict saved with the model.
+        distributed_timeout_s: Under `torch.distributed`, seconds a rank waits in a collective
+            before it stops with a clear error; must exceed the longest single-rank stage
+            (rank 0 training the GRADIEND). Not part of the run's fingerprint.
     """
 
     # output

@@ -42,6 +42,18 @@ def floor_pass(tr, target_class: str, repeats: int) -> float:
     return (time.perf_counter() - t) / repeats
 
 
+def print_budget_cost(prefix: str, s: dict) -> None:
+    """The best evaluated point inside and outside the budget (what the budget cost)."""
+    for side in ("best_inside", "best_outside"):
+        b = s[side]
+        if b is not None:
+            print(
+                f"{prefix}   {side}: η={b['learning_rate']:.4g} P={b['value']:.4f} "
+                f"LMS {b['lms']:.4f} NLL {100 * b['nll_increase']:+.2f} %"
+                f"{' (estimate)' if b['estimated'] else ''}"
+            )
+
+
 def compare(tr, label: str, target_class: str, repeats: int = 2) -> dict:
     floor = floor_pass(tr, target_class, repeats)
     out = {}
@@ -63,14 +75,7 @@ def compare(tr, label: str, target_class: str, repeats: int = 2) -> dict:
             f" {100 * (s['lms'] / s['base_lms'] - 1):+.2f} %)  NLL {100 * s['nll_increase']:+.2f} %"
             f"  passed={s['passed']}"
         )
-        for side in ("best_inside", "best_outside"):
-            b = s[side]
-            if b is not None:
-                print(
-                    f"[{label}] {mode:8s}:   {side}: η={b['learning_rate']:.4g} "
-                    f"P={b['value']:.4f} LMS {b['lms']:.4f} NLL {100 * b['nll_increase']:+.2f} %"
-                    f"{' (estimate)' if b['estimated'] else ''}"
-                )
+        print_budget_cost(f"[{label}] {mode:8s}:", s)
     print(
         f"[{label}] floor (one full scoring pass of the base model): {floor:.2f} s;  "
         f"adaptive / grid wall time = {out['adaptive']['wall'] / out['grid']['wall']:.3f}"
@@ -160,14 +165,7 @@ def smollm2_precondition(work: str, n_budget: int = 150, n_fisher: int = 64) -> 
             f" recomputed from the checkpoint {p0:.4f} -> {p1:.4f} ({p1 / p0:.2f}×),"
             f" NLL {100 * (nll1 / nll0 - 1):+.2f} %; reported/recomputed P {s['value'] / p1:.4f}"
         )
-        for side in ("best_inside", "best_outside"):
-            b = s[side]
-            if b is not None:
-                print(
-                    f"[smollm2] {label:6s}:   {side}: η={b['learning_rate']:.4g} "
-                    f"P={b['value']:.4f} NLL {100 * b['nll_increase']:+.2f} %"
-                    f"{' (estimate)' if b['estimated'] else ''}"
-                )
+        print_budget_cost(f"[smollm2] {label:6s}:", s)
     print(f"[smollm2] floor (one full scoring pass of the base model): {floor:.2f} s")
 
 

@@ -107,9 +107,37 @@ def test_unknown_part_is_rejected():
 # --------------------------------------------------------------------------- post-pruning re-fit
 def test_refit_scale_by_hand():
     pruned = torch.tensor([1.0, -1.0, 2.0, -2.0], dtype=torch.float64)
-    assert refit_scale(3 * pruned + 0.5, pruned) == pytest.approx((3.0, 0.5))
-    a, c = refit_scale(torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
-    assert (a, c) == (1.0, 1.0)
+    assert refit_scale(3 * pruned, pruned) == pytest.approx(3.0)
+    # through the origin: an offset between the classes is not turned into a bias
+    assert refit_scale(3 * pruned + 0.5, pruned) == pytest.approx(3.0)
+    assert (
+        refit_scale(torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)) == 1.0
+    )
+
+
+def test_refit_keeps_the_bias_so_neutral_inputs_encode_as_before():
+    """Asymmetric classes (pre-activations +6 and −2 on the kept dimensions, +1.75 from the
+    dropped ones): a fitted bias (b_e ← 1.85) would move an input with nothing on the kept
+    dimensions (a neutral text) away from tanh(b_e)."""
+    model = _encoder_model()
+    batches = _batches()
+    sources = torch.stack([s for s, _ in batches])
+    with torch.no_grad():
+        model.b_e.fill_(0.1)
+        model.W_e.zero_()
+        model.W_e[0, :5] = 1.0
+        model.W_e[0, 5:] = 0.05
+        sources[::2, :5], sources[1::2, :5] = 1.2, -0.4
+        sources[:, 5:] = 1.0  # the dropped dimensions add the same +1.75 to both classes
+    model.fit_importance(list(zip(sources, [t for _, t in batches], strict=True)))
+    neutral = torch.zeros(1, model.input_dim)
+    before = float(model.encode(neutral)[0, 0])
+    record = post_prune(
+        model, PostPruneConfig(topk=5, part="encoder-weight"), list(zip(sources, sources))
+    )
+    assert record["refit"]["bias"] == pytest.approx(0.1)
+    assert float(model.b_e[0]) == pytest.approx(0.1)
+    assert float(model.encode(neutral[:, model.indices])[0, 0]) == pytest.approx(before)
 
 
 def test_lifted_model_encodes_like_the_pruned_one():

@@ -2,10 +2,12 @@
 
 Slicing a trained GRADIEND to its top dimensions drops the dropped dimensions' share of every
 encoder pre-activation, so the class means shrink towards 0 (on SmolLM2 ±0.997 became about
-±0.7). After the slice the encoder is re-fitted by a rescale: the pre-activation of the pruned
-encoder on the cached training batches is regressed onto the unpruned one,
-``w_e·s + b_e ≈ a·(w_e[kept]·s[kept]) + c``, and ``w_e[kept] ← a·w_e[kept]``, ``b_e ← c``
-(closed form, two numbers, no hyperparameters). The decoder is not touched. The validation
+±0.7). After the slice the encoder is re-fitted by a rescale: the weighted sum of the pruned
+encoder on the cached training batches is regressed onto the unpruned one through the origin,
+``w_e·s ≈ a·(w_e[kept]·s[kept])``, and ``w_e[kept] ← a·w_e[kept]`` (closed form, one number).
+The bias is kept: a bias fitted to the two classes' (saturated, asymmetric) pre-activations moved
+neutral encodings far from 0 (SmolLM2 demo: −0.09 / 0.02 became 0.37 / 0.54). The decoder is
+not touched. The validation
 summary of the unpruned, the sliced and the re-fitted model is returned for ``training.json``.
 """
 
@@ -49,14 +51,12 @@ def pre_activations(model: GradiendModel, sources: Sequence[torch.Tensor]) -> to
         return torch.stack([s.to(w.device, w.dtype) @ w for s in sources]).double()
 
 
-def refit_scale(full: torch.Tensor, pruned: torch.Tensor) -> tuple[float, float]:
-    """Least-squares ``(a, c)`` with ``full ≈ a·pruned + c``; ``(1, 0)``-like when degenerate."""
-    x = pruned - pruned.mean()
-    var = float(x @ x)
-    if var <= 0.0 or not torch.isfinite(x).all():
-        return 1.0, float(full.mean() - pruned.mean())
-    a = float(x @ (full - full.mean())) / var
-    return a, float(full.mean() - a * pruned.mean())
+def refit_scale(full: torch.Tensor, pruned: torch.Tensor) -> float:
+    """Least-squares ``a`` with ``full ≈ a·pruned`` (through the origin); 1 when degenerate."""
+    var = float(pruned @ pruned)
+    if var <= 0.0 or not torch.isfinite(pruned).all():
+        return 1.0
+    return float(pruned @ full) / var
 
 
 def post_prune(
@@ -78,7 +78,7 @@ def post_prune(
     before_dim = model.input_dim
     sources = [b[0] for b in batches]
     with torch.no_grad():
-        full = pre_activations(model, sources) + float(model.b_e[0])
+        full = pre_activations(model, sources)
     record: dict = {
         "part": model.resolve_part(cfg.part),
         "topk": cfg.topk,
@@ -102,12 +102,11 @@ def post_prune(
         record["sliced"] = _summary(evaluate(lifted(model, positions, before_dim)))
     if refit:
         kept = [s[positions.to(s.device)] for s in sources]
-        a, c = refit_scale(full, pre_activations(model, kept))
+        a = refit_scale(full, pre_activations(model, kept))
         with torch.no_grad():
             model.W_e.mul_(a)
-            model.b_e.fill_(c)
-        record["refit"] = {"method": "rescale", "scale": a, "bias": c}
-        logger.info("post-pruning re-fit the encoder: w_e × %.3f, b_e = %.3f", a, c)
+        record["refit"] = {"method": "rescale", "scale": a, "bias": float(model.b_e[0])}
+        logger.info("post-pruning re-fit the encoder: w_e × %.3f (bias kept)", a)
         if evaluate is not None:
             record["after"] = _summary(evaluate(lifted(model, positions, before_dim)))
     elif "sliced" in record:

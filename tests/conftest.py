@@ -64,6 +64,25 @@ def neutral_texts(n: int = 40, seed: int = 2) -> list[str]:
     return [sentence(rng, None) for _ in range(n)]
 
 
+def he_she_trainer(
+    model, tmp_path, run_id: str = "he_she", n_neutral: int | None = 40, **overrides
+):
+    """A trained he/she trainer on a planted model (``fast_args`` with ``overrides``; no neutral
+    data with ``n_neutral=None``)."""
+    from gradiend import TextPredictionTrainer
+
+    trainer = TextPredictionTrainer(
+        model=model,
+        run_id=run_id,
+        data=he_she_data(),
+        eval_neutral_data=None if n_neutral is None else neutral_texts(n_neutral),
+        args=fast_args(tmp_path, **overrides),
+        progress=False,
+    )
+    trainer.train()
+    return trainer
+
+
 @pytest.fixture
 def he_she():
     return he_she_data()

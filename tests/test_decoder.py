@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import fast_args, he_she_data, neutral_texts
+from conftest import he_she_trainer, neutral_texts
 
 from gradiend import TextPredictionTrainer, TrainingArguments
 from gradiend.evaluator.decoder import (
@@ -35,17 +35,8 @@ else:
 
 
 def _trainer(planted, tmp_path, kind, neutral=True, **kw):
-    args = fast_args(tmp_path, **kw)
-    tr = Trainer(
-        model=planted[kind],
-        run_id=kind,
-        data=he_she_data(),
-        eval_neutral_data=neutral_texts() if neutral else None,
-        args=args,
-        progress=False,
-    )
-    tr.train()
-    return tr
+    n_neutral = 40 if neutral else None
+    return he_she_trainer(planted[kind], tmp_path, run_id=kind, n_neutral=n_neutral, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import fast_args, he_she_data, neutral_texts
+from conftest import he_she_trainer, neutral_texts
 
-from gradiend import TextPredictionTrainer
 from gradiend.evaluator import FisherConfig
 from gradiend.evaluator import fisher as fisher_mod
 
@@ -16,19 +15,10 @@ N_NEUTRAL, N_BUDGET = 40, 20
 @pytest.fixture(scope="module")
 def trained(planted, tmp_path_factory):
     root = tmp_path_factory.mktemp("fisher")
-    out = {}
-    for kind in ("mlm", "clm"):
-        tr = TextPredictionTrainer(
-            model=planted[kind],
-            run_id=kind,
-            data=he_she_data(),
-            eval_neutral_data=neutral_texts(N_NEUTRAL),
-            args=fast_args(root),
-            progress=False,
-        )
-        tr.train()
-        out[kind] = tr
-    return out
+    return {
+        kind: he_she_trainer(planted[kind], root, run_id=kind, n_neutral=N_NEUTRAL)
+        for kind in ("mlm", "clm")
+    }
 
 
 def _oracle_fisher(mwg, texts: list[str]) -> torch.Tensor:

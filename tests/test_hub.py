@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 import torch
-from conftest import fast_args, he_she_data, neutral_texts
+from conftest import he_she_trainer
 
-from gradiend import GradiendModel, ModelWithGradiend, TextPredictionTrainer
+from gradiend import GradiendModel, ModelWithGradiend
 from gradiend.model import hub
 from gradiend.trainer import PostPruneConfig, PrePruneConfig
 
@@ -20,21 +20,12 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture(scope="module")
 def run(planted, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hubrun")
-    args = fast_args(
+    return he_she_trainer(
+        planted["clm"],
         tmp,
         pre_prune_config=PrePruneConfig(n_samples=8, topk=0.5, source="diff"),
         post_prune_config=PostPruneConfig(topk=0.2),
     )
-    trainer = TextPredictionTrainer(
-        model=planted["clm"],
-        run_id="he_she",
-        data=he_she_data(),
-        eval_neutral_data=neutral_texts(),
-        args=args,
-        progress=False,
-    )
-    trainer.train()
-    return trainer
 
 
 def test_saved_gradiend_carries_a_model_card(run):

@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import fast_args, he_she_data, neutral_texts
+from conftest import he_she_trainer
 
-from gradiend import TextPredictionTrainer
 from gradiend.report import write_report
 
 CHROMIUM_FLAGS = [
@@ -37,16 +36,7 @@ SECTIONS = [
 @pytest.fixture(scope="module")
 def run_dir(planted, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("report")
-    args = fast_args(tmp, max_seeds=2, min_convergent_seeds=2)
-    trainer = TextPredictionTrainer(
-        model=planted["clm"],
-        run_id="he_she",
-        data=he_she_data(),
-        eval_neutral_data=neutral_texts(),
-        args=args,
-        progress=False,
-    )
-    trainer.train()
+    trainer = he_she_trainer(planted["clm"], tmp, max_seeds=2, min_convergent_seeds=2)
     trainer.evaluate_encoder(max_size=20)
     trainer.evaluate_decoder(target_class="she", lrs=[5.0, 1.0, 0.1], max_size_training_like=10)
     return trainer.run_dir

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import fast_args, he_she_data, neutral_texts
+from conftest import he_she_trainer
 
-from gradiend import TextPredictionTrainer
 from gradiend.trainer import PostPruneConfig
 
 
 def _train(planted, tmp_path, kind="clm", **overrides):
-    trainer = TextPredictionTrainer(
-        model=planted[kind],
-        run_id=kind,
-        data=he_she_data(),
-        eval_neutral_data=neutral_texts(),
-        args=fast_args(tmp_path, **overrides),
-        progress=False,
-    )
-    return trainer.train()
+    return he_she_trainer(planted[kind], tmp_path, run_id=kind, **overrides).get_model()
 
 
 def _state(model) -> dict[str, torch.Tensor]:

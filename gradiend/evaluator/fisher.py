@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from gradiend._io import tmp_prefix
 from gradiend.lm.gradients import _grad_enabled
-from gradiend.lm.scoring import LMSScorer
+from gradiend.lm.scoring import LMSScorer, predicted_logits
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,34 @@ def as_fisher_config(precondition) -> FisherConfig | None:
     if precondition == "fisher":
         return FisherConfig()
     raise ValueError(f"precondition must be None, 'fisher' or a FisherConfig, not {precondition!r}")
+
+
+def select_texts(cfg: FisherConfig | None, pool: list[str], lms_texts: list[str]) -> list[str]:
+    """Texts for ``F``: the config's, else the neutral ``pool`` texts that the LMS/NLL budget
+    does not score; at most ``cfg.max_texts``, never fewer than ``MIN_TEXTS``."""
+    if cfg is None:
+        return []
+    if cfg.texts is not None:
+        texts = [str(t) for t in cfg.texts]
+        shared = len(set(texts) & set(lms_texts))
+        if shared:
+            logger.warning(
+                "%d of the Fisher texts are also scored by the LMS/NLL budget: the budget "
+                "is then no longer an out-of-sample check",
+                shared,
+            )
+    else:
+        used = set(lms_texts)
+        texts = [t for t in pool if t not in used]
+    texts = texts[: cfg.max_texts]
+    if len(texts) < MIN_TEXTS:
+        raise ValueError(
+            f"precondition='fisher' needs at least {MIN_TEXTS} neutral texts that the LMS/NLL "
+            f"budget does not score; found {len(texts)} ({len(pool)} neutral texts, "
+            f"{len(lms_texts)} scored by the budget). Pass more eval_neutral_data than "
+            "max_size_neutral, lower max_size_neutral, or give FisherConfig(texts=[...])"
+        )
+    return texts
 
 
 def texts_hash(texts: list[str]) -> str:
@@ -94,14 +122,7 @@ def neutral_fisher(mwg, texts: list[str], progress: bool = True) -> torch.Tensor
 
 
 def _mean_nll(model, kind: str, b: dict) -> torch.Tensor | None:
-    labels = b["labels"]
-    inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
-    if kind == "seq2seq":
-        logits = model(**inputs, labels=labels).logits
-    else:
-        logits = model(**inputs).logits
-        if kind != "mlm":
-            logits, labels = logits[:, :-1], labels[:, 1:]
+    logits, labels = predicted_logits(model, kind, b)
     keep = labels != -100
     if not bool(keep.any()):
         return None
@@ -121,10 +142,9 @@ def load_or_compute(
     path = Path(run_dir) / FISHER_FILE
     if cache and path.exists():
         try:
-            data = load_file(str(path))
-            stored = data.get("key")
-            if stored is not None and bytes(stored.tolist()).decode() == key:
-                return data["fisher"]
+            fisher, stored = _read(path)
+            if stored == key:
+                return fisher
         except Exception as err:  # a damaged file is recomputed
             logger.warning("ignoring unreadable %s (%s)", path, err)
     fisher = neutral_fisher(mwg, texts, progress)
@@ -148,10 +168,16 @@ def load_fisher(run_dir: Path, key: str) -> torch.Tensor:
             f"{path} is missing: the selection was preconditioned by the neutral Fisher; "
             "rerun evaluate_decoder(precondition=...) to recompute it"
         )
-    data = load_file(str(path))
-    if bytes(data["key"].tolist()).decode() != key:
+    fisher, stored = _read(path)
+    if stored != key:
         raise ValueError(
             f"{path} belongs to another decoder evaluation (different texts or GRADIEND); "
             "rerun evaluate_decoder(precondition=...) before rewriting"
         )
-    return data["fisher"]
+    return fisher
+
+
+def _read(path: Path) -> tuple[torch.Tensor, str]:
+    """The stored ``F`` and the key it was computed under."""
+    data = load_file(str(path))
+    return data["fisher"], bytes(data["key"].tolist()).decode()

@@ -269,14 +269,7 @@ class LMSScorer:
 
     def _batch_stats(self, model: nn.Module, b: dict) -> TextStats:
         """Per-text sums of one batch."""
-        labels = b["labels"]
-        inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
-        if self.kind == "seq2seq":  # decoder inputs: the labels shifted right, by the model
-            logits = model(**inputs, labels=labels).logits
-        else:
-            logits = model(**inputs).logits
-            if self.kind != "mlm":  # the causal shift: position t predicts token t + 1
-                logits, labels = logits[:, :-1], labels[:, 1:]
+        logits, labels = predicted_logits(model, self.kind, b)
         keep = labels != -100
         row, col = keep.nonzero(as_tuple=True)
         picked, gold = logits[row, col].float(), labels[row, col]
@@ -292,6 +285,19 @@ class LMSScorer:
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``{"lms", "nll", "n_tokens", "n_texts"}`` over all texts (see ``lms_summary``)."""
         return lms_summary(self.kind, self.per_text(model))
+
+
+def predicted_logits(model: nn.Module, kind: str, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of an ``LMSScorer`` batch and the labels they predict, aligned (causal: position
+    t predicts token t + 1; seq2seq: the model shifts the labels into its decoder inputs)."""
+    labels = b["labels"]
+    inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+    if kind == "seq2seq":
+        return model(**inputs, labels=labels).logits, labels
+    logits = model(**inputs).logits
+    if kind != "mlm":
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return logits, labels
 
 
 def _pad_right(seqs: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

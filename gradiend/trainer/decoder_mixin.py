@@ -108,7 +108,8 @@ class DecoderMixin:
         rows = self._decoder_rows(classes, strengthen, max_size_training_like)
         targets, tmode = self._decoder_targets(rows)
         lms_texts, ignore_words = self._lms_texts(rows, max_size_neutral)
-        fisher_texts = self._fisher_texts(fisher_cfg, lms_texts, max_size_neutral)
+        pool = [] if self.neutral_df is None else self.neutral_df["text"].astype(str).tolist()
+        fisher_texts = fisher_mod.select_texts(fisher_cfg, pool, lms_texts)
         key = self._grid_key(mwg, part, rows, targets, tmode, lms_texts, cfg)
         pre = None
         if fisher_cfg is not None:
@@ -227,35 +228,6 @@ class DecoderMixin:
         texts = list(dict.fromkeys(fill_masks(r, mask) for r in rows.to_dict("records")))
         words = self._static_word_sets()
         return (texts[:cap] if cap else texts), sorted({w for ws in words.values() for w in ws})
-
-    def _fisher_texts(self, cfg: FisherConfig | None, lms_texts: list[str], cap) -> list[str]:
-        """Neutral texts for the Fisher: the config's, else the neutral texts the budget does
-        not score (after ``max_size_neutral``); never fewer than a few."""
-        if cfg is None:
-            return []
-        if cfg.texts is not None:
-            texts = [str(t) for t in cfg.texts]
-            shared = len(set(texts) & set(lms_texts))
-            if shared:
-                logger.warning(
-                    "%d of the Fisher texts are also scored by the LMS/NLL budget: the budget "
-                    "is then no longer an out-of-sample check",
-                    shared,
-                )
-        else:
-            pool = [] if self.neutral_df is None else self.neutral_df["text"].astype(str).tolist()
-            used = set(lms_texts)
-            texts = [t for t in pool if t not in used]
-        texts = texts[: cfg.max_texts]
-        if len(texts) < fisher_mod.MIN_TEXTS:
-            n_pool = 0 if self.neutral_df is None else len(self.neutral_df)
-            raise ValueError(
-                f"precondition='fisher' needs at least {fisher_mod.MIN_TEXTS} neutral texts that "
-                f"the LMS/NLL budget does not score; found {len(texts)} ({n_pool} neutral texts, "
-                f"{len(lms_texts)} scored by the budget). Pass more eval_neutral_data than "
-                "max_size_neutral, lower max_size_neutral, or give FisherConfig(texts=[...])"
-            )
-        return texts
 
     # ------------------------------------------------------------------ grid + cache
     def _grid_key(self, mwg, part, rows, targets, mode, lms_texts, cfg) -> dict:

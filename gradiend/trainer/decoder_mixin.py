@@ -277,15 +277,17 @@ class DecoderMixin:
         """The unmodified model's full scores (from the store, this session, or scored now)."""
         pk = dec.point_key(0, 0)
         memo = self.__dict__.setdefault("_decoder_memo", {})
+        # the base model's scores do not depend on how the update vector is preconditioned
+        mk = _hash({k: v for k, v in key.items() if k != "precondition"})
         if store.get(pk, True) is None or pk not in store.stats:
-            if _hash(key) in memo:
-                entry, stats = memo[_hash(key)]
+            if mk in memo:
+                entry, stats = memo[mk]
                 store.put(pk, {**entry, "_stats": stats})
             else:
                 entry = scorer.full(mwg.base_model)
                 entry["id"] = dec.point_id(0, 0)
                 store.put(pk, entry)
-        memo[_hash(key)] = (store.entries[pk], store.stats[pk])
+        memo[mk] = (store.entries[pk], store.stats[pk])
         return store.entries[pk]
 
     def _run_grid(self, mwg, points, store: PointStore, scorer: PointScorer, part) -> list:

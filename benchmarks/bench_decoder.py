@@ -7,9 +7,10 @@ class's sentences, LMS, neutral NLL change), and what the budget cost (best insi
 
     .venv/bin/python benchmarks/bench_decoder.py            # planted tiny models (mlm, clm)
     .venv/bin/python benchmarks/bench_decoder.py --smollm2  # SmolLM2-135M (gguf), he/she
-    .venv/bin/python benchmarks/bench_decoder.py --smollm2 --precondition [--work DIR]
+    .venv/bin/python benchmarks/bench_decoder.py --smollm2 --precondition [--corpus ding] [--work DIR]
         # adaptive search with and without the neutral-Fisher preconditioning, each rewrite saved
-        # and recomputed with plain transformers
+        # and recomputed with plain transformers; --corpus ding: real English sentences of the
+        # Ding dictionary (apt-get install trans-de-en) instead of the demo's template sentences
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def smollm2(tmp: str) -> None:
     compare(tr, "smollm2", "she")
 
 
-def smollm2_precondition(work: str, n_budget: int = 150, n_fisher: int = 64) -> None:
+def smollm2_precondition(
+    work: str, n_budget: int = 150, n_fisher: int = 32, corpus: str = "demo"
+) -> None:
     """Plain vs Fisher-preconditioned adaptive selection on one GRADIEND; both rewrites saved
     and recomputed independently (P(she | he-prefixes) and neutral NLL, plain transformers)."""
     from test_decoder import _recompute, _smollm2, smollm2_he_she
@@ -129,10 +132,14 @@ def smollm2_precondition(work: str, n_budget: int = 150, n_fisher: int = 64) -> 
     from gradiend.evaluator import FisherConfig
 
     t = time.perf_counter()
-    tr = smollm2_he_she(work, n_neutral=n_budget + n_fisher)
+    tr = smollm2_he_she(work, n_neutral=n_budget + n_fisher, corpus=corpus)
     tr.args.use_cache = True
     tr.train()
-    print(f"[smollm2] load + train {time.perf_counter() - t:.1f} s")
+    n_rows = len(tr._decoder_rows(["she"], True, None))
+    print(
+        f"[smollm2] corpus {corpus}: {n_rows} he-sentences scored; load + train "
+        f"{time.perf_counter() - t:.1f} s"
+    )
     floor = floor_pass(tr, "she", 1)
     path = _smollm2()
     base = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
@@ -173,11 +180,12 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2", action="store_true")
     ap.add_argument("--precondition", action="store_true", help="plain vs Fisher (SmolLM2)")
+    ap.add_argument("--corpus", choices=["demo", "ding"], default="demo")
     ap.add_argument("--work", help="run folder to keep (and reuse) instead of a temporary one")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or tmp
         if a.smollm2 and a.precondition:
-            smollm2_precondition(work)
+            smollm2_precondition(work, corpus=a.corpus)
         else:
             smollm2(work) if a.smollm2 else tiny(work)

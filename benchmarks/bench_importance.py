@@ -51,13 +51,21 @@ RANKINGS = ("decoder-weight", "change", "scaled", "effect", "decoder-fit", "seed
 LRS = [100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1]
 
 
+N_NEUTRAL = 214  # texts for the decoder's budget (--n-neutral) plus those for the Fisher
+
+
 def feature_data(a: str, b: str):
+    """Training data for a/b and neutral texts (no he/she/is/was and their relatives)."""
     creator = TextPredictionDataCreator(
         base_data=DEMO_SENTENCES.read_text().splitlines(),
         feature_targets=[TextFilterConfig(targets=[a], id=a), TextFilterConfig(targets=[b], id=b)],
         min_left_context_words=3,
     )
-    return creator.generate_training_data(max_size_per_class=120)
+    neutral = creator.generate_neutral_data(
+        additional_excluded_words=["he", "she", "him", "her", "his", "is", "was"],
+        max_size=N_NEUTRAL,
+    )
+    return creator.generate_training_data(max_size_per_class=120), neutral
 
 
 def train(lm, work: Path, feature: str, params, pre: float | None, seeds: int, run_id=None):
@@ -77,10 +85,12 @@ def train(lm, work: Path, feature: str, params, pre: float | None, seeds: int, r
         use_cache=True,
         plot_importance=False,
     )
+    data, neutral = feature_data(a, b)
     trainer = TextPredictionTrainer(
         model=smollm2_path(),
         run_id=run_id or feature,
-        data=feature_data(a, b),
+        data=data,
+        eval_neutral_data=neutral,
         target_classes=[a, b],
         args=args,
         progress=False,
@@ -142,14 +152,15 @@ def run_feature(lm, work, feature, params, pre, seeds, k):
     return trainer, models, ranks, tops, (s, t)
 
 
-def decoder_effect(trainer, model, target: str, search: str) -> tuple[float, dict]:
+def decoder_effect(trainer, model, target: str, ev: argparse.Namespace) -> tuple[float, dict]:
     """Probability shift of the selected decoder point and validation class means."""
     trainer._model = ModelWithGradiend(trainer._base(), model)
     dec = trainer.evaluate_decoder(
         target_class=target,
-        lrs=LRS if search == "grid" else None,
-        max_size_training_like=20,
-        max_size_neutral=20,
+        lrs=LRS if ev.search == "grid" else None,
+        max_size_training_like=ev.n_rows,
+        max_size_neutral=ev.n_neutral,
+        precondition="fisher" if ev.precondition else None,
         use_cache=False,
     )[target]
     enc = trainer.evaluate_encoder(split="validation", max_size=20, neutral=False, use_cache=False)
@@ -182,6 +193,9 @@ def main() -> None:
         default="adaptive",
         help="decoder selection: the default adaptive search, or the grid η ∈ {0.1 … 100}",
     )
+    p.add_argument("--n-rows", type=int, default=20, help="he-sentences the decoder scores")
+    p.add_argument("--n-neutral", type=int, default=20, help="neutral texts of the budget")
+    p.add_argument("--precondition", action="store_true", help="Fisher-preconditioned decoder")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
@@ -213,14 +227,14 @@ def main() -> None:
             )
     if not args.no_decoder:
         chosen = args.decoder_rankings.split(",")
-        _decoder_columns(he, he_models, he_ranks, he_batches, rows, args.post, chosen, args.search)
+        _decoder_columns(he, he_models, he_ranks, he_batches, rows, args.post, chosen, args)
     _print(rows, args, time.perf_counter() - t0)
 
 
-def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen, search) -> None:
+def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen, ev) -> None:
     best = trainer.get_training_stats()["seed"]
     base = models[best]
-    full_effect, full = decoder_effect(trainer, copy.deepcopy(base), "she", search)
+    full_effect, full = decoder_effect(trainer, copy.deepcopy(base), "she", ev)
     print(f"unpruned best seed {best}: effect {full_effect:.4f} at η={full['lr']}, {full}")
     mean = torch.stack([r["decoder-weight"] for r in ranks.values()]).mean(0)
     s, t = batches
@@ -231,7 +245,7 @@ def _decoder_columns(trainer, models, ranks, batches, rows, post: float, chosen,
         mask[torch.topk(scores, n_keep).indices] = True
         model = copy.deepcopy(base)
         post_prune(model, PostPruneConfig(topk=post), list(zip(s, t, strict=True)), mask=mask)
-        effect, info = decoder_effect(trainer, model, "she", search)
+        effect, info = decoder_effect(trainer, model, "she", ev)
         ratio = [info["means"][c] / full["means"][c] for c in full["means"]]
         print(f"{name}: effect {effect:.4f} at η={info['lr']}, {info}")
         rows[name]["decoder effect (pruned / unpruned)"] = f"{effect / full_effect:.2f}"
@@ -253,7 +267,8 @@ def _print(rows: dict, args, seconds: float) -> None:
     columns = list(dict.fromkeys(c for r in rows.values() for c in r))
     print(
         f"\nSmolLM2-135M layers {args.layers}, pre-pruned to {args.pre:.0%}, top-{args.k}, "
-        f"post-pruned to {args.post:.0%} ({seconds:.0f} s)"
+        f"post-pruned to {args.post:.0%}; decoder: {args.search} search, {args.n_rows} rows, "
+        f"{args.n_neutral} neutral texts{', Fisher' if args.precondition else ''} ({seconds:.0f} s)"
     )
     print("| ranking | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))

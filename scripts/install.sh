@@ -14,3 +14,10 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
     >/dev/null 2>&1 || echo "install.sh: chromium could not be installed; the browser test will be skipped" >&2
 fi
+# Real English sentences for the slow decoder test and the benchmarks (Debian's Ding dictionary,
+# read from /usr/share/trans/de-en at run time). Best effort: without it that test is skipped.
+if [ ! -f /usr/share/trans/de-en ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq trans-de-en \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq trans-de-en; }; } \
+    >/dev/null 2>&1 || echo "install.sh: trans-de-en could not be installed; the Ding-corpus test will be skipped" >&2
+fi

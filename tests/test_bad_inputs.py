@@ -526,7 +526,7 @@ def test_failing_seed_is_raised_with_its_cause(planted, tmp_path, monkeypatch):
 def test_spacy_tags_no_token_can_have(tmp_path):
     import warnings
 
-    import spacy
+    spacy = pytest.importorskip("spacy")
 
     from gradiend import TextFilterConfig, TextPredictionDataCreator
 

@@ -15,8 +15,10 @@ search finds that edge with few scoring passes:
 4. **Probe** one point ``probe_factor`` beyond the edge, so the result can say what the budget
    cost (the best metric outside it).
 5. **Confirm**: every point so far was scored on all target rows but on a screening subset of
-   the LMS texts. Points are confirmed on the full set in order of their metric, only if their
-   optimistic estimate (``z`` standard errors) may be inside the budget, until one is.
+   the LMS texts. The best point whose optimistic estimate (``z`` standard errors) may be
+   inside the budget is scored on the full set. Where it is outside (the screen misjudged the
+   cost), the edge is found again on the full set: from that point down by the power read off
+   the screened points, then by secant steps, ``max_confirmations`` full passes in all.
 
 The search only calls ``evaluate(lr, full)``; scoring, caching and the model live with the
 caller (``gradiend.trainer.decoder_mixin``).
@@ -157,16 +159,55 @@ def _refine(screen, points, budget, base, lo, hi, cfg) -> None:
 
 
 def _confirm(evaluate, points, budget, base, metric, cfg, trace) -> None:
-    """Score on the full set, best metric first, the points that may be inside the budget."""
+    """Score the best screened candidate on the full set; where the screen misjudged the
+    budget, find the edge again on the full set (secant in log usage, at most
+    ``max_confirmations`` full passes in all)."""
     could = [lr for lr, e in points.items() if budget.usage_of(e, base, optimistic=True) <= 1]
     order = sorted(could, key=lambda lr: (metric(points[lr]), lr), reverse=True)
-    for lr in order[: cfg.max_confirmations]:
-        entry = evaluate(lr, True)
-        points[lr] = entry
+    power = _power(points, budget, base)
+
+    def full(lr: float) -> float:
+        points[lr] = evaluate(lr, True)
         trace.confirmed.append(lr)
-        if budget.inside(entry, base):
-            return
-    smallest = min(points)
-    if is_estimate(points[smallest]):  # nothing confirmed inside: the fallback point
-        points[smallest] = evaluate(smallest, True)
-        trace.confirmed.append(smallest)
+        return budget.usage_of(points[lr], base)
+
+    if order and full(order[0]) <= 1:
+        return
+    while order and len(trace.confirmed) < cfg.max_confirmations:
+        used = {lr: budget.usage_of(points[lr], base) for lr in trace.confirmed}
+        ins = [lr for lr in used if used[lr] <= 1]
+        hi = min(lr for lr in used if used[lr] > 1)
+        lo = max(ins) if ins else None
+        if lo is not None and (hi / lo <= cfg.resolution or used[lo] >= cfg.tolerance):
+            break
+        if lo is None or used[lo] <= 0:  # extrapolate down from hi: usage ≈ c·η^power
+            guess = hi * (cfg.target_usage / used[hi]) ** (1 / power)
+            if lo is not None:
+                guess = max(guess, math.sqrt(lo * hi))
+        else:
+            t = (math.log(cfg.target_usage) - math.log(used[lo])) / (
+                math.log(used[hi]) - math.log(used[lo])
+            )
+            t = min(max(t, 0.15), 0.85)
+            guess = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
+        if not math.isfinite(guess) or guess in used:
+            break
+        full(guess)
+    if not any(budget.inside(points[lr], base) for lr in trace.confirmed):
+        smallest = min(points)  # nothing confirmed inside: the fallback point
+        if is_estimate(points[smallest]):
+            full(smallest)
+
+
+def _power(points, budget, base) -> float:
+    """Slope of log usage over log η among the screened points (usage ≈ c·η^power),
+    clamped to [1, 4]; 2 (a quadratic cost) when it cannot be read off."""
+    pts = sorted(
+        (math.log(lr), math.log(u))
+        for lr, e in points.items()
+        if lr > 0 and 0 < (u := budget.usage_of(e, base)) < math.inf
+    )
+    if len(pts) < 2 or pts[-1][0] - pts[0][0] <= 0:
+        return 2.0
+    slope = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+    return min(max(slope, 1.0), 4.0) if math.isfinite(slope) else 2.0

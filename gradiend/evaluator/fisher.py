@@ -41,7 +41,7 @@ class FisherConfig:
     """
 
     damping: float = 0.01
-    max_texts: int = 64
+    max_texts: int = 32
     texts: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -122,13 +122,14 @@ class GradientComputer:
         model's dtype; the result is float32 on :attr:`device`).
 
         Where PyTorch's forward-mode rules fail for the model's dtype (on CUDA, layer norm in
-        bf16 yields float32 tangents), the same numbers come from a double backward instead.
+        bf16 yields float32 tangents) or an op has none (SDPA on a CPU in torch 2.11), the
+        same numbers come from a double backward instead.
         """
         if self._jvp_ok:
             try:
                 return self._jvp(items, kind, direction)
-            except RuntimeError as err:
-                if "dtype" not in str(err):
+            except RuntimeError as err:  # NotImplementedError included
+                if "dtype" not in str(err) and not isinstance(err, NotImplementedError):
                     raise
                 self._jvp_ok = False
                 logger.warning(

@@ -135,8 +135,9 @@ class GradiendModel(GradiendHubMixin, nn.Module):
 
     # ------------------------------------------------------------------ forward
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent code of gradient vectors ``x`` (shape ``[..., input_dim]``)."""
-        return self.encoder(x.to(self.W_e.dtype))
+        """Latent code of gradient vectors ``x`` (shape ``[..., input_dim]``), on the GRADIEND's
+        device whatever device ``x`` is on."""
+        return self.encoder(x.to(self.W_e.device, self.W_e.dtype))
 
     def decode(self, h: torch.Tensor | float) -> torch.Tensor:
         h = torch.as_tensor(h, dtype=self.W_d.dtype, device=self.W_d.device)

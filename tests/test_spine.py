@@ -144,7 +144,7 @@ def test_model_with_gradiend_reloads_base_model_by_recorded_path(planted, tmp_pa
     x = torch.randn(3, mwg.gradiend.input_dim)
     torch.testing.assert_close(again.encode(x), mwg.encode(x))
     for (n1, p1), (n2, p2) in zip(again.base_model.named_parameters(), model.named_parameters()):
-        assert n1 == n2 and torch.equal(p1, p2)
+        assert n1 == n2 and torch.equal(p1.cpu(), p2.cpu())  # reloaded on CUDA where there is one
 
 
 def test_encoder_progress_bars_say_what_they_encode(planted, tmp_path, monkeypatch):

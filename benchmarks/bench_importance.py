@@ -12,6 +12,8 @@ cached training gradients ``(s_b, t_b)``:
 * ``effect``          |W_d · D| (first-order effect of the decoder on the target gradient)
 * ``decoder-fit``     |D| with D = cov(t, h) / var(h), the least-squares decoder for the
                       trained encoder (what longer decoder optimisation converges to)
+* ``snr``             |D| / √F, F the diagonal Fisher of 32 neutral texts (the run's last ones;
+                      none of them is scored by the decoder's budget): the default ranking
 * ``seed-mean``       mean over the converged seeds of |W_d| (one ranking per run, so it has
                       no seed overlap)
 
@@ -47,7 +49,7 @@ from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.trainer import PostPruneConfig, PrePruneConfig
 from gradiend.trainer.post_prune import post_prune
 
-RANKINGS = ("decoder-weight", "change", "scaled", "effect", "decoder-fit", "seed-mean")
+RANKINGS = ("decoder-weight", "change", "scaled", "effect", "decoder-fit", "snr", "seed-mean")
 LRS = [100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1]
 
 
@@ -130,6 +132,7 @@ def rankings(model: GradiendModel, seed: int, s: torch.Tensor, t: torch.Tensor) 
         "scaled": w_d.abs() * rms,
         "effect": (w_d * fit).abs(),
         "decoder-fit": fit.abs(),
+        "snr": model.get_weight_importance("snr"),  # F of the run's last 32 neutral texts
     }
 
 

@@ -64,7 +64,7 @@ def test_topk_overlap_counts_and_fractions():
     expected = [[3, 1, 2], [1, 3, 1], [2, 1, 3]]
     assert counts.to_numpy().tolist() == expected
     assert list(counts.index) == list(counts.columns) == ["A", "B", "C"]
-    assert counts.attrs["part"] == "decoder-fit"  # falls back to |W_d| without a fitted decoder
+    assert counts.attrs["part"] == "decoder-weight"  # without a fitted decoder: |W_d|
     fracs = compute_similarity_matrix(models, measure="topk_overlap", topk=3)
     np.testing.assert_allclose(fracs.to_numpy(), np.array(expected) / 3)
 

@@ -36,7 +36,8 @@ def test_saved_gradiend_carries_a_model_card(run):
     model = GradiendModel.from_pretrained(run.model_dir)
     assert f"{model.input_dim:,} dimensions" in card
     assert "pre: top 0.5 by `label_signed_mean` of 8 `diff` gradients" in card
-    assert "post: top 0.2 by `decoder-fit`" in card  # the default ranking
+    assert model.resolve_part(None) == "snr"  # the default ranking (the run has neutral texts)
+    assert "post: top 0.2 by `snr`" in card
     corr = run.get_training_stats()["best_score_checkpoint"]["correlation"]
     assert f"| validation correlation | {corr:.3f}" in card
     assert "| converged | True" in card

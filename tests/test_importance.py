@@ -101,7 +101,40 @@ def test_unknown_part_is_rejected():
         GradiendModel(4).get_weight_importance("decoder-weights")
     with pytest.raises(ValueError, match="PostPruneConfig.part"):
         PostPruneConfig(part="decoder-weights")
-    assert PostPruneConfig().part == "decoder-fit"
+    assert PostPruneConfig().part is None  # the model's default: snr, else decoder-fit
+
+
+# --------------------------------------------------------------------------- snr
+def test_snr_divides_the_fitted_decoder_by_the_neutral_rms(tmp_path):
+    """|D| / √(F + ε) by hand; with equal |D| the dimension neutral texts move less ranks
+    first; default part is snr once F is known; F follows prune, save and load."""
+    model = _encoder_model()
+    model.fit_importance(_batches())
+    assert model.resolve_part(None) == "decoder-fit"
+    with pytest.raises(ValueError, match="eval_neutral_data"):
+        model.get_weight_importance("snr")
+    fisher = torch.ones(model.input_dim)
+    fisher[0] = 100.0  # dimension 0 has the largest |D| but every text moves it
+    fisher[4] = 0.0  # no neutral text moves dimension 4
+    model.set_neutral_scale(fisher)
+    assert model.resolve_part(None) == "snr"
+    f = fisher / fisher.mean()
+    expected = model.decoder_fit.abs().sum(1) / torch.sqrt(f + 1e-6)
+    torch.testing.assert_close(model.get_weight_importance(), expected)
+    top = model.get_topk_weights(topk=5).tolist()
+    assert top[0] == 4 and 0 not in top[:4]
+    assert model.get_topk_weights("decoder-fit", 1).tolist() == [0]
+    pruned = model.prune(topk=10, inplace=False)
+    kept = pruned.indices
+    torch.testing.assert_close(pruned.neutral_fisher, f[kept])
+    pruned.save_pretrained(tmp_path / "m")
+    loaded = GradiendModel.from_pretrained(tmp_path / "m")
+    assert torch.equal(loaded.neutral_fisher, pruned.neutral_fisher)
+    assert torch.equal(loaded.get_topk_weights(topk=5), pruned.get_topk_weights(topk=5))
+    with pytest.raises(ValueError, match="entries"):
+        model.set_neutral_scale(torch.ones(3))
+    with pytest.raises(ValueError, match="non-negative"):
+        model.set_neutral_scale(-torch.ones(model.input_dim))
 
 
 # --------------------------------------------------------------------------- post-pruning re-fit

@@ -263,3 +263,48 @@ def test_prune_configs_validate():
         PrePruneConfig(n_sample=3)
     args = TrainingArguments(pre_prune_config={"topk": 0.02}, post_prune_config={"topk": 10})
     assert args.pre_prune_config.topk == 0.02 and args.post_prune_config.topk == 10
+
+
+def test_snr_importance_from_neutral_texts_ranks_and_post_prunes(planted, tmp_path):
+    """With eval_neutral_data the run records the neutral F of its last 32 texts, ranks by
+    snr by default and post-prunes by it; F is the oracle's on the kept dimensions (up to
+    the normalisation); other neutral texts are another run; without texts: decoder-fit."""
+    from conftest import he_she_trainer, neutral_texts
+
+    from gradiend.evaluator import fisher as fisher_mod
+
+    post = PostPruneConfig(topk=0.3)
+    tr = he_she_trainer(planted["clm"], tmp_path, "snr", n_neutral=40, post_prune_config=post)
+    stats = tr.get_training_stats()
+    assert stats["importance"] == {"default_part": "snr", "neutral_texts": 32}
+    assert stats["post_prune"]["part"] == "snr"
+    model = tr.get_model().gradiend
+    assert model.resolve_part(None) == "snr" and model.neutral_fisher is not None
+    oracle = fisher_mod.neutral_fisher(tr.get_model(), neutral_texts(40)[-32:], progress=False)
+    stored, oracle = model.neutral_fisher.cpu(), oracle.cpu()
+    scale = float(stored.sum() / oracle.sum())  # F was normalised over all pre-pruned dims
+    assert scale > 0
+    torch.testing.assert_close(stored, scale * oracle, rtol=1e-3, atol=1e-6)
+    again = GradiendModel.from_pretrained(tr.model_dir)
+    assert torch.equal(again.get_topk_weights(topk=10), model.get_topk_weights(topk=10))
+    # other importance texts change the run's fingerprint
+    other = TextPredictionTrainer(
+        model=planted["clm"],
+        run_id="snr",
+        data=he_she_data(),
+        eval_neutral_data=neutral_texts(40, seed=9),
+        args=fast_args(tmp_path, post_prune_config=post),
+        progress=False,
+    )
+    assert other._fingerprint()["importance_texts"] != tr._fingerprint()["importance_texts"]
+    plain = he_she_trainer(planted["clm"], tmp_path, "fit", n_neutral=None, post_prune_config=post)
+    assert plain.get_training_stats()["importance"]["default_part"] == "decoder-fit"
+    with pytest.raises(ValueError, match="eval_neutral_data"):
+        TextPredictionTrainer(
+            model=planted["clm"],
+            run_id="x",
+            data=he_she_data(),
+            args=fast_args(tmp_path, post_prune_config=PostPruneConfig(part="snr")),
+            progress=False,
+        )
+    assert not (tmp_path / "x").exists()

@@ -9,14 +9,15 @@ one at a time.
 
 Measures (``compute_similarity_matrix``):
 
-* ``topk_overlap`` — ``intersection`` = |S_i ∩ S_j| of the top-k sets (importance of ``part``,
-  default ``decoder-fit``, the least-squares decoder; see ``GradiendModel``), or ``intersection_frac`` = |S_i ∩ S_j| / min(|S_i|, |S_j|).
+* ``topk_overlap`` — ``intersection`` = |S_i ∩ S_j| of the top-k sets (importance of ``part``;
+  default each run's own: ``snr`` when it knows its neutral gradient scale, else ``decoder-fit``,
+  see ``GradiendModel``), or ``intersection_frac`` = |S_i ∩ S_j| / min(|S_i|, |S_j|).
 * ``cosine`` / ``cosine_signed`` — cosine of the signed weight vectors of ``part`` (default
   ``encoder-weight``); the unsigned variant is ``|cos|`` (a GRADIEND's sign is arbitrary).
 * ``spearman`` / ``spearman_signed`` — Spearman rank correlation of the aligned vectors over the
   union of both runs' dimensions (missing = 0, ties get average ranks); unsigned = ``|ρ|``.
 * ``mass_overlap`` — ½(m_i(shared)/m_i + m_j(shared)/m_j) with m = L1 mass of the importance of
-  ``part`` (default ``decoder-fit``) and ``shared`` the dimensions both runs have.
+  ``part`` (default as for ``topk_overlap``) and ``shared`` the dimensions both runs have.
 
 For the vector measures a ``topk`` restricts each run to its own top-k dimensions first.
 """
@@ -251,7 +252,8 @@ def compute_similarity_matrix(
     part = part or _DEFAULT_PART[measure]
     groups = {label: _members(m) for label, m in _labelled(models).items()}
     check_comparable(groups)
-    flat = [_features(m, measure, part, topk) for ms in groups.values() for m in ms]
+    resolved: set[str] = set()
+    flat = [_features(m, measure, part, topk, resolved) for ms in groups.values() for m in ms]
     owners = [g for g, ms in enumerate(groups.values()) for _ in ms]
     members = _member_matrix(flat, measure, value)
     matrix = _group_matrix(members, owners, len(groups), _AGGREGATES[aggregate])
@@ -259,13 +261,20 @@ def compute_similarity_matrix(
     if measure == "topk_overlap" and value == "intersection" and not np.isnan(matrix).any():
         if all(len(ms) == 1 for ms in groups.values()):
             frame = frame.astype(np.int64)
-    frame.attrs.update(measure=measure, part=part, topk=topk, value=value, aggregate=aggregate)
+    part_used = ", ".join(sorted(resolved))
+    if len(resolved) > 1:  # e.g. runs trained with and without neutral texts
+        logger.warning("the runs rank their dimensions differently (%s)", part_used)
+    frame.attrs.update(measure=measure, part=part_used, topk=topk, value=value, aggregate=aggregate)
     return frame
 
 
-def _features(model: ModelLike, measure: str, part: str, topk: int | float | None) -> Any:
-    """What a measure needs of one run: its top-k set or its aligned vector."""
+def _features(
+    model: ModelLike, measure: str, part: str | None, topk: int | float | None, resolved: set
+) -> Any:
+    """What a measure needs of one run: its top-k set or its aligned vector (the ranking it
+    used is added to ``resolved``)."""
     gradiend = load_gradiend(model)
+    resolved.add(gradiend.resolve_part(part))
     if measure == "topk_overlap":
         return _topk_set(gradiend, topk, part)
     return _aligned(gradiend, part, signed=measure != "mass_overlap", topk=topk)

@@ -96,11 +96,15 @@ def neutral_fisher(mwg, texts: list[str], progress: bool = True) -> torch.Tensor
     """Diagonal empirical Fisher over the GRADIEND's dimensions: the mean over ``texts`` of the
     squared gradient of each text's mean token NLL (causal: next token; masked: 15 % random
     masks, seeded), normalised to mean 1."""
-    lm, grads = mwg.lm, mwg.grads
-    obj = mwg.objective.scorer()
+    return fisher_of(mwg.lm, mwg.grads, mwg.objective.scorer().max_length, texts, progress)
+
+
+def fisher_of(lm, grads, max_length: int | None, texts: list[str], progress: bool = True):
+    """``neutral_fisher`` from its parts: the loaded base model, the ``GradientComputer`` of the
+    GRADIEND's dimensions and the objective's ``max_length`` (usable before training)."""
     device = next(lm.model.parameters()).device
     scorer = LMSScorer(
-        lm.tokenizer, lm.kind, texts, batch_size=1, max_length=obj.max_length, device=device
+        lm.tokenizer, lm.kind, texts, batch_size=1, max_length=max_length, device=device
     )
     total = torch.zeros(grads.dim, dtype=torch.float64, device=grads.device)
     n = 0

@@ -5,13 +5,17 @@ index ``global_indices()[j]`` of the base model, so weights of differently prune
 Saved as ``config.json`` + ``model.safetensors`` (+ ``mapping_indices.safetensors`` when pruned,
 + ``importance.safetensors`` when the least-squares decoder of the training data is known).
 
-Importance of an input dimension (``PARTS``; default ``DEFAULT_PART``): ``decoder-fit`` is
-|least-squares decoder|, the decoder that the MSE objective converges to for the trained encoder,
-``cov(h, t_d) / var(h)`` over the training batches (``fit_importance``). Adam moves every
-coordinate with a consistent gradient sign by about the same step, so the top of |W_d| is flat
-and which dimensions come first is decided by the initialisation and data order; the fitted
-decoder ranks the same dimensions by how strongly the feature's gradients move them
-(``docs/pruning.md`` has the measurements). ``decoder-weight`` (|W_d|, the incumbent's) stays.
+Importance of an input dimension (``PARTS``; the default is ``snr`` when the model knows its
+neutral gradient scale, else ``decoder-fit``): ``decoder-fit`` is |least-squares decoder|, the
+decoder that the MSE objective converges to for the trained encoder, ``cov(h, t_d) / var(h)``
+over the training batches (``fit_importance``). Adam moves every coordinate with a consistent
+gradient sign by about the same step, so the top of |W_d| is flat and which dimensions come first
+is decided by the initialisation and data order; the fitted decoder ranks the same dimensions by
+how strongly the feature's gradients move them. ``snr`` divides it by the root mean square of
+neutral texts' gradients in each dimension (``√F``, the diagonal Fisher; ``set_neutral_scale``):
+the feature's signal over the dimension's sensitivity to any text, i.e. where the feature lives
+rather than where every text moves the model (``docs/pruning.md`` has the measurements).
+``decoder-weight`` (|W_d|, the incumbent's) stays.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ MODEL_FILES = (
     "importance.safetensors",
     "README.md",
 )
-PARTS = ("decoder-fit", "decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
-DEFAULT_PART = "decoder-fit"
+PARTS = ("snr", "decoder-fit", "decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
+DEFAULT_PART = None  # snr when the neutral scale is known, else decoder-fit (resolve_part)
+SNR_EPS = 1e-6  # added to F (mean 1) so a dimension no neutral text moves gets a finite score
 IMPORTANCE_FILE = "importance.safetensors"
 _ACTIVATIONS = {
     "tanh": nn.Tanh,
@@ -102,6 +107,8 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         self.metadata: dict[str, Any] = dict(metadata)
         # least-squares decoder [input_dim, latent_dim] of the training data (fit_importance)
         self.register_buffer("decoder_fit", None, persistent=False)
+        # diagonal Fisher [input_dim] of neutral texts, mean 1 (set_neutral_scale; snr ranking)
+        self.register_buffer("neutral_fisher", None, persistent=False)
         self._warned_no_fit = False
         self.encoder = nn.Sequential(
             _Linear(input_dim, latent_dim), _activation(activation_encoder)
@@ -173,12 +180,19 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         return self.param_map.all_global_indices()
 
     def resolve_part(self, part: str | None) -> str:
-        """``part`` itself, or the default ranking (``decoder-fit``, else ``decoder-weight`` when
-        the model has no fitted decoder, e.g. one built by hand)."""
-        part = DEFAULT_PART if part is None else part
+        """``part`` itself, or the default ranking: ``snr`` when the neutral scale is known,
+        else ``decoder-fit``, else ``decoder-weight`` (no fitted decoder, e.g. built by hand)."""
+        if part is None:
+            part = "snr" if self.neutral_fisher is not None else "decoder-fit"
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
-        if part == "decoder-fit" and self.decoder_fit is None:
+        if part == "snr" and self.neutral_fisher is None:
+            raise ValueError(
+                "part='snr' needs the neutral texts' gradient scale: train with "
+                "eval_neutral_data (TrainingArguments.importance_neutral_texts > 0) or call "
+                "set_neutral_scale(fisher)"
+            )
+        if part in ("snr", "decoder-fit") and self.decoder_fit is None:
             if not self._warned_no_fit:
                 logger.warning(
                     "this GRADIEND has no fitted decoder (trained before it was recorded, or "
@@ -190,9 +204,11 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         return part
 
     def get_weight_importance(self, part: str | None = None) -> torch.Tensor:
-        """Importance of every input dimension for ``part`` (see PARTS; default decoder-fit)."""
+        """Importance of every input dimension for ``part`` (see PARTS; default: resolve_part)."""
         part = self.resolve_part(part)
         with torch.no_grad():
+            if part == "snr":
+                return self.decoder_fit.abs().sum(dim=1).float() / self._neutral_rms()
             if part == "decoder-fit":
                 return self.decoder_fit.abs().sum(dim=1).float()
             if part == "decoder-weight":
@@ -211,6 +227,8 @@ class GradiendModel(GradiendHubMixin, nn.Module):
                 return self.W_e[0].float().clone()
             if part == "decoder-weight":
                 return self.W_d[:, 0].float().clone()
+            if part == "snr":
+                return self.decoder_fit[:, 0].float() / self._neutral_rms()
             if part == "decoder-fit":
                 return self.decoder_fit[:, 0].float().clone()
             if part == "decoder-bias":
@@ -244,6 +262,24 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         self.decoder_fit = (cross @ torch.linalg.pinv(gram)).float()
         return True
 
+    @torch.no_grad()
+    def set_neutral_scale(self, fisher: torch.Tensor | None) -> None:
+        """Record the diagonal Fisher ``F`` (mean squared gradient) of neutral texts over the
+        input dimensions, for the ``snr`` ranking; ``None`` forgets it."""
+        if fisher is None:
+            self.neutral_fisher = None
+            return
+        fisher = fisher.detach().float().reshape(-1)
+        if len(fisher) != self.input_dim:
+            raise ValueError(f"fisher has {len(fisher)} entries, the model has {self.input_dim}")
+        if not bool(torch.isfinite(fisher).all()) or bool((fisher < 0).any()):
+            raise ValueError("fisher must be finite and non-negative")
+        mean = float(fisher.mean())
+        self.neutral_fisher = (fisher / mean if mean > 0 else fisher).to(self.W_e.device)
+
+    def _neutral_rms(self) -> torch.Tensor:
+        return torch.sqrt(self.neutral_fisher.float() + SNR_EPS).to(self.decoder_fit.device)
+
     def _bias(self) -> torch.Tensor:
         if self.b_d is not None:
             return self.b_d
@@ -252,8 +288,8 @@ class GradiendModel(GradiendHubMixin, nn.Module):
     def get_topk_weights(
         self, part: str | None = None, topk: int | float = 1000, global_indices: bool = True
     ) -> torch.Tensor:
-        """Top dimensions by importance of ``part`` (default ``decoder-fit``), most important
-        first; base-global indices by default.
+        """Top dimensions by importance of ``part`` (default: ``snr`` or ``decoder-fit``, see
+        ``resolve_part``), most important first; base-global indices by default.
 
         ``topk`` is a count (int) or a fraction of ``input_dim`` (float, rounded up).
         """
@@ -340,11 +376,14 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         b_e = source.b_e.clone()
         b_d = source.b_d[keep_idx].clone() if source.b_d is not None else None
         fit = None if source.decoder_fit is None else source.decoder_fit[keep_idx].clone()
+        nf = source.neutral_fisher
+        nf = None if nf is None else nf[keep_idx.to(nf.device)].clone()
         self.input_dim = len(keep_idx)
         self.indices = gidx
         self.encoder[0].linear = _linear_from(w_e, b_e)
         self.decoder[0].linear = _linear_from(w_d, b_d)
         self.decoder_fit = fit
+        self.neutral_fisher = nf  # the kept dimensions' F (not renormalised: ranks stay)
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
@@ -381,8 +420,10 @@ class GradiendModel(GradiendHubMixin, nn.Module):
             if self.indices is not None:
                 save_file({"indices": self.indices.cpu()}, str(tmp / "mapping_indices.safetensors"))
             if self.decoder_fit is not None:
-                fit = self.decoder_fit.detach().contiguous().cpu()
-                save_file({"decoder_fit": fit}, str(tmp / IMPORTANCE_FILE))
+                imp = {"decoder_fit": self.decoder_fit.detach().contiguous().cpu()}
+                if self.neutral_fisher is not None:
+                    imp["neutral_fisher"] = self.neutral_fisher.detach().contiguous().cpu()
+                save_file(imp, str(tmp / IMPORTANCE_FILE))
             files = sorted({"config.json", *(f.name for f in tmp.iterdir()), *(extra_files or {})})
             write_json(tmp / "config.json", {**self.config(), "files": files})
             for name, value in (extra_files or {}).items():
@@ -425,7 +466,9 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         )
         model.load_state_dict(load_file(str(path / "model.safetensors")))
         if cfg.get("importance_file") and (path / cfg["importance_file"]).exists():
-            model.decoder_fit = load_file(str(path / cfg["importance_file"]))["decoder_fit"]
+            imp = load_file(str(path / cfg["importance_file"]))
+            model.decoder_fit = imp["decoder_fit"]
+            model.neutral_fisher = imp.get("neutral_fisher")
         model.source_dir = path
         return model if device is None else model.to(device)
 

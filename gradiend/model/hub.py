@@ -235,7 +235,7 @@ def _pruning(args: dict, model: GradiendModel) -> str:
             f"{pre.get('n_samples')} `{pre.get('source')}` gradients"
         )
     if post:
-        parts.append(f"post: top {post.get('topk')} by `{post.get('part')}`")
+        parts.append(f"post: top {post.get('topk')} by `{model.resolve_part(post.get('part'))}`")
     if not parts:
         parts.append("none" if model.indices is None else "pruned (settings not recorded)")
     return "; ".join(parts)

@@ -72,18 +72,20 @@ class PrePruneConfig:
 @dataclass
 class PostPruneConfig:
     """Keep the top dimensions by importance of ``part`` after training, then re-fit the
-    encoder (``refit_encoder``) so the class means it reported stay (docs/pruning.md)."""
+    encoder (``refit_encoder``) so the class means it reported stay (docs/pruning.md).
+    ``part=None``: the model's default ranking (``snr`` when neutral texts gave the gradient
+    scale, else ``decoder-fit``)."""
 
     topk: int | float | None = 0.05
     threshold: float | None = None
-    part: str = "decoder-fit"
+    part: str | None = None
     refit_encoder: bool = True
 
     def __post_init__(self) -> None:
         check_prune_config(self)
         if self.topk is None and self.threshold is None:
             raise ValueError("PostPruneConfig needs topk or threshold")
-        if self.part not in IMPORTANCE_PARTS:
+        if self.part is not None and self.part not in IMPORTANCE_PARTS:
             raise ValueError(
                 f"unknown PostPruneConfig.part {self.part!r}; choose one of {IMPORTANCE_PARTS}"
             )
@@ -170,6 +172,9 @@ class TrainingArguments:
         pre_prune_config: `PrePruneConfig`: pick input dimensions before training (pruning).
         post_prune_config: `PostPruneConfig`: keep the top dimensions after training and re-fit
             the encoder.
+        importance_neutral_texts: Neutral texts (the last of `eval_neutral_data`) whose
+            gradient scale ranks the dimensions (`snr` importance, the default ranking); 0 or no
+            neutral data: rank by `decoder-fit`.
         plot_importance: Draw the importance-by-layer figure after `train()` (needs the `plot`
             extra).
         gradient_cache_max_gb: Above this size the training gradients are recomputed each step
@@ -244,6 +249,7 @@ class TrainingArguments:
     # pruning
     pre_prune_config: PrePruneConfig | None = None
     post_prune_config: PostPruneConfig | None = None
+    importance_neutral_texts: int = 32
     # figures drawn by train() (needs the plot extra; skipped without it)
     plot_importance: bool = True
     # memory

@@ -71,6 +71,7 @@ def train_one_seed(trainer: TextPredictionTrainer, pmap, indices, batches, evalu
         evals = [orient_stats(e) for e in evals]
         best = orient_stats(best)
     model.fit_importance(batches)  # the decoder-fit ranking (after orientation)
+    model.set_neutral_scale(getattr(trainer, "_scale", None))  # the snr ranking
     converged = is_convergent(best, res.best_step, trainer.target_classes, args)
     record = {
         "seed": seed,
@@ -186,6 +187,8 @@ def _seed_run(trainer, pmap, indices, batches, evaluate, meta, fingerprint, seed
             logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
             if done[0].decoder_fit is None:
                 done[0].fit_importance(batches)
+            if done[0].neutral_fisher is None:
+                done[0].set_neutral_scale(getattr(trainer, "_scale", None))
             return done
     model, record, stats = train_one_seed(trainer, pmap, indices, batches, evaluate, meta, seed)
     if args.max_seeds > 1:

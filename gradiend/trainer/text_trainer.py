@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from gradiend import distributed as dist
 from gradiend._io import clean_orphans, read_json, read_json_cache
 from gradiend.data.examples import ExampleTable, build_examples, read_table
+from gradiend.evaluator import fisher as fisher_mod
 from gradiend.evaluator.encoder import class_summary
 from gradiend.evaluator.encoder_rows import cap_per_group
 from gradiend.lm.devices import gradiend_device, model_devices, resolve_dtype, storage_device
@@ -130,11 +131,19 @@ class TextPredictionTrainer(ObjectiveMixin, EncoderMixin, DecoderMixin):
                     raise ValueError(f"class {c!r} has no rows in the {split} split")
         check_table(self.table.df, self.target_classes, mask)
         self.neutral_df = _read_neutral(eval_neutral_data, eval_neutral_max_rows, self.args.seed)
+        post = self.args.post_prune_config
+        if post is not None and post.part == "snr" and not self._importance_texts():
+            raise ValueError(
+                "PostPruneConfig(part='snr') ranks by the neutral texts' gradient scale: pass "
+                f"eval_neutral_data with ≥ {fisher_mod.MIN_TEXTS} texts and "
+                "importance_neutral_texts > 0, or choose part='decoder-fit'"
+            )
         self._check_dirs()
         self.neutral_excluded = {w.lower() for w in eval_neutral_additional_excluded_words or []}
         self._lm: BaseLM | None = None
         self._model: ModelWithGradiend | None = None
         self._stats: dict | None = None
+        self._scale: torch.Tensor | None = None  # neutral F for the snr importance (train)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -189,7 +198,32 @@ class TextPredictionTrainer(ObjectiveMixin, EncoderMixin, DecoderMixin):
         extra = self._objective().fingerprint()
         if extra:
             fp["objective"] = extra
+        texts = self._importance_texts()
+        if texts:  # they rank the dimensions (snr) and so choose the post-pruned ones
+            fp["importance_texts"] = fisher_mod.texts_hash(texts)
         return fp
+
+    def _importance_texts(self) -> list[str]:
+        """The neutral texts whose gradient scale ranks the dimensions (``snr``): the last
+        ``importance_neutral_texts`` of ``eval_neutral_data``; none when there are fewer than
+        ``fisher.MIN_TEXTS``."""
+        n = self.args.importance_neutral_texts
+        if not n or self.neutral_df is None or len(self.neutral_df) < fisher_mod.MIN_TEXTS:
+            return []
+        return self.neutral_df["text"].astype(str).tolist()[-n:]
+
+    def _neutral_scale(self, lm, computer, objective) -> torch.Tensor | None:
+        """``F`` of the importance texts over the GRADIEND's dimensions (``None``: no texts)."""
+        texts = self._importance_texts()
+        if not texts:
+            logger.info(
+                "no neutral texts for the snr importance (eval_neutral_data with ≥ %d texts): "
+                "dimensions are ranked by decoder-fit",
+                fisher_mod.MIN_TEXTS,
+            )
+            return None
+        max_length = objective.scorer().max_length
+        return fisher_mod.fisher_of(lm, computer, max_length, texts, self.progress)
 
     def _wrap(self, gradiend: GradiendModel) -> ModelWithGradiend:
         return ModelWithGradiend(
@@ -274,9 +308,16 @@ class TextPredictionTrainer(ObjectiveMixin, EncoderMixin, DecoderMixin):
         meta = self._metadata(pmap)
 
         def fit() -> None:  # rank 0 trains (the GRADIEND is small) and writes every artefact
+            t = time.perf_counter()
+            self._scale = self._neutral_scale(lm, computer, objective)
+            timings["importance_scale"] = time.perf_counter() - t
             model, stats = run_seeds(self, pmap, indices, batches, evaluate, meta, fingerprint)
             timings["training_total"] = time.perf_counter() - t0
             stats["timings"] = {**timings, **stats.get("timings", {})}
+            stats["importance"] = {  # which ranking the model's default is, and from what
+                "default_part": model.resolve_part(None),
+                "neutral_texts": len(self._importance_texts()) if self._scale is not None else 0,
+            }
             stats["n_training_batches"] = len(batches)
             stats["data_split"] = self.table.split_info
             stats["target_classes"] = list(self.target_classes)  # the figures' class colours

@@ -151,6 +151,7 @@ _SIZES = {  # field: (minimum, optional, what the value means)
     "decoder_eval_max_size_neutral": (1, True, "neutral texts for the LMS (None: all)"),
     "latent_dim": (1, True, "latent units"),
     "seed": (0, False, "the random seed"),
+    "importance_neutral_texts": (0, False, "neutral texts for the snr importance (0: none)"),
 }
 
 
@@ -237,7 +238,7 @@ def check_prune_config(cfg: PrePruneConfig | PostPruneConfig) -> None:
     if hasattr(cfg, "part"):
         from gradiend.model.gradiend import PARTS
 
-        if cfg.part not in PARTS:
+        if cfg.part is not None and cfg.part not in PARTS:
             raise ValueError(f"unknown {name}.part {cfg.part!r}; choose one of {PARTS}")
 
 

@@ -32,7 +32,7 @@ MAX_UPSET_REGIONS = 40
 def plot_topk_overlap_heatmap(
     models: Mapping[str, ModelLike] | Sequence[ModelLike],
     topk: int | float = 1000,
-    part: str = DEFAULT_PART,
+    part: str | None = DEFAULT_PART,
     value: str = "intersection",
     output_path: str | os.PathLike | None = None,
     show: bool | None = None,
@@ -52,7 +52,7 @@ def plot_topk_overlap_heatmap(
     fig = _draw_matrix(
         plt,
         frame,
-        title=f"Top-{topk} overlap ({part})",
+        title=f"Top-{topk} overlap ({frame.attrs['part']})",
         colour_label=_value_label(value, topk),
         limits=(0.0, _colour_max(matrix, value)),
         integer=value == "intersection",
@@ -62,7 +62,7 @@ def plot_topk_overlap_heatmap(
         "labels": labels,
         "matrix": matrix.tolist(),
         "topk": topk,
-        "part": part,
+        "part": frame.attrs["part"],  # the ranking used (each run's default when part=None)
         "value": value,
     }
     return finish(fig, data, output_path, "topk_overlap_heatmap", show, img_format, dpi)
@@ -173,7 +173,7 @@ def _annotate_cells(
 def plot_topk_overlap_venn(
     models: Mapping[str, ModelLike] | Sequence[ModelLike],
     topk: int | float = 1000,
-    part: str = DEFAULT_PART,
+    part: str | None = DEFAULT_PART,
     output_path: str | os.PathLike | None = None,
     show: bool | None = None,
     img_format: str = "png",
@@ -194,7 +194,7 @@ def plot_topk_overlap_venn(
         fig = _draw_venn(plt, sets)
     else:
         fig = _draw_upset(plt, sets, regions)
-    fig.suptitle(f"Top-{topk} overlap ({part})")
+    fig.suptitle(f"Top-{topk} overlap ({part or 'each run by its default ranking'})")
     fig.tight_layout()
     data = {
         "labels": list(sets),

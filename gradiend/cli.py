@@ -196,7 +196,7 @@ def _compare(ns: argparse.Namespace) -> int:
     _check_runs(ns.runs, need=2)
     out = compare_runs(ns.runs, ns.topk, ns.part, ns.measure, ns.output_dir)
     width = max(len(label) for label in out["labels"])
-    lines = [f"{ns.measure} (top {ns.topk}, {ns.part}):"]
+    lines = [f"{ns.measure} (top {ns.topk}, {out['part']}):"]
     for label, row in zip(out["labels"], out["matrix"], strict=True):
         lines.append(f"  {label:<{width}}  " + "  ".join(f"{v:8.3f}" for v in row))
     for key in ("csv", "heatmap", "venn"):
@@ -383,7 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = add("compare", "compare runs: similarity matrix, heatmap, top-k Venn diagram")
     cmp.add_argument("runs", nargs="+", metavar="RUN_DIR")
     cmp.add_argument("--topk", type=_topk, default=1000, help="count, or fraction if < 1")
-    cmp.add_argument("--part", default="decoder-weight")
+    cmp.add_argument(
+        "--part",
+        default=None,
+        help="importance ranking (default: each run's own, snr when it was trained with neutral "
+        "texts, else decoder-fit)",
+    )
     cmp.add_argument("--measure", default="topk_overlap",
                      choices=["topk_overlap", "cosine", "cosine_signed", "spearman",
                               "spearman_signed", "mass_overlap"])  # fmt: skip

@@ -194,13 +194,14 @@ def rewrite(cfg: RunConfig, trainer=None) -> dict[str, Any]:
 def compare_runs(
     runs: Sequence[str | Path] | None = None,
     topk: int | float = 1000,
-    part: str = "decoder-weight",
+    part: str | None = None,
     measure: str = "topk_overlap",
     output_dir: str | Path | None = None,
     img_format: str = "png",
 ) -> dict[str, Any]:
     """Similarity matrix of several runs (run or model folders), its heatmap and the top-k
-    Venn diagram (UpSet bars beyond three runs). Writes ``similarity.csv``,
+    Venn diagram (UpSet bars beyond three runs), by importance ``part`` (default: each run's
+    own ranking, see ``GradiendModel.resolve_part``). Writes ``similarity.csv``,
     ``topk_heatmap.<fmt>`` and ``topk_venn.<fmt>`` into ``output_dir`` when given."""
     from gradiend.evaluator.compare import compute_similarity_matrix
     from gradiend.visualizer.topk import (
@@ -216,7 +217,11 @@ def compare_runs(
     out_dir = Path(output_dir) if output_dir is not None else None
     kwargs = {"topk": topk} if measure == "topk_overlap" else {}
     frame = compute_similarity_matrix(models, measure=measure, part=part, **kwargs)
-    result: dict[str, Any] = {"labels": list(frame.index), "matrix": frame.to_numpy().tolist()}
+    result: dict[str, Any] = {
+        "labels": list(frame.index),
+        "matrix": frame.to_numpy().tolist(),
+        "part": frame.attrs["part"],  # the ranking used (each run's default when part=None)
+    }
 
     def path(name: str) -> Path | None:
         return None if out_dir is None else out_dir / f"{name}.{img_format}"

@@ -105,7 +105,7 @@ def post_prune(
         a = refit_scale(full, pre_activations(model, kept))
         with torch.no_grad():
             model.W_e.mul_(a)
-        record["refit"] = {"method": "rescale", "scale": a, "bias": float(model.b_e[0])}
+        record["refit"] = {"method": "rescale", "scale": a, "bias": float(model.b_e[0].detach())}
         logger.info("post-pruning re-fit the encoder: w_e × %.3f (bias kept)", a)
         if evaluate is not None:
             record["after"] = _summary(evaluate(lifted(model, positions, before_dim)))

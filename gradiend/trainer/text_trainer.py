@@ -223,7 +223,14 @@ class TextPredictionTrainer(ObjectiveMixin, EncoderMixin, DecoderMixin):
             )
             return None
         max_length = objective.scorer().max_length
-        return fisher_mod.fisher_of(lm, computer, max_length, texts, self.progress)
+        try:
+            return fisher_mod.fisher_of(lm, computer, max_length, texts, self.progress)
+        except ValueError as err:  # e.g. no neutral gradient reaches the selected parameters
+            post = self.args.post_prune_config
+            if post is not None and post.part == "snr":
+                raise
+            logger.warning("snr importance unavailable (%s): ranking by decoder-fit", err)
+            return None
 
     def _wrap(self, gradiend: GradiendModel) -> ModelWithGradiend:
         return ModelWithGradiend(

@@ -308,3 +308,25 @@ def test_snr_importance_from_neutral_texts_ranks_and_post_prunes(planted, tmp_pa
             progress=False,
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_snr_falls_back_to_decoder_fit_when_no_fisher_can_be_estimated(
+    planted, tmp_path, monkeypatch, caplog
+):
+    from conftest import he_she_trainer
+
+    from gradiend.evaluator import fisher as fisher_mod
+
+    def broken(*args, **kwargs):
+        raise ValueError("the neutral texts' gradients are zero on the selected parameters")
+
+    monkeypatch.setattr(fisher_mod, "fisher_of", broken)
+    tr = he_she_trainer(planted["clm"], tmp_path, "nofisher", n_neutral=40)
+    assert tr.get_training_stats()["importance"] == {
+        "default_part": "decoder-fit",
+        "neutral_texts": 0,
+    }
+    assert "snr importance unavailable" in caplog.text
+    post = PostPruneConfig(topk=0.3, part="snr")  # asked for explicitly: the error stands
+    with pytest.raises(ValueError, match="zero"):
+        he_she_trainer(planted["clm"], tmp_path, "nofisher2", n_neutral=40, post_prune_config=post)

@@ -274,7 +274,8 @@ def _features(
     """What a measure needs of one run: its top-k set or its aligned vector (the ranking it
     used is added to ``resolved``)."""
     gradiend = load_gradiend(model)
-    resolved.add(gradiend.resolve_part(part))
+    part = gradiend.resolve_part(part)  # once: the ranking this run uses, passed on below
+    resolved.add(part)
     if measure == "topk_overlap":
         return _topk_set(gradiend, topk, part)
     return _aligned(gradiend, part, signed=measure != "mass_overlap", topk=topk)

@@ -1,0 +1,210 @@
+"""The run folder: every path and file name of a run, in one place.
+
+A run folder is the contract between training, evaluation, comparison, the report and the CLI::
+
+    <experiment_dir>/<run_id>/
+        model/                      the GRADIEND (config.json, model.safetensors, training.json, …)
+        seeds/seed_<n>/             each seed's GRADIEND (with more than one seed)
+        seeds/seed_report.json      every tried seed and the winner
+        decoder_results.json        selected points of evaluate_decoder (read by the rewrite)
+        decoder_grid_cache.json     scored decoder points, reused with use_cache
+        decoder_fisher.safetensors  the neutral texts' Fisher (precondition="fisher")
+        encoded_values_*.csv/.json  encoder evaluation (per split and size)
+        cache/gradients/<key>/      cached training gradients (use_cache)
+        decoder_mlm_head/           the MLM head of a decoder-only model (clm_mlm_head)
+        gradiend_config.json        the resolved CLI config
+        timings.json                wall time per stage
+        <class>_rewritten/          rewritten base models saved by the CLI
+        *.png                       figures
+
+This module imports nothing from the library; every stage asks it for paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# the GRADIEND artefact (a model folder)
+MODEL_DIR = "model"
+MODEL_CONFIG = "config.json"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_INDICES = "mapping_indices.safetensors"
+MODEL_IMPORTANCE = "importance.safetensors"
+TRAINING = "training.json"
+CONTEXT = "gradiend_context.json"
+CARD = "README.md"
+# the run folder
+SEEDS = "seeds"
+SEED_PREFIX = "seed_"
+SEED_REPORT = "seed_report.json"
+DECODER_RESULTS = "decoder_results.json"
+DECODER_GRID = "decoder_grid_cache.json"
+FISHER = "decoder_fisher.safetensors"
+ENCODED_PREFIX = "encoded_values"
+CACHE = "cache"
+GRADIENT_CACHE = "gradients"
+MLM_HEAD = "decoder_mlm_head"
+MLM_HEAD_CONFIG = "head.json"
+MLM_HEAD_WEIGHTS = "head.safetensors"
+RUN_CONFIG = "gradiend_config.json"
+TIMINGS = "timings.json"
+REWRITTEN_SUFFIX = "_rewritten"
+SIMILARITY_CSV = "similarity.csv"
+# figure stems (``<stem>.<img_format>``)
+FIG_ENCODER = "encoder_distributions"
+FIG_IMPORTANCE = "importance_by_layer"
+FIG_CONVERGENCE = "training_convergence"
+FIG_SHIFTS = "decoder_probability_shifts"
+FIG_TOPK_HEATMAP = "topk_heatmap"
+FIG_SIMILARITY_HEATMAP = "similarity_heatmap"
+FIG_VENN = "topk_venn"
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """A GRADIEND model folder: ``config.json`` beside ``model.safetensors``."""
+    path = Path(path)
+    return (path / MODEL_CONFIG).is_file() and (path / MODEL_WEIGHTS).is_file()
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The model folder of a run folder (``<run>/model``) or a model folder itself."""
+    path = Path(path)
+    if is_model_dir(path):
+        return path
+    if (path / MODEL_DIR / MODEL_CONFIG).is_file():
+        return path / MODEL_DIR
+    raise FileNotFoundError(
+        f"no GRADIEND model in {path} (expected {MODEL_CONFIG} + {MODEL_WEIGHTS}, or a "
+        f"{MODEL_DIR}/ folder holding them): pass a run folder or a model folder"
+    )
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run: its folder and the folder its GRADIEND is saved in."""
+
+    run_dir: Path
+    model_dir: Path
+
+    @classmethod
+    def from_args(
+        cls, experiment_dir: str | Path | None, run_id: str | None, output_dir: str | Path | None
+    ) -> RunLayout:
+        """The layout ``TrainingArguments`` describe: ``experiment_dir/run_id`` (default
+        ``runs``), the model in ``output_dir`` or ``<run>/model``."""
+        base = Path(experiment_dir or "runs")
+        run_dir = base / run_id if run_id else base
+        model_dir = Path(output_dir) if output_dir else run_dir / MODEL_DIR
+        return cls(run_dir, model_dir)
+
+    @classmethod
+    def find(cls, path: str | Path) -> RunLayout:
+        """The layout of a run folder or of a model folder (``<run>/model`` or a seed's)."""
+        model_dir = find_model_dir(path)
+        path = Path(path)
+        if model_dir != path:
+            return cls(path, model_dir)
+        if path.name == MODEL_DIR:
+            return cls(path.parent, path)
+        return cls(path, path)  # a model folder of its own (a seed's, an output_dir)
+
+    @classmethod
+    def locate(cls, path: str | Path) -> RunLayout:
+        """Like ``find``, but a folder without a model is taken as a run folder (the report
+        shows what a partial run holds)."""
+        try:
+            return cls.find(path)
+        except FileNotFoundError:
+            path = Path(path)
+            return cls(path, path / MODEL_DIR)
+
+    # ------------------------------------------------------------------ the GRADIEND
+    @property
+    def training(self) -> Path:
+        return self.model_dir / TRAINING
+
+    @property
+    def context(self) -> Path:
+        return self.model_dir / CONTEXT
+
+    @property
+    def has_model(self) -> bool:
+        return is_model_dir(self.model_dir)
+
+    # ------------------------------------------------------------------ seeds
+    @property
+    def seeds_dir(self) -> Path:
+        return self.run_dir / SEEDS
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.seeds_dir / f"{SEED_PREFIX}{seed}"
+
+    @property
+    def seed_report(self) -> Path:
+        return self.seeds_dir / SEED_REPORT
+
+    def seed_runs(self) -> list[Path]:
+        """Saved seed runs (``seeds/seed_*`` holding a GRADIEND), in name order."""
+        return sorted(d for d in self.seeds_dir.glob(f"{SEED_PREFIX}*") if is_model_dir(d))
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def decoder_results(self) -> Path:
+        return self.run_dir / DECODER_RESULTS
+
+    @property
+    def decoder_grid(self) -> Path:
+        return self.run_dir / DECODER_GRID
+
+    @property
+    def fisher(self) -> Path:
+        return self.run_dir / FISHER
+
+    def encoder_files(self, split: str, max_size: int | None) -> tuple[Path, Path]:
+        """``(csv, json)`` of an encoder evaluation of ``split`` capped at ``max_size``."""
+        size = f"_max_size_{max_size}" if max_size else ""
+        stem = self.run_dir / f"{ENCODED_PREFIX}{size}_split_{split}"
+        return stem.with_suffix(".csv"), stem.with_suffix(".json")
+
+    def encoder_results(self) -> list[Path]:
+        """Saved encoder summaries, the test split's first (newest last within each)."""
+        test = sorted(self.run_dir.glob(f"{ENCODED_PREFIX}*_split_test.json"))
+        return test or sorted(self.run_dir.glob(f"{ENCODED_PREFIX}*.json"))
+
+    # ------------------------------------------------------------------ caches and records
+    def gradient_cache(self, key: str) -> Path:
+        return self.run_dir / CACHE / GRADIENT_CACHE / key
+
+    @property
+    def mlm_head(self) -> Path:
+        return self.run_dir / MLM_HEAD
+
+    @property
+    def run_config(self) -> Path:
+        return self.run_dir / RUN_CONFIG
+
+    @property
+    def timings(self) -> Path:
+        return self.run_dir / TIMINGS
+
+    def rewritten_dir(self, target_class: str) -> Path:
+        return self.run_dir / f"{target_class}{REWRITTEN_SUFFIX}"
+
+    def figure(self, stem: str, img_format: str = "png", suffix: str = "") -> Path:
+        return self.run_dir / f"{stem}{suffix}.{img_format}"
+
+    def tidy_folders(self) -> Iterator[Path]:
+        """Folders where an interrupted atomic write may have left an orphan."""
+        yield from (self.run_dir, self.model_dir.parent, self.seeds_dir)
+
+
+def run_config_file(path: str | Path) -> Path:
+    """A config path, or the saved config inside a run folder."""
+    path = Path(path)
+    return path / RUN_CONFIG if path.is_dir() else path
+
+
+def similarity_csv(output_dir: str | Path) -> Path:
+    return Path(output_dir) / SIMILARITY_CSV

@@ -19,7 +19,11 @@ import time
 import traceback
 from pathlib import Path
 
+from gradiend import run_layout
 from gradiend.config import ConfigError, RunConfig
+from gradiend.demo import DemoConfig
+from gradiend.pipeline import compare_runs
+from gradiend.report import write_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -152,13 +156,13 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _evaluate(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import build_trainer, evaluate
+    from gradiend.pipeline import build_evaluation, evaluate
 
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model the GRADIEND was trained on")
     out = evaluate(
         cfg,
-        build_trainer(cfg),
+        build_evaluation(cfg),
         encoder=not ns.decoder_only,
         decoder=not ns.encoder_only,
         plot=not ns.no_plot,
@@ -181,18 +185,16 @@ def _evaluate(ns: argparse.Namespace) -> int:
 
 
 def _rewrite(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import build_trainer, rewrite
+    from gradiend.pipeline import build_evaluation, rewrite
 
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model to rewrite")
-    out = rewrite(cfg, build_trainer(cfg))
+    out = rewrite(cfg, build_evaluation(cfg, with_data=False))
     _print([f"rewritten model ({out['target_class']}): {out['rewritten_model']}"])
     return EXIT_OK
 
 
 def _compare(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import compare_runs
-
     _check_runs(ns.runs, need=2)
     out = compare_runs(ns.runs, ns.topk, ns.part, ns.measure, ns.output_dir)
     width = max(len(label) for label in out["labels"])
@@ -207,8 +209,6 @@ def _compare(ns: argparse.Namespace) -> int:
 
 
 def _report(ns: argparse.Namespace) -> int:
-    from gradiend.report import write_report
-
     _check_runs(ns.runs, need=1)
     path = write_report(ns.runs, ns.output, topk=ns.topk)
     _print([f"report: {path}"])
@@ -221,7 +221,7 @@ def _steer(ns: argparse.Namespace) -> int:
     from gradiend.pipeline import load_run_model, selected_strength
 
     _check_runs([ns.run], need=1, allow_hub=True)
-    saved = Path(ns.run) / "gradiend_config.json"
+    saved = Path(ns.run) / run_layout.RUN_CONFIG
     defaults = RunConfig.load(saved).steer if saved.is_file() else {}
     prompts = ns.prompt or defaults.get("prompts")
     if not prompts:
@@ -312,6 +312,9 @@ def _log_to_stderr(level: int) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+_Subparsers = argparse._SubParsersAction  # what add_subparsers returns
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples' line breaks and appends each option's default (unless None/False)."""
 
@@ -327,60 +330,85 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gradiend.demo import DemoConfig
-
-    fmt = HelpFormatter
-    demo_defaults = DemoConfig()
+    """The ``gradiend`` parser: one subcommand per stage, each with its examples as epilog."""
     parser = argparse.ArgumentParser(
-        prog="gradiend", description=__doc__, epilog=EXAMPLES[None], formatter_class=fmt
+        prog="gradiend", description=__doc__, epilog=EXAMPLES[None], formatter_class=HelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    _add_stages(sub)
+    _add_compare(sub)
+    _add_report(sub)
+    _add_steer(sub)
+    return parser
 
-    def add(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
-                           formatter_class=fmt)  # fmt: skip
-        p.add_argument("-v", "--verbose", action="store_true", help="debug-level log, tracebacks")
-        return p
 
-    def config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-        if required:
-            p.add_argument("-c", "--config", required=True,
-                           help="YAML/JSON config, or a run folder (its gradiend_config.json)")  # fmt: skip
-        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override a config key (value parsed as YAML); repeatable")  # fmt: skip
+def _subcommand(sub: _Subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand with ``help`` as its description, its examples and ``--verbose``."""
+    p = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
+                       formatter_class=HelpFormatter)  # fmt: skip
+    p.add_argument("-v", "--verbose", action="store_true", help="debug-level log, tracebacks")
+    return p
 
-    demo = add("demo", "train, evaluate and rewrite a he-vs-she GRADIEND on SmolLM2 (offline)")
-    demo.add_argument("--output-dir", default=demo_defaults.output_dir,
+
+def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--config`` (unless optional, as for the demo) and the repeatable ``--set``."""
+    if required:
+        p.add_argument("-c", "--config", required=True,
+                       help=f"YAML/JSON config, or a run folder (its {run_layout.RUN_CONFIG})")  # fmt: skip
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config key (value parsed as YAML); repeatable")  # fmt: skip
+
+
+def _add_demo(sub: _Subparsers) -> None:
+    """``demo``: its options default to ``DemoConfig``'s fields."""
+    defaults = DemoConfig()
+    demo = _subcommand(
+        sub, "demo", "train, evaluate and rewrite a he-vs-she GRADIEND on SmolLM2 (offline)"
+    )
+    demo.add_argument("--output-dir", default=defaults.output_dir,
                       help="experiment folder; the run is written to OUTPUT_DIR/he_she")  # fmt: skip
     demo.add_argument("--model", default=None,
                       help="hub id, folder or .gguf file (default: the offline SmolLM2-135M-Instruct "
                       "GGUF, gradiend.demo.smollm2_path())")  # fmt: skip
-    demo.add_argument("--max-steps", type=int, default=demo_defaults.max_steps,
+    demo.add_argument("--max-steps", type=int, default=defaults.max_steps,
                       help="GRADIEND training steps per seed")  # fmt: skip
-    demo.add_argument("--seeds", type=int, default=demo_defaults.seeds,
+    demo.add_argument("--seeds", type=int, default=defaults.seeds,
                       help="seeds trained on the one gradient cache (all must converge)")  # fmt: skip
-    demo.add_argument("--max-size-per-class", type=int, default=demo_defaults.max_size_per_class,
+    demo.add_argument("--max-size-per-class", type=int, default=defaults.max_size_per_class,
                       help="training rows per class (he, she) taken from the shipped sentences")  # fmt: skip
-    demo.add_argument("--learning-rate", type=float, default=demo_defaults.learning_rate,
+    demo.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                       help="the GRADIEND's AdamW learning rate (docs/training.md explains the choice)")  # fmt: skip
-    config_args(demo, required=False)
+    _config_args(demo, required=False)
 
-    config_args(add("data", "generate the training and neutral tables with the data creator"))
-    train = add("train", "train a GRADIEND (seeds, pruning, caches as configured)")
-    config_args(train)
+
+def _add_stages(sub: _Subparsers) -> None:
+    """``data``, ``train``, ``evaluate`` and ``rewrite``: the stages that run on a config."""
+    _config_args(
+        _subcommand(sub, "data", "generate the training and neutral tables with the data creator")
+    )
+    train = _subcommand(sub, "train", "train a GRADIEND (seeds, pruning, caches as configured)")
+    _config_args(train)
     train.add_argument("--no-plot", action="store_true", help="skip the convergence figure")
     train.add_argument("--pairs", nargs="+", metavar="A,B",
                        help="train one run per class pair (run_id/<A>_<B>); under torchrun the "
                             "pairs are spread over the ranks (docs/distributed.md)")  # fmt: skip
-    ev = add("evaluate", "evaluate the trained GRADIEND's encoder and/or decoder")
-    config_args(ev)
+    ev = _subcommand(sub, "evaluate", "evaluate the trained GRADIEND's encoder and/or decoder")
+    _config_args(ev)
     only = ev.add_mutually_exclusive_group()
     only.add_argument("--encoder-only", action="store_true")
     only.add_argument("--decoder-only", action="store_true")
     ev.add_argument("--no-plot", action="store_true", help="skip the figures")
-    config_args(add("rewrite", "save the base model rewritten at the selected decoder point"))
+    _config_args(
+        _subcommand(sub, "rewrite", "save the base model rewritten at the selected decoder point")
+    )
 
-    cmp = add("compare", "compare runs: similarity matrix, heatmap, top-k Venn diagram")
+
+def _add_compare(sub: _Subparsers) -> None:
+    """``compare``: several runs' importance rankings against each other."""
+    cmp = _subcommand(
+        sub, "compare", "compare runs: similarity matrix, heatmap, top-k Venn diagram"
+    )
     cmp.add_argument("runs", nargs="+", metavar="RUN_DIR")
     cmp.add_argument("--topk", type=_topk, default=1000, help="count, or fraction if < 1")
     cmp.add_argument(
@@ -394,13 +422,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "spearman_signed", "mass_overlap"])  # fmt: skip
     cmp.add_argument("-o", "--output-dir", default=None, help="where the files go")
 
-    rep = add("report", "write one self-contained HTML report of one run or a comparison")
+
+def _add_report(sub: _Subparsers) -> None:
+    """``report``: the HTML page of one run or of a comparison."""
+    rep = _subcommand(
+        sub, "report", "write one self-contained HTML report of one run or a comparison"
+    )
     rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
     rep.add_argument("-o", "--output", default=None,
                      help="HTML file (default RUN_DIR/report.html; comparison: ./report.html)")  # fmt: skip
     rep.add_argument("--topk", type=_topk, default=1000, help="top-k for the overlap figures")
 
-    st = add("steer", "print base and steered generations side by side")
+
+def _add_steer(sub: _Subparsers) -> None:
+    """``steer``: base and steered generations of a run, side by side."""
+    st = _subcommand(sub, "steer", "print base and steered generations side by side")
     st.add_argument("run", metavar="RUN_DIR", help="run folder, model folder or hub id")
     st.add_argument("--prompt", action="append", help="repeatable")
     direction = st.add_mutually_exclusive_group()
@@ -409,7 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--strength", type=float, default=None, help="step size η")
     st.add_argument("--max-new-tokens", type=int, default=None)
     st.add_argument("--model", default=None, help="base model (default: the recorded one)")
-    return parser
 
 
 def _topk(text: str) -> int | float:

@@ -35,6 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradiend import run_layout
+from gradiend._io import write_json
+from gradiend.data import TextFilterConfig, TextPredictionDataCreator, TextPreprocessConfig
+from gradiend.model.steering import SteeringMixin
+from gradiend.trainer import TextPredictionTrainer, TrainingArguments
+
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).parent
@@ -57,13 +63,21 @@ class ConfigError(ValueError):
         super().__init__(f"{what} '{key}': {problem}. Fix: {fix}")
 
 
-def _targets() -> dict[str, Callable]:
-    """The API call behind each section (imported lazily: no model is touched)."""
-    from gradiend.data import TextPredictionDataCreator
-    from gradiend.model.steering import SteeringMixin
-    from gradiend.pipeline import compare_runs
-    from gradiend.trainer import TextPredictionTrainer, TrainingArguments
+@dataclass
+class CompareArgs:
+    """The ``compare`` section: the parameters of ``gradiend.pipeline.compare_runs``, declared
+    here because the pipeline imports this module (a test keeps the two signatures equal)."""
 
+    runs: Sequence[str | Path] | None = None
+    topk: int | float = 1000
+    part: str | None = None
+    measure: str = "topk_overlap"
+    output_dir: str | Path | None = None
+    img_format: str = "png"
+
+
+def _targets() -> dict[str, Callable]:
+    """The API call behind each section, whose signature the section's keys are checked against."""
     return {
         "creator": TextPredictionDataCreator.__init__,
         "generate_training_data": TextPredictionDataCreator.generate_training_data,
@@ -73,7 +87,7 @@ def _targets() -> dict[str, Callable]:
         "evaluate_encoder": TextPredictionTrainer.evaluate_encoder,
         "evaluate_decoder": TextPredictionTrainer.evaluate_decoder,
         "rewrite_base_model": TextPredictionTrainer.rewrite_base_model,
-        "compare": compare_runs,
+        "compare": CompareArgs,
         "steer": SteeringMixin.steer_generations,
     }
 
@@ -113,9 +127,7 @@ class RunConfig:
     def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
         """Read a ``.yaml``/``.yml``/``.json`` file (or a run folder's saved config), apply
         overrides and validate."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "gradiend_config.json"
+        path = run_layout.run_config_file(path)
         if not path.is_file():
             raise ConfigError("--config", f"no config file at {path}", "pass an existing file")
         text = path.read_text(encoding="utf-8")
@@ -159,8 +171,6 @@ class RunConfig:
     def save(self, path: str | Path, resolved: bool = False) -> Path:
         """Write the config as JSON (``gradiend_config.json`` in a run folder); ``resolved``
         substitutes the ``${…}`` placeholders first, so the copy reads the same anywhere."""
-        from gradiend._io import write_json
-
         data = self.to_dict()
         write_json(path, self.resolve(data) if resolved else data)
         return Path(path)
@@ -213,9 +223,8 @@ class RunConfig:
         """A section's keyword arguments with placeholders resolved."""
         return self.resolve(getattr(self, name))
 
-    def training_arguments(self):
-        from gradiend.trainer import TrainingArguments
-
+    def training_arguments(self) -> TrainingArguments:
+        """The ``training_args`` section built into ``TrainingArguments`` (its checks run)."""
         try:
             return TrainingArguments(**self.section("training_args"))
         except (TypeError, ValueError) as err:
@@ -223,8 +232,6 @@ class RunConfig:
 
     def creator_kwargs(self) -> dict:
         """``creator`` with ``feature_targets`` and ``preprocess`` built into their dataclasses."""
-        from gradiend.data import TextFilterConfig, TextPreprocessConfig
-
         kw = self.section("creator")
         targets = kw.get("feature_targets")
         if targets is not None:
@@ -275,7 +282,7 @@ def set_dotted(data: dict, item: str) -> None:
 
 def _parse_yaml(text: str) -> Any:
     try:
-        import yaml
+        import yaml  # optional extra: PyYAML (JSON configs need none)
     except ImportError as err:  # pragma: no cover - PyYAML comes with transformers
         raise ImportError("YAML configs need PyYAML: pip install pyyaml (or use JSON)") from err
     try:

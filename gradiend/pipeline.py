@@ -15,11 +15,27 @@ from typing import Any
 from gradiend import distributed as dist
 from gradiend._io import read_json, write_json
 from gradiend.config import ConfigError, RunConfig
+from gradiend.evaluator.compare import compare
+from gradiend.evaluator.figures import (
+    plot_similarity_heatmap,
+    plot_topk_overlap_heatmap,
+    plot_topk_overlap_venn,
+)
+from gradiend.model import ModelWithGradiend
+from gradiend.model.runs import label_runs
+from gradiend.run_layout import (
+    FIG_SHIFTS,
+    FIG_SIMILARITY_HEATMAP,
+    FIG_TOPK_HEATMAP,
+    FIG_VENN,
+    TIMINGS,
+    RunLayout,
+    figure_file,
+    similarity_csv,
+)
 
 logger = logging.getLogger(__name__)
 
-TIMINGS = "timings.json"
-CONFIG_FILE = "gradiend_config.json"
 
 
 def record_timing(run_dir: str | Path, stage: str, seconds: float) -> None:
@@ -55,24 +71,45 @@ def make_data(cfg: RunConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- trainer
-def build_trainer(cfg: RunConfig, progress: bool = True):
-    """``TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args))``; without
-    ``trainer.data`` the data comes from the creator sections."""
-    from gradiend.trainer import TextPredictionTrainer
-
-    cfg.require("trainer.model", why="the base model to train on")
+def _trainer_kwargs(cfg: RunConfig, why: str) -> tuple[dict[str, Any], float | None]:
+    """The config's ``trainer`` keywords; without ``trainer.data`` the data comes from the
+    creator sections (and the seconds that took)."""
+    cfg.require("trainer.model", why=why)
     kwargs = cfg.section("trainer")
-    kwargs.setdefault("progress", progress)
     seconds = None
     if kwargs.get("data") is None:
         data = make_data(cfg)
         kwargs["data"], seconds = data["training"], data["seconds"]
         if kwargs.get("eval_neutral_data") is None and data["neutral"] is not None:
             kwargs["eval_neutral_data"] = data["neutral"]
+    return kwargs, seconds
+
+
+def build_trainer(cfg: RunConfig, progress: bool = True):
+    """``TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args))``; without
+    ``trainer.data`` the data comes from the creator sections."""
+    from gradiend.trainer import TextPredictionTrainer  # torch loads only when a stage runs
+
+    kwargs, seconds = _trainer_kwargs(cfg, "the base model to train on")
+    kwargs.setdefault("progress", progress)
     trainer = TextPredictionTrainer(**kwargs, args=cfg.training_arguments())
     if seconds is not None:
         record_timing(trainer.run_dir, "data", seconds)
     return trainer
+
+
+def build_evaluation(cfg: RunConfig, progress: bool = True, with_data: bool = True):
+    """The saved run's ``RunEvaluation`` (no trainer: nothing is trained or re-extracted;
+    ``with_data=False``, for a rewrite, reads no data either)."""
+    from gradiend.trainer.saved_run import saved_run  # torch loads only when a stage runs
+
+    if with_data:
+        kwargs, _ = _trainer_kwargs(cfg, "the base model the GRADIEND was trained on")
+    else:
+        cfg.require("trainer.model", why="the base model to rewrite")
+        kwargs = cfg.section("trainer")
+    progress = kwargs.pop("progress", progress)
+    return saved_run(kwargs, cfg.training_arguments(), progress, with_data)
 
 
 def train(cfg: RunConfig, trainer=None, plot: bool = True) -> dict[str, Any]:
@@ -82,7 +119,7 @@ def train(cfg: RunConfig, trainer=None, plot: bool = True) -> dict[str, Any]:
     trainer.train()
     record_timing(trainer.run_dir, "train", time.perf_counter() - t0)
     if dist.is_main():
-        cfg.save(trainer.run_dir / CONFIG_FILE, resolved=True)
+        cfg.save(trainer.layout.run_config, resolved=True)
     stats = trainer.get_training_stats()
     out = {
         "run_dir": str(trainer.run_dir),
@@ -149,8 +186,9 @@ def train_pairs(
 def evaluate(
     cfg: RunConfig, trainer=None, encoder: bool = True, decoder: bool = True, plot: bool = True
 ) -> dict[str, Any]:
-    """``evaluate_encoder`` and/or ``evaluate_decoder`` with the config's arguments."""
-    trainer = trainer or build_trainer(cfg)
+    """``evaluate_encoder`` and/or ``evaluate_decoder`` with the config's arguments (on the
+    trainer when given, else on the saved run)."""
+    trainer = trainer or build_evaluation(cfg)
     out: dict[str, Any] = {"run_dir": str(trainer.run_dir)}
     if encoder:
         t0 = time.perf_counter()
@@ -170,7 +208,7 @@ def evaluate(
         dec = trainer.evaluate_decoder(**kw)
         record_timing(trainer.run_dir, "evaluate_decoder", time.perf_counter() - t0)
         out["decoder"] = {k: v for k, v in dec.items() if k != "grid"}
-        shifts = Path(trainer.run_dir) / f"decoder_probability_shifts.{trainer.img_format}"
+        shifts = trainer.layout.figure(FIG_SHIFTS, trainer.img_format)
         if plot and shifts.exists():
             out["decoder_plot"] = str(shifts)
     return out
@@ -179,11 +217,11 @@ def evaluate(
 def rewrite(cfg: RunConfig, trainer=None) -> dict[str, Any]:
     """``rewrite_base_model`` at the selected point; saved to ``rewrite_base_model.output_dir``
     (default ``<run_dir>/<class>_rewritten``)."""
-    trainer = trainer or build_trainer(cfg)
+    trainer = trainer or build_evaluation(cfg, with_data=False)
     kw = cfg.section("rewrite_base_model")
     target = kw.get("target_class") or trainer.target_classes[0]
     kw.setdefault("target_class", target)
-    kw.setdefault("output_dir", str(Path(trainer.run_dir) / f"{target}_rewritten"))
+    kw.setdefault("output_dir", str(trainer.layout.rewritten_dir(target)))
     t0 = time.perf_counter()
     trainer.rewrite_base_model(**kw)
     record_timing(trainer.run_dir, "rewrite", time.perf_counter() - t0)
@@ -201,79 +239,55 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Similarity matrix of several runs (run or model folders), its heatmap and the top-k
     Venn diagram (UpSet bars beyond three runs), by importance ``part`` (default: each run's
-    own ranking, see ``GradiendModel.resolve_part``). Writes ``similarity.csv``,
-    ``topk_heatmap.<fmt>`` and ``topk_venn.<fmt>`` into ``output_dir`` when given."""
-    from gradiend.evaluator.compare import compute_similarity_matrix
-    from gradiend.visualizer.topk import (
-        plot_similarity_heatmap,
-        plot_topk_overlap_heatmap,
-        plot_topk_overlap_venn,
-    )
-
+    own ranking, see ``GradiendModel.resolve_part``). Every run is loaded once (``compare``).
+    Writes ``similarity.csv``, ``topk_heatmap.<fmt>`` (``similarity_heatmap.<fmt>`` for a
+    measure other than ``topk_overlap``) and ``topk_venn.<fmt>`` into ``output_dir`` when given."""
     runs = [str(r) for r in runs or []]
     if len(runs) < 2:
         raise ValueError(f"compare needs at least two runs, got {len(runs)}")
-    models = _labels(runs)
+    found = compare(label_runs(runs), measure=measure, topk=topk, part=part)
     out_dir = Path(output_dir) if output_dir is not None else None
-    kwargs = {"topk": topk} if measure == "topk_overlap" else {}
-    frame = compute_similarity_matrix(models, measure=measure, part=part, **kwargs)
-    result: dict[str, Any] = {
-        "labels": list(frame.index),
-        "matrix": frame.to_numpy().tolist(),
-        "part": frame.attrs["part"],  # the ranking used (each run's default when part=None)
-    }
 
-    def path(name: str) -> Path | None:
-        return None if out_dir is None else out_dir / f"{name}.{img_format}"
+    def path(stem: str) -> Path | None:
+        return None if out_dir is None else figure_file(out_dir, stem, img_format)
 
+    plot = {"show": False, "img_format": img_format}
     if measure == "topk_overlap":
-        heat = plot_topk_overlap_heatmap(
-            models, topk, part, output_path=path("topk_heatmap"), show=False, img_format=img_format
-        )
+        heat = plot_topk_overlap_heatmap(found, output_path=path(FIG_TOPK_HEATMAP), **plot)
     else:
-        heat = plot_similarity_heatmap(
-            frame, measure, output_path=path("similarity_heatmap"), show=False,
-            img_format=img_format,
-        )  # fmt: skip
-    venn = plot_topk_overlap_venn(
-        models, topk, part, output_path=path("topk_venn"), show=False, img_format=img_format
-    )
-    result.update(heatmap=heat["path"], venn=venn["path"], regions=venn["data"]["regions"])
+        heat = plot_similarity_heatmap(found, output_path=path(FIG_SIMILARITY_HEATMAP), **plot)
+    venn = plot_topk_overlap_venn(found, output_path=path(FIG_VENN), **plot)
+    result: dict[str, Any] = {
+        "labels": list(found.frame.index),
+        "matrix": found.frame.to_numpy().tolist(),
+        "part": found.part,  # the ranking used (each run's default when part=None)
+        "heatmap": heat["path"],
+        "venn": venn["path"],
+        "regions": venn["data"]["regions"],
+    }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out_dir / "similarity.csv")
-        result["csv"] = str(out_dir / "similarity.csv")
+        csv = similarity_csv(out_dir)
+        found.frame.to_csv(csv)
+        result["csv"] = str(csv)
     return result
-
-
-def _labels(runs: list[str]) -> dict[str, str]:
-    """Short unique labels: the folder name, or the last two parts when names repeat."""
-    names = [Path(r).name if Path(r).name != "model" else Path(r).parent.name for r in runs]
-    out: dict[str, str] = {}
-    for r, n in zip(runs, names, strict=True):
-        label = n if names.count(n) == 1 else "/".join(Path(r).parts[-2:])
-        out[label if label not in out else f"{label} ({len(out)})"] = r
-    return out
 
 
 def seed_dirs(run_dir: str | Path) -> list[str]:
     """Saved seed runs of a run folder (``seeds/seed_*`` with weights)."""
-    seeds = sorted(Path(run_dir).glob("seeds/seed_*"))
-    return [str(d) for d in seeds if (d / "config.json").exists()]
+    return [str(d) for d in RunLayout.locate(run_dir).seed_runs()]
 
 
 # --------------------------------------------------------------------------- steering
 def load_run_model(run_dir: str | Path, base_model: Any = None):
     """The ``ModelWithGradiend`` of a run folder (or model folder / hub id), with the base model
     it records (or ``base_model``)."""
-    from gradiend.model import ModelWithGradiend
-
     return ModelWithGradiend.from_pretrained(run_dir, base_model=base_model)
 
 
 def selected_strength(run_dir: str | Path, target_class: str) -> float | None:
     """The learning rate the decoder evaluation selected for strengthening ``target_class``."""
-    path = Path(run_dir) / "decoder_results.json"
+    path = RunLayout.locate(run_dir).decoder_results
     if not path.is_file():
         return None
     entry = read_json(path).get(target_class)

@@ -49,6 +49,8 @@ MLM_HEAD = "decoder_mlm_head"
 MLM_HEAD_CONFIG = "head.json"
 MLM_HEAD_WEIGHTS = "head.safetensors"
 RUN_CONFIG = "gradiend_config.json"
+# a base model's Hugging Face folder (same name as a GRADIEND's config, another file)
+HF_CONFIG = "config.json"
 TIMINGS = "timings.json"
 REWRITTEN_SUFFIX = "_rewritten"
 SIMILARITY_CSV = "similarity.csv"
@@ -130,6 +132,10 @@ class RunLayout:
         return self.model_dir / CONTEXT
 
     @property
+    def model_config(self) -> Path:
+        return self.model_dir / MODEL_CONFIG
+
+    @property
     def has_model(self) -> bool:
         return is_model_dir(self.model_dir)
 
@@ -208,3 +214,27 @@ def run_config_file(path: str | Path) -> Path:
 
 def similarity_csv(output_dir: str | Path) -> Path:
     return Path(output_dir) / SIMILARITY_CSV
+
+
+# --------------------------------------------------------------------------- figures and reports
+# the names the plot functions save under when given a folder (``<stem>.<img_format>``)
+FIG_TOPK_OVERLAP_HEATMAP = "topk_overlap_heatmap"
+FIG_TOPK_OVERLAP_VENN = "topk_overlap_venn"
+FIG_SIMILARITY_PREFIX = "similarity_"
+FIG_LOCATION = "rewrite_location"
+REPORT = "report.html"
+
+
+def figure_file(folder: str | Path, stem: str, img_format: str = "png") -> Path:
+    """``<folder>/<stem>.<img_format>``: a figure written outside a run folder (``compare``)."""
+    return Path(folder) / f"{stem}.{img_format}"
+
+
+def report_file(folder: str | Path) -> Path:
+    """The HTML report of a run folder, or of a comparison written into ``folder``."""
+    return Path(folder) / REPORT
+
+
+def encoder_table(summary: str | Path) -> Path:
+    """The per-row CSV written beside an encoder summary (``encoder_files``)."""
+    return Path(summary).with_suffix(".csv")

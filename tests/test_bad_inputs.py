@@ -33,7 +33,7 @@ from gradiend.lm.loading import load_base_model
 from gradiend.lm.objectives import make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.trainer import PostPruneConfig, PrePruneConfig
-from gradiend.trainer.validation import MeaninglessResultWarning
+from gradiend.trainer.data_checks import MeaninglessResultWarning
 
 
 # --------------------------------------------------------------------------- helpers

@@ -22,16 +22,10 @@ from gradiend.evaluator.decoder import (
 )
 from gradiend.evaluator.decoder_search import search_direction
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer
-from gradiend.trainer.decoder_mixin import DecoderMixin
 
 LRS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0]
 
-if issubclass(TextPredictionTrainer, DecoderMixin):
-    Trainer = TextPredictionTrainer
-else:
-
-    class Trainer(DecoderMixin, TextPredictionTrainer):
-        pass
+Trainer = TextPredictionTrainer
 
 
 def _trainer(planted, tmp_path, kind, neutral=True, **kw):

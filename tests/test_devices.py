@@ -73,7 +73,7 @@ def test_fisher_preconditioned_rewrite_on_a_bf16_base(planted, tmp_path, device)
     """The Fisher is computed where the base model lives (float32, beside the GRADIEND) and
     the rewrite is θ + η·u⊘(F+λ), summed in float32 and cast back once."""
     from gradiend.evaluator import FisherConfig
-    from gradiend.evaluator import fisher as fisher_mod
+    from gradiend.lm import fisher as fisher_mod
 
     model, tok = planted["clm"]
     base = copy.deepcopy(model).to(device, torch.bfloat16)

@@ -7,7 +7,7 @@ import torch
 from conftest import he_she_trainer, neutral_texts
 
 from gradiend.evaluator import FisherConfig
-from gradiend.evaluator import fisher as fisher_mod
+from gradiend.lm import fisher as fisher_mod
 
 N_NEUTRAL, N_BUDGET = 40, 20
 

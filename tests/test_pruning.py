@@ -271,7 +271,7 @@ def test_snr_importance_from_neutral_texts_ranks_and_post_prunes(planted, tmp_pa
     the normalisation); other neutral texts are another run; without texts: decoder-fit."""
     from conftest import he_she_trainer, neutral_texts
 
-    from gradiend.evaluator import fisher as fisher_mod
+    from gradiend.lm import fisher as fisher_mod
 
     post = PostPruneConfig(topk=0.3)
     tr = he_she_trainer(planted["clm"], tmp_path, "snr", n_neutral=40, post_prune_config=post)
@@ -315,7 +315,7 @@ def test_snr_falls_back_to_decoder_fit_when_no_fisher_can_be_estimated(
 ):
     from conftest import he_she_trainer
 
-    from gradiend.evaluator import fisher as fisher_mod
+    from gradiend.lm import fisher as fisher_mod
 
     def broken(*args, **kwargs):
         raise ValueError("the neutral texts' gradients are zero on the selected parameters")

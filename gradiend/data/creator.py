@@ -187,45 +187,52 @@ class TextPredictionDataCreator:
             "min_rows_per_target_for_balance": min_rows_per_target_for_balance,
         }  # fmt: skip
         key = self._cache_key("training", params)
-        if key is not None and out_dir is not None:
-            cached = load_cached(out_dir, self.training_basename, key, self.output_format)
-            if cached is not None:
-                frames, self.stats = cached
-                return frames if format == "per_class" else frames[format]
+        cached = self._load_cached(out_dir, self.training_basename, key)
+        if cached is not None:
+            return cached if format == "per_class" else cached[format]
 
-        pre: Counter[str] = Counter()
-        collector = ClassCollector(
-            filters, self.nlp, max_size_per_class, self.batch_size, self.progress
-        )
-        collector.run(self._sentences(None, pre), total=self._known_total(None))
+        collector, pre = self._scan_classes(filters, max_size_per_class)
         frames = {cid: per_class_frame(rows, cid) for cid, rows in collector.rows.items()}
         frames = balance_frames(frames, balance, self.seed, min_rows_per_target_for_balance)
-        needed = max(min_rows_per_class_for_split, sum(r > 0 for r in ratios))
-        incomplete = {cid: len(df) for cid, df in frames.items() if len(df) < needed}
-        self._report_incomplete(incomplete, needed, raise_on_incomplete_classes, len(frames))
-        complete = {cid: df for cid, df in frames.items() if cid not in incomplete}
-        complete = add_splits(complete, ratios, self.seed, split_group_col)
-
-        stats = collector.stats()
-        stats.update(
-            texts_excluded_by_preprocess=dict(pre),
-            incomplete_classes=incomplete,
-            rows_per_class={
-                cid: {
-                    "total": len(df),
-                    **{s: int(n) for s, n in df["split"].value_counts().items()},
-                }
-                for cid, df in complete.items()
-            },
-            params=params,
-            cache_key=key,
-        )
+        complete, incomplete = self._split_complete(
+            frames, ratios, min_rows_per_class_for_split, raise_on_incomplete_classes,
+            split_group_col,
+        )  # fmt: skip
+        stats = _training_stats(collector.stats(), pre, incomplete, complete, params, key)
         self.stats = stats
         self._log_training(stats)
         result = self._shape(complete, format)
         if out_dir is not None:
             self._write_training(out_dir, result, format, frames, incomplete, stats)
         return result
+
+    def _scan_classes(
+        self, filters: list[CompiledFilter], max_size_per_class: int | None
+    ) -> tuple[ClassCollector, Counter[str]]:
+        """One pass over the corpus collecting every class's rows; also the texts that the
+        preprocessing dropped, by reason."""
+        pre: Counter[str] = Counter()
+        collector = ClassCollector(
+            filters, self.nlp, max_size_per_class, self.batch_size, self.progress
+        )
+        collector.run(self._sentences(None, pre), total=self._known_total(None))
+        return collector, pre
+
+    def _split_complete(
+        self,
+        frames: dict[str, pd.DataFrame],
+        ratios: tuple[float, float, float],
+        min_rows: int,
+        raise_: bool,
+        split_group_col: str | None,
+    ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+        """The classes with rows enough for the splits, split; and the others' row counts
+        (reported, or raised with ``raise_``)."""
+        needed = max(min_rows, sum(r > 0 for r in ratios))
+        incomplete = {cid: len(df) for cid, df in frames.items() if len(df) < needed}
+        self._report_incomplete(incomplete, needed, raise_, len(frames))
+        complete = {cid: df for cid, df in frames.items() if cid not in incomplete}
+        return add_splits(complete, ratios, self.seed, split_group_col), incomplete
 
     def _shape(
         self, frames: dict[str, pd.DataFrame], format: str
@@ -291,26 +298,15 @@ class TextPredictionDataCreator:
             raise ValueError(
                 f"neutral data has only format='minimal' (a text column), got {format!r}"
             )
-        specs = (
-            [excluded_spacy_tags]
-            if isinstance(excluded_spacy_tags, dict)
-            else list(excluded_spacy_tags or [])
-        )
-        if specs and self.nlp is None:
-            raise ValueError(
-                "excluded_spacy_tags needs a spacy_model; pass spacy_model='en_core_web_sm' "
-                "(or a loaded spacy.Language) to the creator."
-            )
+        specs = self._tag_specs(excluded_spacy_tags)
         words = [w for f in self.feature_targets for w in f.words]
         words += list(additional_excluded_words or [])
         out_dir = self._output_dir(output)
         params = {"max_size": max_size, "excluded_words": sorted(set(words)), "tags": specs}
         key = self._cache_key("neutral", params, base_data)
-        if key is not None and out_dir is not None:
-            cached = load_cached(out_dir, self.neutral_basename, key, self.output_format)
-            if cached is not None:
-                frames, self.stats = cached
-                return frames["neutral"]
+        cached = self._load_cached(out_dir, self.neutral_basename, key)
+        if cached is not None:
+            return cached["neutral"]
         pre: Counter[str] = Counter()
         kept, stats = collect_neutral(
             self._sentences(base_data, pre),
@@ -331,11 +327,30 @@ class TextPredictionDataCreator:
         )
         df = pd.DataFrame({"text": kept})
         if out_dir is not None:
-            path = frame_path(out_dir, self.neutral_basename, self.output_format)
-            write_frame(df, path, self.output_format)
-            stats["files"] = {"neutral": str(path)}
-            write_json(stats, out_dir / f"{self.neutral_basename}_stats.json")
+            self._write_neutral(out_dir, df, stats)
         return df
+
+    def _tag_specs(
+        self, excluded_spacy_tags: SpacyTagSpec | Sequence[SpacyTagSpec] | None
+    ) -> list[SpacyTagSpec]:
+        """``excluded_spacy_tags`` as a list; tags need the creator's spaCy pipeline."""
+        specs = (
+            [excluded_spacy_tags]
+            if isinstance(excluded_spacy_tags, dict)
+            else list(excluded_spacy_tags or [])
+        )
+        if specs and self.nlp is None:
+            raise ValueError(
+                "excluded_spacy_tags needs a spacy_model; pass spacy_model='en_core_web_sm' "
+                "(or a loaded spacy.Language) to the creator."
+            )
+        return specs
+
+    def _write_neutral(self, out_dir: Path, df: pd.DataFrame, stats: dict[str, Any]) -> None:
+        path = frame_path(out_dir, self.neutral_basename, self.output_format)
+        write_frame(df, path, self.output_format)
+        stats["files"] = {"neutral": str(path)}
+        write_json(stats, out_dir / f"{self.neutral_basename}_stats.json")
 
     # ------------------------------------------------------------------ output & cache
     def _output_dir(self, output: str | Path | bool | None) -> Path | None:
@@ -348,6 +363,19 @@ class TextPredictionDataCreator:
                 raise ValueError("output=True needs output_dir set on the creator")
             return self.output_dir
         return Path(output)
+
+    def _load_cached(
+        self, out_dir: Path | None, basename: str, key: str | None
+    ) -> dict[str, pd.DataFrame] | None:
+        """The frames an earlier run with the same cache key wrote (``self.stats`` set to
+        theirs), or None: no cache key, no output folder or nothing matching there."""
+        if key is None or out_dir is None:
+            return None
+        cached = load_cached(out_dir, basename, key, self.output_format)
+        if cached is None:
+            return None
+        frames, self.stats = cached
+        return frames
 
     def _class_path(self, out_dir: Path, cid: str) -> Path:
         name = f"{self.training_basename}_{safe_name(cid)}"
@@ -391,3 +419,26 @@ class TextPredictionDataCreator:
             [repr(f) for f in self.feature_targets], self.min_left_context_words, self.seed,
             self.output_format, params,
         ))  # fmt: skip
+
+
+def _training_stats(
+    stats: dict[str, Any],
+    pre: Counter[str],
+    incomplete: dict[str, int],
+    complete: dict[str, pd.DataFrame],
+    params: dict[str, Any],
+    key: str | None,
+) -> dict[str, Any]:
+    """The scan's statistics plus the preprocessing drops, the dropped classes, the rows per
+    class and split of the kept ones, the parameters and the cache key."""
+    stats.update(
+        texts_excluded_by_preprocess=dict(pre),
+        incomplete_classes=incomplete,
+        rows_per_class={
+            cid: {"total": len(df), **{s: int(n) for s, n in df["split"].value_counts().items()}}
+            for cid, df in complete.items()
+        },
+        params=params,
+        cache_key=key,
+    )
+    return stats

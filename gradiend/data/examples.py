@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gradiend.data.heldout import vocabulary_split
+from gradiend.data.hub import load_hub_data
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ def read_table(
             return pd.read_parquet(path)
         if path.suffix in (".csv", ".parquet"):
             raise FileNotFoundError(f"data file {path} does not exist")
-        from gradiend.data.hub import load_hub_data
-
         return load_hub_data(data, classes, hf_config, hf_split)
     return _from_datasets(data)
 
@@ -318,3 +317,12 @@ def row_words(row: Mapping) -> tuple[list[str], list[str]]:
     if row["alternative"] == row["factual"]:
         return factual, factual
     return factual, [match_case(alt, f) for f in factual]
+
+
+def cap_per_group(df: pd.DataFrame, max_size: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_size`` rows per transition (seeded sample)."""
+    if max_size is None:
+        return df
+    return df.groupby("feature_class_id", group_keys=False, sort=True).apply(
+        lambda g: g.sample(n=min(len(g), max_size), random_state=seed)
+    )

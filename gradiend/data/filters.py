@@ -217,7 +217,7 @@ def load_spacy(spacy_model: Any) -> Any:
     if spacy_model is None or not isinstance(spacy_model, str):
         return spacy_model
     try:
-        import spacy
+        import spacy  # optional extra: spacy (gradiend[data])
     except ImportError as err:
         raise ImportError(f"spacy_model={spacy_model!r} needs spaCy: {_DATA_HINT}") from err
     try:

@@ -24,7 +24,7 @@ DATA_EXTRA_HINT = "pip install gradiend[data]"
 
 def _datasets():
     try:
-        import datasets
+        import datasets  # optional extra: datasets (gradiend[data])
     except ImportError:
         raise ImportError(f"loading data from the hub needs `{DATA_EXTRA_HINT}`") from None
     return datasets

@@ -43,7 +43,7 @@ def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if output_format == "hf":
         try:
-            import datasets
+            import datasets  # optional extra: datasets (gradiend[data])
         except ImportError as err:
             raise ImportError(f"output_format='hf' needs `datasets`: {_HINT}") from err
         if path.is_dir() and any(path.iterdir()) and not (path / "dataset_info.json").exists():
@@ -92,6 +92,6 @@ def read_frame(path: Path, output_format: str) -> pd.DataFrame:
         return pd.read_csv(path, keep_default_na=False)
     if output_format == "parquet":
         return pd.read_parquet(path)
-    import datasets
+    import datasets  # optional extra: datasets (only hf-format output reaches here)
 
     return datasets.load_from_disk(str(path)).to_pandas()

@@ -103,7 +103,7 @@ class SentenceSplitter:
         self._nlp: Any = None
         if config.splitter in ("auto", "spacy"):
             try:
-                import spacy
+                import spacy  # optional extra: spacy (gradiend[data])
             except ImportError as err:
                 if config.splitter == "spacy":
                     raise ImportError(

@@ -83,7 +83,7 @@ def _iter_csv(path: Path, column: str) -> Iterator[str]:
 
 
 def _iter_parquet(path: Path, column: str) -> Iterator[str]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # optional extra: pyarrow (checked in _file_stream)
 
     for batch in pq.ParquetFile(path).iter_batches(columns=[column], batch_size=_CSV_CHUNK):
         yield from _clean(batch.column(0).to_pylist())
@@ -98,7 +98,7 @@ def _file_stream(path: Path, column: str) -> Iterator[str]:
         return _iter_csv(path, column)
     if suffix in (".parquet", ".pq"):
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # optional extra: pyarrow (gradiend[data])
         except ImportError as err:
             raise ImportError(f"Reading Parquet needs pyarrow: {DATA_EXTRA_HINT}") from err
         names = pq.read_schema(path).names
@@ -108,7 +108,7 @@ def _file_stream(path: Path, column: str) -> Iterator[str]:
     if suffix == ".txt":
         return _iter_lines(path)
     if path.is_dir() and (path / "dataset_info.json").exists():  # datasets.save_to_disk folder
-        import datasets
+        import datasets  # optional extra: datasets (a save_to_disk folder)
 
         return _hf_stream(datasets.load_from_disk(str(path)), column, None, 0)
     raise ValueError(
@@ -150,7 +150,7 @@ def _iter_hf_batches(data: Any, column: str) -> Iterator[str]:
 
 def _load_hf(name: str, hf_config: str | None, split: str) -> Any:
     try:
-        import datasets
+        import datasets  # optional extra: datasets (gradiend[data])
     except ImportError as err:
         raise ImportError(
             f"Loading Hugging Face datasets needs `datasets`: {DATA_EXTRA_HINT}"

@@ -20,7 +20,7 @@ def _pipe_labels(nlp: Any, name: str) -> set[str] | None:
 
 def possible_values(nlp: Any) -> dict[str, set[str]]:
     """Values each tag key can take under ``nlp`` (keys whose values cannot be known: absent)."""
-    from spacy.parts_of_speech import IDS
+    from spacy.parts_of_speech import IDS  # optional extra: spacy (nlp is a spaCy pipeline)
 
     out: dict[str, set[str]] = {"pos": {p for p in IDS if p}}
     for key, pipe in (("tag", "tagger"), ("dep", "parser")):

@@ -15,17 +15,16 @@ from typing import Any
 
 from gradiend._io import read_json
 from gradiend._warn import warn
+from gradiend.model.runs import load_gradiend
+from gradiend.run_layout import MODEL_CONFIG, find_model_dir
 
 logger = logging.getLogger(__name__)
 
 
 def _identity(model: Any) -> tuple[dict | None, dict | None]:
     """``(param map JSON, base-model fingerprint)`` of a run, reading only its config for paths."""
-    from gradiend.evaluator.compare import load_gradiend
-    from gradiend.model.gradiend import _model_dir
-
     if isinstance(model, (str, os.PathLike)):
-        cfg = read_json(_model_dir(Path(model)) / "config.json")
+        cfg = read_json(find_model_dir(Path(model)) / MODEL_CONFIG)
         return (cfg.get("mapping") or {}).get("param_map"), cfg.get("metadata", {})
     gradiend = load_gradiend(model)
     pmap = gradiend.param_map.to_json() if gradiend.param_map is not None else None

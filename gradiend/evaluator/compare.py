@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,10 +35,22 @@ import pandas as pd
 
 from gradiend.evaluator.comparable import check_comparable
 from gradiend.model.gradiend import DEFAULT_PART, GradiendModel
+from gradiend.model.runs import RunLike, label_runs, load_gradiend
 
 logger = logging.getLogger(__name__)
 
-ModelLike = GradiendModel | str | os.PathLike | Any
+__all__ = [
+    "MEASURES",
+    "ModelLike",
+    "RunComparison",
+    "compare",
+    "compute_similarity_matrix",
+    "load_gradiend",
+    "topk_sets",
+    "venn_region_counts",
+]
+
+ModelLike = RunLike
 MEASURES = (
     "topk_overlap",
     "cosine",
@@ -65,40 +75,6 @@ _AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
 }
 
 
-# --------------------------------------------------------------------------- model resolution
-def load_gradiend(model: ModelLike) -> GradiendModel:
-    """The GradiendModel behind ``model``: itself, its ``.gradiend``, or loaded from a run folder.
-
-    A path loads only the GRADIEND weights (``model/`` inside a run folder or the model folder
-    itself); the base language model is never loaded.
-    """
-    if isinstance(model, GradiendModel):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return GradiendModel.from_pretrained(Path(model))
-    inner = getattr(model, "gradiend", None)
-    if isinstance(inner, GradiendModel):
-        return inner
-    raise TypeError(
-        f"cannot compare {type(model).__name__}: pass a GradiendModel, an object with a "
-        "`.gradiend` GradiendModel (ModelWithGradiend), or a run folder path"
-    )
-
-
-def _labelled(models: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
-    """Accept a dict label → model, or a sequence (labels from folder names or positions)."""
-    if isinstance(models, Mapping):
-        out = {str(k): v for k, v in models.items()}
-    else:
-        out = {}
-        for i, m in enumerate(models):
-            label = Path(m).name if isinstance(m, (str, os.PathLike)) else f"model {i}"
-            out[label if label not in out else f"{label} ({i})"] = m
-    if not out:
-        raise ValueError("no models to compare")
-    return out
-
-
 def _members(model: Any) -> list[Any]:
     """A seed group (list/tuple of models) or a single model, as a list of members."""
     return list(model) if isinstance(model, (list, tuple)) else [model]
@@ -115,7 +91,7 @@ def topk_sets(
     ``topk`` is a count or a fraction of each run's own input dimension. Runs given as paths are
     loaded one at a time and released, so many large runs fit in memory.
     """
-    labelled = _labelled(models)
+    labelled = label_runs(models)
     check_comparable({label: [model] for label, model in labelled.items()})
     return {label: _topk_set(load_gradiend(model), topk, part) for label, model in labelled.items()}
 
@@ -224,7 +200,98 @@ def _member_matrix(flat: list[Any], measure: str, value: str) -> np.ndarray:
     return np.abs(matrix) if measure in ("cosine", "spearman") else matrix
 
 
-# --------------------------------------------------------------------------- similarity matrix
+# --------------------------------------------------------------------------- the comparison value
+@dataclass(frozen=True, eq=False)
+class RunComparison:
+    """Everything one comparison of runs found, computed from each run loaded once.
+
+    ``part`` is the ranking the similarity ``frame`` used (each run's own, joined when they
+    differ); ``topk_sets`` (label → base-global indices of the run's top ``topk`` by
+    ``sets_part``) and their Venn ``regions`` are there when ``topk`` was given and every label is
+    a single run. ``requested_part`` is the ``part`` asked for (None: each run's default).
+    """
+
+    labels: tuple[str, ...]
+    measure: str
+    topk: int | float | None
+    part: str
+    frame: pd.DataFrame
+    topk_sets: dict[str, set[int]] | None = None
+    regions: dict[tuple[str, ...], int] | None = None
+    sets_part: str | None = None
+    requested_part: str | None = None
+
+    def overlap(self, value: str = "intersection") -> pd.DataFrame:
+        """Pairwise top-k overlaps (``intersection`` counts or ``intersection_frac``), from the
+        frame when it is that measure, else from the top-k sets."""
+        if self.measure == "topk_overlap" and self.frame.attrs.get("value") == value:
+            return self.frame
+        _check_value(value)
+        if self.topk_sets is None:
+            raise ValueError(
+                "this comparison has no top-k sets: compare single runs (not seed groups) "
+                "with a topk"
+            )
+        matrix = _member_matrix(list(self.topk_sets.values()), "topk_overlap", value)
+        frame = pd.DataFrame(matrix, index=list(self.labels), columns=list(self.labels))
+        if value == "intersection":
+            frame = frame.astype(np.int64)
+        attrs = {"measure": "topk_overlap", "part": self.sets_part, "topk": self.topk}
+        frame.attrs.update(attrs, value=value, aggregate="mean")
+        return frame
+
+
+def compare(
+    models: Mapping[str, ModelLike | Sequence[ModelLike]] | Sequence[ModelLike],
+    measure: str = "topk_overlap",
+    topk: int | float | None = 1000,
+    part: str | None = None,
+    value: str = "intersection_frac",
+    aggregate: str = "mean",
+    *,
+    vector_topk: int | float | None = None,
+) -> RunComparison:
+    """Compare runs once: the similarity frame of ``measure``, each run's top-``topk`` set and
+    their Venn regions, every run loaded (and its ranking resolved) a single time.
+
+    ``models``, ``part``, ``value`` and ``aggregate`` are as for ``compute_similarity_matrix``.
+    ``topk`` sizes the top-k sets (and is the ``topk_overlap`` measure's k); the vector measures
+    use all dimensions unless ``vector_topk`` restricts each run to its own top-k first. The
+    top-k sets rank by ``part`` (default each run's own ranking), also for a vector measure.
+    """
+    frame_topk = topk if measure == "topk_overlap" else vector_topk
+    _check_args(measure, value, aggregate, frame_topk)
+    groups = {label: _members(m) for label, m in label_runs(models).items()}
+    check_comparable(groups)
+    want_sets = topk is not None and all(len(ms) == 1 for ms in groups.values())
+    frame_part = part or _DEFAULT_PART[measure]
+    resolved: set[str] = set()
+    sets_resolved: set[str] = set()
+    flat: list[Any] = []
+    sets: dict[str, set[int]] = {}
+    for label, members in groups.items():
+        for model in members:
+            gradiend = load_gradiend(model)  # released at the next run: one in memory at a time
+            features, used = _features(gradiend, measure, frame_part, frame_topk)
+            flat.append(features)
+            resolved.add(used)
+            if want_sets:
+                sets[label], ranking = _set_of(gradiend, measure, (features, used), part, topk)
+                sets_resolved.add(ranking)
+    frame = _frame(groups, flat, measure, value, aggregate, frame_topk, resolved)
+    return RunComparison(
+        labels=tuple(groups),
+        measure=measure,
+        topk=topk,
+        part=frame.attrs["part"],
+        frame=frame,
+        topk_sets=sets if want_sets else None,
+        regions=venn_region_counts(sets) if want_sets else None,
+        sets_part=", ".join(sorted(sets_resolved)) if want_sets else None,
+        requested_part=part,
+    )
+
+
 def compute_similarity_matrix(
     models: Mapping[str, ModelLike | Sequence[ModelLike]] | Sequence[ModelLike],
     measure: str = "cosine",
@@ -241,19 +308,62 @@ def compute_similarity_matrix(
     required for ``topk_overlap`` and optional otherwise. ``value`` applies to
     ``topk_overlap`` only. The DataFrame's ``attrs`` record measure, part, topk and value.
     """
-    if measure not in MEASURES:
-        raise ValueError(f"unknown measure {measure!r}; choose one of {MEASURES}")
+    sets_topk = topk if measure == "topk_overlap" else None
+    found = compare(models, measure, sets_topk, part, value, aggregate, vector_topk=topk)
+    return found.frame
+
+
+def _check_value(value: str) -> None:
     if value not in ("intersection", "intersection_frac"):
         raise ValueError(f"value must be 'intersection' or 'intersection_frac', got {value!r}")
+
+
+def _check_args(measure: str, value: str, aggregate: str, topk: int | float | None) -> None:
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; choose one of {MEASURES}")
+    _check_value(value)
     if aggregate not in _AGGREGATES:
         raise ValueError(f"aggregate must be one of {sorted(_AGGREGATES)}, got {aggregate!r}")
     if measure == "topk_overlap" and topk is None:
         raise ValueError("measure='topk_overlap' needs topk (a count or a fraction)")
-    part = part or _DEFAULT_PART[measure]
-    groups = {label: _members(m) for label, m in _labelled(models).items()}
-    check_comparable(groups)
-    resolved: set[str] = set()
-    flat = [_features(m, measure, part, topk, resolved) for ms in groups.values() for m in ms]
+
+
+def _features(
+    gradiend: GradiendModel, measure: str, part: str | None, topk: int | float | None
+) -> tuple[Any, str]:
+    """What a measure needs of one run (its top-k set or its aligned vector) and the ranking it
+    used, resolved once and passed on."""
+    part = gradiend.resolve_part(part)
+    if measure == "topk_overlap":
+        return _topk_set(gradiend, topk, part), part
+    return _aligned(gradiend, part, signed=measure != "mass_overlap", topk=topk), part
+
+
+def _set_of(
+    gradiend: GradiendModel,
+    measure: str,
+    features: tuple[Any, str],
+    part: str | None,
+    topk: int | float,
+) -> tuple[set[int], str]:
+    """A run's top-k set and its ranking: the ``topk_overlap`` features themselves, else the
+    top ``topk`` by ``part`` (each run's default ranking when None)."""
+    if measure == "topk_overlap":
+        return features
+    ranking = gradiend.resolve_part(part)
+    return _topk_set(gradiend, topk, ranking), ranking
+
+
+def _frame(
+    groups: dict[str, list[Any]],
+    flat: list[Any],
+    measure: str,
+    value: str,
+    aggregate: str,
+    topk: int | float | None,
+    resolved: set[str],
+) -> pd.DataFrame:
+    """The labelled similarity frame of the runs' features, its settings in ``attrs``."""
     owners = [g for g, ms in enumerate(groups.values()) for _ in ms]
     members = _member_matrix(flat, measure, value)
     matrix = _group_matrix(members, owners, len(groups), _AGGREGATES[aggregate])
@@ -266,19 +376,6 @@ def compute_similarity_matrix(
         logger.warning("the runs rank their dimensions differently (%s)", part_used)
     frame.attrs.update(measure=measure, part=part_used, topk=topk, value=value, aggregate=aggregate)
     return frame
-
-
-def _features(
-    model: ModelLike, measure: str, part: str | None, topk: int | float | None, resolved: set
-) -> Any:
-    """What a measure needs of one run: its top-k set or its aligned vector (the ranking it
-    used is added to ``resolved``)."""
-    gradiend = load_gradiend(model)
-    part = gradiend.resolve_part(part)  # once: the ranking this run uses, passed on below
-    resolved.add(part)
-    if measure == "topk_overlap":
-        return _topk_set(gradiend, topk, part)
-    return _aligned(gradiend, part, signed=measure != "mass_overlap", topk=topk)
 
 
 def _group_matrix(

@@ -8,16 +8,19 @@ needs base-model passes (one JVP pass per batch), unlike the weight-only compari
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from gradiend.data.examples import cap_per_group
 from gradiend.evaluator.encoder import pearson
-from gradiend.evaluator.encoder_rows import cap_per_group
 from gradiend.lm.items import build_items
 
 if TYPE_CHECKING:
+    from gradiend.model.with_gradiend import ModelWithGradiend
+    from gradiend.trainer.eval_data import EvalData
     from gradiend.trainer.text_trainer import TextPredictionTrainer
 
 logger = logging.getLogger(__name__)
@@ -36,8 +39,38 @@ def _cell(enc: np.ndarray, labels: np.ndarray, metric: str) -> float:
     return float(pos.mean() - neg.mean())
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+
+
+def cross_encoding_matrix(
+    models: Mapping[str, ModelWithGradiend],
+    rows: Mapping[str, tuple[pd.DataFrame, np.ndarray]],
+    metric: str = "correlation",
+    batch_size: int | Mapping[str, int] = 32,
+    split: str | None = None,
+) -> pd.DataFrame:
+    """``[model i, data j]`` matrix of ``metric`` for model i's encodings of run j's pair rows
+    (``rows[j] = (rows, labels)``; ``batch_size`` per data run or one for all)."""
+    _check_metric(metric)
+    labels = list(models)
+    out = pd.DataFrame(index=labels, columns=labels, dtype=float)
+    for li in labels:
+        mwg = models[li]
+        for lj in labels:
+            df, lab = rows[lj]
+            bs = batch_size if isinstance(batch_size, int) else batch_size[lj]
+            items = build_items(df, mwg.objective)
+            enc = mwg.encode_items(items, mwg.source, bs, progress=False, split=True)
+            out.loc[li, lj] = _cell(enc[:, 0].cpu().numpy(), lab, metric)
+    out.index.name, out.columns.name = "model", "data"
+    out.attrs.update({"measure": f"cross_encoding_{metric}", "split": split})
+    return out
+
+
 def compute_cross_encoding_matrix(
-    trainers: dict[str, TextPredictionTrainer],
+    trainers: Mapping[str, TextPredictionTrainer],
     split: str = "test",
     metric: str = "correlation",
     max_size: int | None = None,
@@ -47,21 +80,15 @@ def compute_cross_encoding_matrix(
     ``correlation``: Pearson r with run j's labels (+1 = pushes towards j's first class);
     ``positive_mean``/``negative_mean``: mean encoding of j's +1/−1 rows.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    labels = list(trainers)
-    out = pd.DataFrame(index=labels, columns=labels, dtype=float)
-    for li in labels:
-        mwg = trainers[li].get_model()
-        for lj in labels:
-            tj = trainers[lj]
-            rows = cap_per_group(tj.table.split(split), max_size, tj.args.seed)
-            rows = rows[rows["factual_class"] != rows["alternative_class"]]
-            items = build_items(rows, mwg.objective)
-            enc = mwg.encode_items(
-                items, mwg.source, tj.args.eval_batch_size, progress=False, split=True
-            )
-            out.loc[li, lj] = _cell(enc[:, 0].cpu().numpy(), tj.labels(rows), metric)
-    out.index.name, out.columns.name = "model", "data"
-    out.attrs.update({"measure": f"cross_encoding_{metric}", "split": split})
-    return out
+    _check_metric(metric)
+    rows = {label: pair_rows(t.eval_data, split, max_size) for label, t in trainers.items()}
+    models = {label: t.get_model() for label, t in trainers.items()}
+    sizes = {label: t.args.eval_batch_size for label, t in trainers.items()}
+    return cross_encoding_matrix(models, rows, metric, sizes, split)
+
+
+def pair_rows(data: EvalData, split: str, max_size: int | None):
+    """``(rows, labels)``: a run's pair rows of ``split`` (capped per transition)."""
+    df = cap_per_group(data.split(split), max_size, data.seed)
+    df = df[df["factual_class"] != df["alternative_class"]]
+    return df, data.labels(df)

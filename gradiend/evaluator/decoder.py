@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from gradiend.model.rewrite import WEAKEN_SUFFIX, summary_key  # noqa: F401 - the results' keys
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_LRS: list[float] = [
@@ -49,7 +51,6 @@ DEFAULT_LRS: list[float] = [
     0.002,
     0.001,
 ]
-WEAKEN_SUFFIX = "_weaken"
 
 Entry = dict[str, Any]
 Metric = Callable[[Entry], float]
@@ -73,10 +74,6 @@ def default_feature_factors(
     classes: Sequence[str], target_classes: Sequence[str], strengthen: bool
 ) -> list[float]:
     return sorted({direction_factor(c, target_classes, strengthen) for c in classes})
-
-
-def summary_key(cls: str, strengthen: bool) -> str:
-    return cls if strengthen else cls + WEAKEN_SUFFIX
 
 
 # --------------------------------------------------------------------------- grid

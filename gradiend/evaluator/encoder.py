@@ -8,6 +8,7 @@ of the result follow the incumbent's ``evaluate_encoder``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -98,16 +99,33 @@ def encoder_metrics(df: pd.DataFrame, label_value_to_class_name: dict[int, str])
     return metrics
 
 
-def is_convergent(summary: dict, best_step: int, target_classes: list[str], args) -> bool:
-    """Incumbent criterion, applied to |r| and the oriented class means."""
-    if best_step <= 0:
-        return False
-    if args.convergence_metric == "loss":
-        thr = args.convergent_score_threshold
-        return thr is not None and summary.get("loss", float("inf")) <= thr
-    if abs(summary["correlation"]) < args.score_threshold:
-        return False
-    means = [summary["mean_by_class"].get(c) for c in target_classes]
-    if any(m is None for m in means):
-        return False
-    return min(abs(m) for m in means) >= args.mean_threshold and means[0] * means[1] < 0
+@dataclass(frozen=True)
+class ConvergenceRule:
+    """The incumbent's convergence criterion (``TrainingArguments.convergence()``): |r| and
+    the oriented class means reach their thresholds (``metric="loss"``: the loss is at most
+    ``loss_threshold``)."""
+
+    metric: str = "correlation"
+    score_threshold: float = 0.5
+    mean_threshold: float = 0.5
+    loss_threshold: float | None = None
+
+    def is_convergent(self, summary: dict, best_step: int, target_classes: list[str]) -> bool:
+        if best_step <= 0:
+            return False
+        if self.metric == "loss":
+            thr = self.loss_threshold
+            return thr is not None and summary.get("loss", float("inf")) <= thr
+        if abs(summary["correlation"]) < self.score_threshold:
+            return False
+        means = [summary["mean_by_class"].get(c) for c in target_classes]
+        if any(m is None for m in means):
+            return False
+        return min(abs(m) for m in means) >= self.mean_threshold and means[0] * means[1] < 0
+
+
+def is_convergent(
+    summary: dict, best_step: int, target_classes: list[str], rule: ConvergenceRule
+) -> bool:
+    """``rule.is_convergent(summary, best_step, target_classes)``."""
+    return rule.is_convergent(summary, best_step, target_classes)

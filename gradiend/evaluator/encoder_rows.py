@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from gradiend.data.examples import cap_per_group as cap_per_group  # re-export (moved to data)
 from gradiend.data.examples import row_words
 from gradiend.lm.items import build_items, neutral_item
 from gradiend.lm.objectives import Item
@@ -25,15 +26,6 @@ NEUTRAL_DESC = {
     "neutral_training_masked": "neutral rows (class sentences, word filled in, other token masked)",
     "neutral_dataset": "neutral rows (eval_neutral_data sentences)",
 }
-
-
-def cap_per_group(df: pd.DataFrame, max_size: int | None, seed: int) -> pd.DataFrame:
-    """At most ``max_size`` rows per transition (seeded sample)."""
-    if max_size is None:
-        return df
-    return df.groupby("feature_class_id", group_keys=False, sort=True).apply(
-        lambda g: g.sample(n=min(len(g), max_size), random_state=seed)
-    )
 
 
 def fill_masks(row: dict, mask: str) -> str:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gradiend import run_layout
+
 logger = logging.getLogger(__name__)
 
 _GGUF_MAGIC = b"GGUF"
@@ -35,7 +37,7 @@ def check_model_arg(model: Any) -> None:
             "a .gguf file, or a hub id"
         )
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / run_layout.HF_CONFIG).is_file():
             raise FileNotFoundError(
                 f"model folder {path} has no config.json: pass the folder written by "
                 "save_pretrained (the one holding config.json and the weights)"

@@ -127,6 +127,7 @@ def _set_eager(model: nn.Module) -> None:
 def _load_hf(
     name: str, dtype, trust_remote_code: bool, revision: str | None, placement: dict
 ) -> BaseLM:
+    # heavy: transformers' auto classes load only when a model is loaded, not on import gradiend
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -159,6 +160,7 @@ def _load_hf(
 
 
 def _masked_types() -> set[str]:
+    # heavy: transformers' auto classes load only when a model is loaded (see _load_hf)
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     return set(MODEL_FOR_MASKED_LM_MAPPING_NAMES)
@@ -171,6 +173,7 @@ def _commit(model: nn.Module) -> str | None:
 def _load_gguf(path: Path, dtype: torch.dtype | None = None) -> BaseLM:
     """GGUF checkpoints are de-quantised by transformers to ordinary tensors (float32, or
     ``dtype``)."""
+    # heavy: transformers' auto classes load only when a model is loaded (gguf needs the extra)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_gguf_header(path)

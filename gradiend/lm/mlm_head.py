@@ -30,7 +30,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from gradiend import run_layout
 from gradiend._io import atomic_dir, read_json, write_json
+from gradiend.data.examples import row_words
 from gradiend.lm.objectives import (
     MASK,
     CausalLMObjective,
@@ -43,7 +45,7 @@ from gradiend.lm.objectives import (
 
 logger = logging.getLogger(__name__)
 
-HEAD_DIR = "decoder_mlm_head"
+HEAD_DIR = run_layout.MLM_HEAD
 POOLING_LENGTH = 3
 HEAD_MAX_LENGTH = 128
 
@@ -99,25 +101,25 @@ class MLMHead(nn.Module):
         path = Path(path)
         with atomic_dir(path) as tmp:
             tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-            save_file(tensors, str(tmp / "head.safetensors"))
+            save_file(tensors, str(tmp / run_layout.MLM_HEAD_WEIGHTS))
             config = {
                 "labels": self.labels,
                 "pooling_length": self.pooling_length,
                 "hidden_size": self.linear.in_features,
                 **self.record,
             }
-            write_json(tmp / "head.json", config)
+            write_json(tmp / run_layout.MLM_HEAD_CONFIG, config)
         return path
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> MLMHead:
         path = Path(path)
-        if not (path / "head.json").exists():
-            raise FileNotFoundError(f"no MLM head in {path} (head.json missing)")
-        cfg = read_json(path / "head.json")
+        if not (path / run_layout.MLM_HEAD_CONFIG).exists():
+            raise FileNotFoundError(f"no MLM head in {path} ({run_layout.MLM_HEAD_CONFIG} missing)")
+        cfg = read_json(path / run_layout.MLM_HEAD_CONFIG)
         record = {k: v for k, v in cfg.items() if k not in ("labels", "pooling_length")}
         head = cls(cfg["hidden_size"], cfg["labels"], cfg["pooling_length"], record=record)
-        head.load_state_dict(load_file(str(path / "head.safetensors")))
+        head.load_state_dict(load_file(str(path / run_layout.MLM_HEAD_WEIGHTS)))
         return head
 
 
@@ -261,8 +263,6 @@ def _subsample(texts: list[str], words: list[list[str]], cfg: HeadTraining):
 
 def head_rows(df) -> tuple[list[str], list[list[str]]]:
     """``(masked texts, factual word per mask)`` of the distinct sentences of example rows."""
-    from gradiend.data.examples import row_words
-
     rows = df.drop_duplicates(subset=["masked", "factual"]).to_dict("records")
     return [r["masked"] for r in rows], [row_words(r)[0] for r in rows]
 
@@ -283,7 +283,7 @@ def fit_or_load_head(
     texts, words = _subsample(*train, cfg)
     fp = head_fingerprint(lm.fingerprint, texts, [w[0] for w in words], labels, cfg, mask)
     folder = Path(folder)
-    if use_cache and (folder / "head.json").exists():
+    if use_cache and (folder / run_layout.MLM_HEAD_CONFIG).exists():
         head = MLMHead.from_pretrained(folder)
         if head.fingerprint == fp:
             logger.info("reusing the MLM head in %s", folder)

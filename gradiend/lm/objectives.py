@@ -5,7 +5,8 @@ sub-tokens, each mask keeps its own word. ``clm_next_token`` (GPT-like): the tex
 ``[MASK]`` (right-stripped) is the prefix; the target is the first token of ``" " + word`` scored
 from the logits of the prefix's last token. Objectives are registered by name in ``OBJECTIVES``
 (``register_objective``); ``clm_mlm_head`` lives in ``gradiend.lm.mlm_head`` and
-``seq2seq_encoder_mlm`` in ``gradiend.lm.seq2seq``.
+``seq2seq_encoder_mlm`` in ``gradiend.lm.seq2seq``, which register themselves when the package
+``gradiend.lm`` is imported (always before this module), so this module imports neither.
 """
 
 from __future__ import annotations
@@ -306,12 +307,6 @@ register_objective(MaskedLMObjective)
 register_objective(CausalLMObjective)
 
 
-def _load_builtin() -> None:
-    # modules that register themselves; imported here to keep this module free of cycles
-    import gradiend.lm.mlm_head  # noqa: F401
-    import gradiend.lm.seq2seq  # noqa: F401
-
-
 def make_objective(
     name: str, kind: str, tokenizer: Any, mask: str = MASK, **kwargs: Any
 ) -> Objective:
@@ -319,7 +314,6 @@ def make_objective(
 
     ``kwargs`` go to the objective (``clm_mlm_head`` takes ``head=``).
     """
-    _load_builtin()
     if name == "auto":
         name = AUTO[kind]
     if name not in OBJECTIVES:

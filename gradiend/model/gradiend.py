@@ -3,19 +3,9 @@
 ``h = act_e(W_e s + b_e)``, ``ŝ = act_d(W_d h + b_d)``. Input dimension ``j`` is the base-global
 index ``global_indices()[j]`` of the base model, so weights of differently pruned runs compare.
 Saved as ``config.json`` + ``model.safetensors`` (+ ``mapping_indices.safetensors`` when pruned,
-+ ``importance.safetensors`` when the least-squares decoder of the training data is known).
-
-Importance of an input dimension (``PARTS``; the default is ``snr`` when the model knows its
-neutral gradient scale, else ``decoder-fit``): ``decoder-fit`` is |least-squares decoder|, the
-decoder that the MSE objective converges to for the trained encoder, ``cov(h, t_d) / var(h)``
-over the training batches (``fit_importance``). Adam moves every coordinate with a consistent
-gradient sign by about the same step, so the top of |W_d| is flat and which dimensions come first
-is decided by the initialisation and data order; the fitted decoder ranks the same dimensions by
-how strongly the feature's gradients move them. ``snr`` divides it by the root mean square of
-neutral texts' gradients in each dimension (``√F``, the diagonal Fisher; ``set_neutral_scale``):
-the feature's signal over the dimension's sensitivity to any text, i.e. where the feature lives
-rather than where every text moves the model (``docs/pruning.md`` has the measurements).
-``decoder-weight`` (|W_d|, the incumbent's) stays.
++ ``importance.safetensors`` when the least-squares decoder of the training data is known); the
+file names come from ``gradiend.run_layout``. The importance ranking of the input dimensions
+(``PARTS``) is ``gradiend.model.importance``; the methods here delegate to it.
 """
 
 from __future__ import annotations
@@ -30,27 +20,30 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gradiend import run_layout
 from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
 from gradiend.lm.params import ParamMap
-from gradiend.model.hub import CARD, GradiendHubMixin, model_card, resolve_pretrained
+from gradiend.model import importance as importance_mod
+from gradiend.model.hub import GradiendHubMixin, model_card, resolve_pretrained
+from gradiend.model.importance import DEFAULT_PART, PARTS, SNR_EPS
+from gradiend.model.localise import by_layer, by_module
+
+__all__ = ["DEFAULT_PART", "PARTS", "SNR_EPS", "GradiendModel", "owned_files"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # the files ``save_pretrained`` writes (a folder holding anything else is not replaced)
 MODEL_FILES = (
-    "config.json",
-    "model.safetensors",
-    "mapping_indices.safetensors",
-    "training.json",
-    "gradiend_context.json",
-    "importance.safetensors",
-    "README.md",
+    run_layout.MODEL_CONFIG,
+    run_layout.MODEL_WEIGHTS,
+    run_layout.MODEL_INDICES,
+    run_layout.TRAINING,
+    run_layout.CONTEXT,
+    run_layout.MODEL_IMPORTANCE,
+    run_layout.CARD,
 )
-PARTS = ("snr", "decoder-fit", "decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
-DEFAULT_PART = None  # snr when the neutral scale is known, else decoder-fit (resolve_part)
-SNR_EPS = 1e-6  # added to F (mean 1) so a dimension no neutral text moves gets a finite score
-IMPORTANCE_FILE = "importance.safetensors"
+IMPORTANCE_FILE = run_layout.MODEL_IMPORTANCE
 _ACTIVATIONS = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -182,58 +175,15 @@ class GradiendModel(GradiendHubMixin, nn.Module):
     def resolve_part(self, part: str | None) -> str:
         """``part`` itself, or the default ranking: ``snr`` when the neutral scale is known,
         else ``decoder-fit``, else ``decoder-weight`` (no fitted decoder, e.g. built by hand)."""
-        if part is None:
-            part = "snr" if self.neutral_fisher is not None else "decoder-fit"
-        if part not in PARTS:
-            raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
-        if part == "snr" and self.neutral_fisher is None:
-            raise ValueError(
-                "part='snr' needs the neutral texts' gradient scale: train with "
-                "eval_neutral_data (TrainingArguments.importance_neutral_texts > 0) or call "
-                "set_neutral_scale(fisher)"
-            )
-        if part in ("snr", "decoder-fit") and self.decoder_fit is None:
-            if not self._warned_no_fit:
-                logger.warning(
-                    "this GRADIEND has no fitted decoder (trained before it was recorded, or "
-                    "built by hand): ranking by |W_d| ('decoder-weight'); call "
-                    "fit_importance(batches) to rank by 'decoder-fit'"
-                )
-                self._warned_no_fit = True
-            return "decoder-weight"
-        return part
+        return importance_mod.resolve_part(self, part)
 
     def get_weight_importance(self, part: str | None = None) -> torch.Tensor:
         """Importance of every input dimension for ``part`` (see PARTS; default: resolve_part)."""
-        part = self.resolve_part(part)
-        with torch.no_grad():
-            if part == "snr":
-                return self.decoder_fit.abs().sum(dim=1).float() / self._neutral_rms()
-            if part == "decoder-fit":
-                return self.decoder_fit.abs().sum(dim=1).float()
-            if part == "decoder-weight":
-                return self.W_d.abs().sum(dim=1).float()
-            if part == "encoder-weight":
-                return self.W_e.abs().sum(dim=0).float()
-            if part == "decoder-bias":
-                return self._bias().abs().float()
-            return (self.W_d.sum(dim=1) + self._bias()).abs().float()
+        return importance_mod.importance(self, part)
 
     def weight_vector(self, part: str = "encoder-weight") -> torch.Tensor:
         """Signed weights of ``part`` per input dimension (first latent unit)."""
-        part = self.resolve_part(part)
-        with torch.no_grad():
-            if part == "encoder-weight":
-                return self.W_e[0].float().clone()
-            if part == "decoder-weight":
-                return self.W_d[:, 0].float().clone()
-            if part == "snr":
-                return self.decoder_fit[:, 0].float() / self._neutral_rms()
-            if part == "decoder-fit":
-                return self.decoder_fit[:, 0].float().clone()
-            if part == "decoder-bias":
-                return self._bias().float().clone()
-            return (self.W_d.sum(dim=1) + self._bias()).float()
+        return importance_mod.weight_vector(self, part)
 
     @torch.no_grad()
     def fit_importance(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
@@ -241,26 +191,8 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         current encoder: ``D = cov(t, h) · var(h)⁻¹`` (per latent unit), the decoder that MSE
         training converges to. Returns False (and records nothing) when the encodings do not
         vary (an encoder that separates nothing has no decoder to fit)."""
-        dev = self.W_e.device
-        hs: list[torch.Tensor] = []
-        sum_th = torch.zeros(self.input_dim, self.latent_dim, dtype=torch.float64, device=dev)
-        sum_t = torch.zeros(self.input_dim, dtype=torch.float64, device=dev)
-        for s, t in batches:  # one pass: batches may be recomputed on access
-            h = self.encode(s.to(dev)).reshape(-1).double()
-            t = t.to(dev).reshape(-1).double()
-            sum_th.addr_(t, h)
-            sum_t.add_(t)
-            hs.append(h)
-        h = torch.stack(hs) if hs else torch.zeros(0, self.latent_dim, dtype=torch.float64)
-        hc = h - h.mean(dim=0)
-        gram = hc.T @ hc
-        if len(h) < 2 or float(torch.linalg.matrix_norm(gram)) < 1e-12:
-            logger.warning("encodings of the training batches do not vary: no decoder fitted")
-            self.decoder_fit = None
-            return False
-        cross = sum_th - torch.outer(sum_t, h.mean(dim=0))  # Σ_b t_b (h_b − h̄)ᵀ
-        self.decoder_fit = (cross @ torch.linalg.pinv(gram)).float()
-        return True
+        self.decoder_fit = importance_mod.fit_decoder(self, batches)
+        return self.decoder_fit is not None
 
     @torch.no_grad()
     def set_neutral_scale(self, fisher: torch.Tensor | None) -> None:
@@ -269,21 +201,15 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         if fisher is None:
             self.neutral_fisher = None
             return
-        fisher = fisher.detach().float().reshape(-1)
-        if len(fisher) != self.input_dim:
-            raise ValueError(f"fisher has {len(fisher)} entries, the model has {self.input_dim}")
-        if not bool(torch.isfinite(fisher).all()) or bool((fisher < 0).any()):
-            raise ValueError("fisher must be finite and non-negative")
-        mean = float(fisher.mean())
-        self.neutral_fisher = (fisher / mean if mean > 0 else fisher).to(self.W_e.device)
+        self.neutral_fisher = importance_mod.normalised_fisher(fisher, self.input_dim).to(
+            self.W_e.device
+        )
 
     def _neutral_rms(self) -> torch.Tensor:
-        return torch.sqrt(self.neutral_fisher.float() + SNR_EPS).to(self.decoder_fit.device)
+        return importance_mod.neutral_rms(self)
 
     def _bias(self) -> torch.Tensor:
-        if self.b_d is not None:
-            return self.b_d
-        return torch.zeros(self.input_dim, dtype=self.W_d.dtype, device=self.W_d.device)
+        return importance_mod.bias(self)
 
     def get_topk_weights(
         self, part: str | None = None, topk: int | float = 1000, global_indices: bool = True
@@ -304,8 +230,6 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         per parameter tensor (``level="param"``: columns param, layer, module, dims, mass,
         mass_share, topk, topk_share) or per module type (``level="module"``), as a DataFrame,
         largest mass first (see ``gradiend.model.localise``)."""
-        from gradiend.model.localise import by_module
-
         return by_module(self, part, topk, level)
 
     def importance_by_layer(
@@ -313,8 +237,6 @@ class GradiendModel(GradiendHubMixin, nn.Module):
     ) -> Any:
         """Share of importance mass and of top-``topk`` dimensions per layer (or per layer and
         module type with ``by_module_type``), as a DataFrame in layer order."""
-        from gradiend.model.localise import by_layer
-
         return by_layer(self, part, topk, by_module_type)
 
     def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
@@ -400,7 +322,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
             "mapping": {
                 "mode": "all" if self.indices is None else "indices",
                 "param_map": None if self.param_map is None else self.param_map.to_json(),
-                "indices_file": None if self.indices is None else "mapping_indices.safetensors",
+                "indices_file": None if self.indices is None else run_layout.MODEL_INDICES,
             },
             "importance_file": None if self.decoder_fit is None else IMPORTANCE_FILE,
             "metadata": self.metadata,
@@ -416,20 +338,24 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         check_replaceable(path, owned_files(path, extra_files), "GRADIEND model")
         with atomic_dir(path) as tmp:
             tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-            save_file(tensors, str(tmp / "model.safetensors"))
+            save_file(tensors, str(tmp / run_layout.MODEL_WEIGHTS))
             if self.indices is not None:
-                save_file({"indices": self.indices.cpu()}, str(tmp / "mapping_indices.safetensors"))
+                save_file({"indices": self.indices.cpu()}, str(tmp / run_layout.MODEL_INDICES))
             if self.decoder_fit is not None:
                 imp = {"decoder_fit": self.decoder_fit.detach().contiguous().cpu()}
                 if self.neutral_fisher is not None:
                     imp["neutral_fisher"] = self.neutral_fisher.detach().contiguous().cpu()
                 save_file(imp, str(tmp / IMPORTANCE_FILE))
-            files = sorted({"config.json", *(f.name for f in tmp.iterdir()), *(extra_files or {})})
-            write_json(tmp / "config.json", {**self.config(), "files": files})
+            names = {
+                run_layout.MODEL_CONFIG,
+                *(f.name for f in tmp.iterdir()),
+                *(extra_files or {}),
+            }
+            write_json(tmp / run_layout.MODEL_CONFIG, {**self.config(), "files": sorted(names)})
             for name, value in (extra_files or {}).items():
                 write_json(tmp / name, value)
-            card = model_card(self, (extra_files or {}).get("training.json"))
-            (tmp / CARD).write_text(card, encoding="utf-8")
+            card = model_card(self, (extra_files or {}).get(run_layout.TRAINING))
+            (tmp / run_layout.CARD).write_text(card, encoding="utf-8")
         return path
 
     @classmethod
@@ -446,7 +372,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         pushed to the hub (``"org/name"``, through the hub cache; ``revision``, ``cache_dir`` and
         ``token`` go to ``huggingface_hub``), onto ``device`` (default: the CPU)."""
         path = _model_dir(resolve_pretrained(path, revision, cache_dir, token))
-        cfg = read_json(path / "config.json")
+        cfg = read_json(path / run_layout.MODEL_CONFIG)
         arch, mapping = cfg["architecture"], cfg["mapping"]
         indices = None
         if mapping.get("indices_file"):
@@ -464,7 +390,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
             indices,
             **cfg.get("metadata", {}),
         )
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        model.load_state_dict(load_file(str(path / run_layout.MODEL_WEIGHTS)))
         if cfg.get("importance_file") and (path / cfg["importance_file"]).exists():
             imp = load_file(str(path / cfg["importance_file"]))
             model.decoder_fit = imp["decoder_fit"]
@@ -477,7 +403,7 @@ def owned_files(path: str | Path, extra_files: dict | None = None) -> set[str]:
     """Names a save into ``path`` may replace: the model files, ``extra_files`` and the files
     an earlier save there listed in its ``config.json``."""
     owned = set(MODEL_FILES) | set(extra_files or {})
-    cfg = Path(path) / "config.json"
+    cfg = Path(path) / run_layout.MODEL_CONFIG
     if cfg.is_file():
         try:
             listed = read_json(cfg).get("files") or []
@@ -506,12 +432,5 @@ def _resolve_k(topk: int | float, n: int) -> int:
     return min(int(topk), n)
 
 
-def _model_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if (path / "config.json").exists() and (path / "model.safetensors").exists():
-        return path
-    if (path / "model" / "config.json").exists():
-        return path / "model"
-    raise FileNotFoundError(
-        f"no GRADIEND model in {path} (expected config.json + model.safetensors)"
-    )
+# the model folder of a run or model folder (kept for importers of the old private name)
+_model_dir = run_layout.find_model_dir

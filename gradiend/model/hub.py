@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gradiend import run_layout
 from gradiend._io import read_json
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CARD = "README.md"
+CARD = run_layout.CARD
 HUB_FILES = ["*.json", "*.safetensors", CARD]
 _REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 
@@ -43,6 +44,7 @@ def resolve_pretrained(
     repository id ``path`` (downloaded into, or found in, the hub cache)."""
     if Path(path).exists() or not is_repo_id(str(path)):
         return Path(path)
+    # heavy, and needed only for a hub id: huggingface_hub loads on the first download
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -76,7 +78,7 @@ def push_folder(
     revision: str | None = None,
 ) -> str:
     """Create ``repo_id`` if needed and upload ``folder``; returns the commit URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # optional path: huggingface_hub upload
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
@@ -117,7 +119,7 @@ class GradiendHubMixin:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "gradiend"
             self.save_pretrained(folder, extra_files=extra)
-            card = model_card(self, extra.get("training.json"), repo_id)
+            card = model_card(self, extra.get(run_layout.TRAINING), repo_id)
             (folder / CARD).write_text(card, encoding="utf-8")
             return push_folder(folder, repo_id, token, private, commit_message, revision)
 
@@ -127,14 +129,14 @@ def _extra_files(source_dir: Path | None) -> dict[str, Any]:
     if source_dir is None:
         return {}
     out = {}
-    for name in ("training.json", "gradiend_context.json"):
+    for name in (run_layout.TRAINING, run_layout.CONTEXT):
         if (Path(source_dir) / name).is_file():
             out[name] = read_json(Path(source_dir) / name)
     return out
 
 
 def _training_beside(source_dir: Path | None) -> dict | None:
-    return _extra_files(source_dir).get("training.json")
+    return _extra_files(source_dir).get(run_layout.TRAINING)
 
 
 # --------------------------------------------------------------------------- the card
@@ -150,10 +152,7 @@ def model_card(
     classes = list(meta.get("target_classes") or [])
     training = training or {}
     args = training.get("training_args") or {}
-    front = ["---", "library_name: gradiend", "tags:", "- gradiend", "- model-editing"]
-    if base and is_repo_id(str(base)):
-        front.append(f"base_model: {base}")
-    front.append("---")
+    front = _front_matter(base)
     title = " vs ".join(classes) if classes else "a feature"
     repo = repo_id or "ORG/NAME"
     lines = [
@@ -199,6 +198,14 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _front_matter(base: Any) -> list[str]:
+    """The card's YAML header: library, tags and (for a hub model) the base model."""
+    front = ["---", "library_name: gradiend", "tags:", "- gradiend", "- model-editing"]
+    if base and is_repo_id(str(base)):
+        front.append(f"base_model: {base}")
+    return [*front, "---"]
 
 
 def _short(base: Any) -> str:

@@ -24,7 +24,9 @@ from gradiend.lm.loading import BaseLM, load_base_model
 from gradiend.lm.objectives import Item, Objective, make_objective
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel, _model_dir
+from gradiend.model.rewrite import rewrite_from_results
 from gradiend.model.steering import SteeringMixin
+from gradiend.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,27 @@ class ModelWithGradiend(SteeringMixin):
         for p in rewritten.parameters():
             p.requires_grad_(True)
         return rewritten
+
+    def rewrite_from_results(
+        self,
+        decoder_results: dict | None = None,
+        target_class: str | list[str] | None = None,
+        increase_target_probabilities: bool = True,
+        output_dir: str | Path | None = None,
+        run_dir: str | Path | RunLayout | None = None,
+    ):
+        """The base model rewritten at the point ``evaluate_decoder`` selected for
+        ``target_class`` (a list gives one model per class), saved to ``output_dir`` when given
+        (a sub-folder per class for a list) so that ``AutoModelFor*.from_pretrained`` reloads
+        it. Without ``decoder_results`` the run's ``decoder_results.json`` is read; ``run_dir``
+        defaults to the run this GRADIEND was loaded from."""
+        source = run_dir or getattr(self.gradiend, "source_dir", None)
+        layout = source if isinstance(source, RunLayout) else None
+        if layout is None and source is not None:
+            layout = RunLayout.locate(source)
+        return rewrite_from_results(
+            self, decoder_results, target_class, increase_target_probabilities, output_dir, layout
+        )
 
     # ------------------------------------------------------------------ pruning / top-k
     def prune_gradiend(

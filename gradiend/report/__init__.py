@@ -12,7 +12,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradiend.report.collect import find_run_dir
 from gradiend.report.html import render_comparison, render_run
+from gradiend.run_layout import REPORT, report_file
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +33,10 @@ def write_report(
         raise ValueError("write_report needs at least one run folder")
     if len(runs) == 1:
         text = render_run(runs[0], topk)
-        from gradiend.report.collect import find_run_dir
-
-        default = find_run_dir(runs[0])[0] / "report.html"
+        default = report_file(find_run_dir(runs[0])[0])
     else:
         text = render_comparison(runs, topk)
-        default = Path("report.html")
+        default = Path(REPORT)
     path = Path(output) if output is not None else default
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

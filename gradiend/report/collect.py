@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradiend.run_layout import MODEL_CONFIG, RunLayout, encoder_table
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,15 +22,15 @@ class RunFiles:
     run_dir: Path
     name: str
     model_dir: Path | None = None
-    config: dict = field(default_factory=dict)  # model/config.json
-    training: dict = field(default_factory=dict)  # model/training.json
-    run_config: dict = field(default_factory=dict)  # gradiend_config.json
-    encoder_metrics: dict = field(default_factory=dict)  # encoded_values*.json
+    config: dict = field(default_factory=dict)  # the GRADIEND's config (RunLayout.model_config)
+    training: dict = field(default_factory=dict)  # RunLayout.training
+    run_config: dict = field(default_factory=dict)  # RunLayout.run_config
+    encoder_metrics: dict = field(default_factory=dict)  # newest of RunLayout.encoder_results()
     encoder_csv: Path | None = None
-    decoder: dict = field(default_factory=dict)  # decoder_results.json
-    seed_report: dict = field(default_factory=dict)  # seeds/seed_report.json
-    seed_dirs: list[Path] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)  # timings.json
+    decoder: dict = field(default_factory=dict)  # RunLayout.decoder_results
+    seed_report: dict = field(default_factory=dict)  # RunLayout.seed_report
+    seed_dirs: list[Path] = field(default_factory=list)  # RunLayout.seed_runs()
+    timings: dict = field(default_factory=dict)  # RunLayout.timings
     rewritten: list[Path] = field(default_factory=list)
 
     @property
@@ -52,39 +54,39 @@ def _json(path: Path) -> dict:
 
 
 def find_run_dir(path: str | Path) -> tuple[Path, Path | None]:
-    """``(run folder, model folder)`` for a run folder or a model folder inside one."""
-    path = Path(path)
-    if (path / "model" / "config.json").is_file():
-        return path, path / "model"
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-        parent = path.parent
-        return (parent if path.name == "model" else path), path
-    return path, None
+    """``(run folder, model folder)`` for a run folder or a model folder inside one; the model
+    folder is None when there is no GRADIEND (a partial run)."""
+    try:
+        layout = RunLayout.find(path)
+    except FileNotFoundError:
+        return RunLayout.locate(path).run_dir, None
+    return layout.run_dir, layout.model_dir
 
 
 def collect_run(path: str | Path) -> RunFiles:
+    """Every file of the run at ``path`` that a report shows, each read through its layout."""
     run_dir, model_dir = find_run_dir(path)
     if model_dir is None and not run_dir.is_dir():
-        raise FileNotFoundError(f"{path} is not a run folder (no model/config.json)")
+        raise FileNotFoundError(f"{path} is not a run folder (no GRADIEND model in it)")
+    layout = RunLayout(run_dir, model_dir if model_dir is not None else run_dir)
     run = RunFiles(run_dir=run_dir, name=run_dir.name, model_dir=model_dir)
     if model_dir is not None:
-        run.config = _json(model_dir / "config.json")
-        run.training = _json(model_dir / "training.json")
-    run.run_config = _json(run_dir / "gradiend_config.json")
-    run.decoder = _json(run_dir / "decoder_results.json")
-    run.seed_report = _json(run_dir / "seeds" / "seed_report.json")
-    run.seed_dirs = sorted(d for d in run_dir.glob("seeds/seed_*") if (d / "config.json").is_file())
-    run.timings = _json(run_dir / "timings.json")
-    encoded = sorted(run_dir.glob("encoded_values*_split_test.json")) or sorted(
-        run_dir.glob("encoded_values*.json")
-    )
+        run.config = _json(layout.model_config)
+        run.training = _json(layout.training)
+    run.run_config = _json(layout.run_config)
+    run.decoder = _json(layout.decoder_results)
+    run.seed_report = _json(layout.seed_report)
+    run.seed_dirs = layout.seed_runs()
+    run.timings = _json(layout.timings)
+    encoded = layout.encoder_results()
     if encoded:
         newest = max(encoded, key=lambda p: p.stat().st_mtime)
         run.encoder_metrics = _json(newest)
-        csv = newest.with_suffix(".csv")
+        csv = encoder_table(newest)
         run.encoder_csv = csv if csv.is_file() else None
     subdirs = [d for d in run_dir.iterdir() if d.is_dir()] if run_dir.is_dir() else []
-    run.rewritten = sorted(d for d in subdirs if "model_type" in _json(d / "config.json"))
+    # a rewritten base model is a saved transformers checkpoint (its config names a model_type)
+    run.rewritten = sorted(d for d in subdirs if "model_type" in _json(d / MODEL_CONFIG))
     return run
 
 

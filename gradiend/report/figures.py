@@ -15,9 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradiend.evaluator.compare import RunComparison, compare
+from gradiend.evaluator.figures import plot_topk_overlap_heatmap, plot_topk_overlap_venn
 from gradiend.report.collect import RunFiles
+from gradiend.run_layout import FIG_LOCATION
+from gradiend.visualizer._common import finish, import_pyplot
+from gradiend.visualizer.convergence import plot_training_convergence
+from gradiend.visualizer.decoder import plot_probability_shifts
+from gradiend.visualizer.encoder import plot_encoder_distributions
 
 logger = logging.getLogger(__name__)
+
+Drawn = tuple[str | None, str | None]  # (data URI, None) or (None, why the figure is missing)
 
 
 def to_data_uri(fig: Any, dpi: int = 90) -> str:
@@ -26,7 +35,7 @@ def to_data_uri(fig: Any, dpi: int = 90) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def draw(name: str, make: Callable[[], dict]) -> tuple[str | None, str | None]:
+def draw(name: str, make: Callable[[], dict]) -> Drawn:
     """``(data URI, None)`` or ``(None, reason)``; ``make`` returns a visualizer result."""
     try:
         result = make()
@@ -36,9 +45,8 @@ def draw(name: str, make: Callable[[], dict]) -> tuple[str | None, str | None]:
     return to_data_uri(result["figure"]), None
 
 
-def convergence(run: RunFiles):
-    from gradiend.visualizer.convergence import plot_training_convergence
-
+def convergence(run: RunFiles) -> Drawn:
+    """Loss, class means and correlation over the steps of the run's training record."""
     targets = run.target_classes or None
     return draw(
         "convergence",
@@ -46,19 +54,18 @@ def convergence(run: RunFiles):
     )
 
 
-def encoder(run: RunFiles):
-    from gradiend.visualizer.encoder import plot_encoder_distributions
+def encoder(run: RunFiles) -> Drawn:
+    """The encoded values per class and neutral type of the run's saved encoder evaluation."""
 
-    def make():
+    def make() -> dict:
         df = pd.read_csv(run.encoder_csv)
         return plot_encoder_distributions(df, target_classes=run.target_classes or None, show=False)
 
     return draw("encoder distributions", make)
 
 
-def decoder(run: RunFiles):
-    from gradiend.visualizer.decoder import plot_probability_shifts
-
+def decoder(run: RunFiles) -> Drawn:
+    """Class probabilities and LMS against η of the run's decoder grid, selected points starred."""
     targets = run.target_classes or None
     return draw(
         "decoder",
@@ -66,22 +73,25 @@ def decoder(run: RunFiles):
     )
 
 
-def overlap(models: dict[str, str], topk: int | float) -> dict[str, tuple[str | None, str | None]]:
-    from gradiend.visualizer.topk import plot_topk_overlap_heatmap, plot_topk_overlap_venn
-
+def overlap(models: dict[str, str], topk: int | float) -> dict[str, Drawn]:
+    """The top-k heatmap and Venn diagram of the runs, both drawn from one comparison (each run
+    loaded once); when the runs cannot be compared, both figures carry the reason."""
+    try:
+        found: RunComparison = compare(models, "topk_overlap", topk)
+    except Exception as err:  # noqa: BLE001 - the comparison must not take down the report
+        logger.warning("report: overlap figures left out: %s: %s", type(err).__name__, err)
+        reason = (None, f"{type(err).__name__}: {err}")
+        return {"heatmap": reason, "venn": reason}
     return {
-        "heatmap": draw(
-            "top-k heatmap", lambda: plot_topk_overlap_heatmap(models, topk, show=False)
-        ),
-        "venn": draw("top-k venn", lambda: plot_topk_overlap_venn(models, topk, show=False)),
+        "heatmap": draw("top-k heatmap", lambda: plot_topk_overlap_heatmap(found, show=False)),
+        "venn": draw("top-k venn", lambda: plot_topk_overlap_venn(found, show=False)),
     }
 
 
-def location(rows: list[dict]):
+def location(rows: list[dict]) -> Drawn:
     """Horizontal bars: share of the decoder update's L1 mass per parameter tensor."""
-    from gradiend.visualizer._common import finish, import_pyplot
 
-    def make():
+    def make() -> dict:
         plt = import_pyplot(False)
         top = rows[:12][::-1]
         fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
@@ -89,7 +99,7 @@ def location(rows: list[dict]):
         ax.set_xlabel("share of |decoder update| mass")
         ax.tick_params(axis="y", labelsize=8)
         fig.tight_layout()
-        return finish(fig, {}, None, "rewrite_location", False)
+        return finish(fig, {}, None, FIG_LOCATION, False)
 
     return draw("rewrite location", make)
 

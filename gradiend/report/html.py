@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gradiend import __version__
+from gradiend.evaluator.decoder import lms_of
+from gradiend.model.runs import load_gradiend
 from gradiend.report import figures
 from gradiend.report.collect import RunFiles, collect_run, get
 
@@ -179,8 +182,6 @@ def _decoder_summaries(run: RunFiles) -> dict[str, dict]:
 
 
 def section_decoder(run: RunFiles) -> str:
-    from gradiend.evaluator.decoder import lms_of
-
     summaries = _decoder_summaries(run)
     grid = run.decoder.get("grid") if isinstance(run.decoder.get("grid"), list) else []
     if not summaries and not grid:
@@ -294,13 +295,12 @@ def run_sections(run: RunFiles, topk: int | float) -> str:
     return "\n".join(parts)
 
 
-def _load_model(run: RunFiles):
+def _load_model(run: RunFiles) -> Any:
+    """The run's GradiendModel (for where the rewrite changes the model), or None."""
     if run.model_dir is None:
         return None
-    from gradiend.model.gradiend import GradiendModel
-
     try:
-        return GradiendModel.from_pretrained(run.model_dir)
+        return load_gradiend(run.model_dir)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         logger.warning("report: cannot load the GRADIEND in %s: %s", run.model_dir, err)
         return None
@@ -308,8 +308,6 @@ def _load_model(run: RunFiles):
 
 # --------------------------------------------------------------------------- pages
 def page(title: str, body: str) -> str:
-    from gradiend import __version__
-
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -1,6 +1,8 @@
 """Configuration dataclasses with the incumbent's names and defaults.
 
-Unknown fields are a clear error (with a suggestion) rather than a silent no-op.
+Unknown fields are a clear error (with a suggestion) rather than a silent no-op. Each
+``__post_init__`` only normalises (dicts → configs, aliases → one value) and then calls
+``gradiend.trainer.argument_checks``, where every value check lives.
 """
 
 from __future__ import annotations
@@ -10,17 +12,26 @@ import functools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import torch
+from gradiend.evaluator.decoder_eval import DecoderEvalConfig
+from gradiend.evaluator.encoder import ConvergenceRule
+from gradiend.lm.mlm_head import HeadTraining
+from gradiend.lm.placement import Placement
+from gradiend.trainer.argument_checks import (
+    CACHE_DTYPES,
+    PRE_PRUNE_RULES,
+    check_arguments,
+    check_prune_config,
+)
+from gradiend.trainer.loop import Architecture, LoopConfig, SeedPlan
 
-from gradiend.lm.devices import resolve_dtype
-from gradiend.lm.gradients import KINDS
-from gradiend.model.gradiend import PARTS as IMPORTANCE_PARTS
-from gradiend.trainer.validation import check_arguments, check_prune_config
-
-CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-# pre-pruning importance rules (see gradiend.trainer.pruning and docs/pruning.md)
-PRE_PRUNE_RULES = ("label_signed_mean", "abs_mean", "signed_mean")
+__all__ = [
+    "CACHE_DTYPES",
+    "PRE_PRUNE_RULES",
+    "PostPruneConfig",
+    "PrePruneConfig",
+    "TrainingArguments",
+    "strict_fields",
+]
 
 
 def strict_fields(cls):
@@ -56,16 +67,6 @@ class PrePruneConfig:
 
     def __post_init__(self) -> None:
         check_prune_config(self)
-        if self.source not in KINDS:
-            raise ValueError(f"PrePruneConfig.source must be one of {KINDS}, got {self.source!r}")
-        if self.rule not in PRE_PRUNE_RULES:
-            raise ValueError(
-                f"unknown pre-prune rule {self.rule!r}; choose one of {PRE_PRUNE_RULES}"
-            )
-        if self.n_samples < 1:
-            raise ValueError("PrePruneConfig.n_samples must be ≥ 1")
-        if self.topk is None and self.threshold is None:
-            raise ValueError("PrePruneConfig needs topk or threshold")
 
 
 @strict_fields
@@ -83,12 +84,23 @@ class PostPruneConfig:
 
     def __post_init__(self) -> None:
         check_prune_config(self)
-        if self.topk is None and self.threshold is None:
-            raise ValueError("PostPruneConfig needs topk or threshold")
-        if self.part is not None and self.part not in IMPORTANCE_PARTS:
-            raise ValueError(
-                f"unknown PostPruneConfig.part {self.part!r}; choose one of {IMPORTANCE_PARTS}"
-            )
+
+
+_PRUNE_CONFIGS = {"pre_prune_config": PrePruneConfig, "post_prune_config": PostPruneConfig}
+
+
+def _prune_config(name: str, value: Any) -> PrePruneConfig | PostPruneConfig | None:
+    """A pruning config from a dict of its fields; the config itself or None pass through.
+    The type is refused here (not in argument_checks, which must not import these classes)."""
+    cls = _PRUNE_CONFIGS[name]
+    if isinstance(value, dict):
+        return cls(**value)
+    if value is not None and not isinstance(value, cls):
+        raise TypeError(
+            f"{name} must be a {cls.__name__} (e.g. {cls.__name__}(topk=0.01)), a dict of "
+            f"its fields, or None; got {value!r}"
+        )
+    return value
 
 
 @strict_fields
@@ -260,29 +272,10 @@ class TrainingArguments:
     distributed_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
-        for name in ("source", "target"):
-            if getattr(self, name) not in KINDS:
-                raise ValueError(f"{name} must be one of {KINDS}, got {getattr(self, name)!r}")
-        if self.use_cache not in (False, True, "always", "only_convergent"):
-            raise ValueError("use_cache must be False, True, 'always' or 'only_convergent'")
-        if self.optim not in ("adamw", "adam"):
-            raise ValueError(f"optim must be 'adamw' or 'adam', got {self.optim!r}")
+        """Normalise (pruning dicts → configs, aliases → one value), then check every value."""
+        self.pre_prune_config = _prune_config("pre_prune_config", self.pre_prune_config)
+        self.post_prune_config = _prune_config("post_prune_config", self.post_prune_config)
         self._resolve_aliases()
-        resolve_dtype(self.torch_dtype, "torch_dtype")
-        for name in ("gradiend_dtype", "gradient_cache_dtype"):
-            if resolve_dtype(getattr(self, name), name) not in CACHE_DTYPES:
-                raise ValueError(
-                    f"{name} must be 'float32', 'bfloat16' or 'float16', got {getattr(self, name)!r}"
-                )
-        if self.device is not None and self.base_model_device_map is not None:
-            raise ValueError(
-                "give either device= (one device) or base_model_device_map= (e.g. 'auto' to shard "
-                "over several GPUs), not both"
-            )
-        if isinstance(self.pre_prune_config, dict):
-            self.pre_prune_config = PrePruneConfig(**self.pre_prune_config)
-        if isinstance(self.post_prune_config, dict):
-            self.post_prune_config = PostPruneConfig(**self.post_prune_config)
         check_arguments(self)
 
     def _resolve_aliases(self) -> None:
@@ -298,11 +291,6 @@ class TrainingArguments:
             setattr(self, old, value)
             setattr(self, new, value)
         self.convergent_metric = self.convergence_metric = self.convergent_metric or "correlation"
-        if self.convergence_metric not in ("correlation", "loss"):
-            raise ValueError(
-                f"convergence_metric must be 'correlation' or 'loss', "
-                f"got {self.convergence_metric!r}"
-            )
 
     # derived values with the incumbent's defaults
     @property
@@ -316,3 +304,78 @@ class TrainingArguments:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    # projections: each stage receives only its slice (frozen values)
+    def loop(self) -> LoopConfig:
+        return LoopConfig(
+            max_steps=self.max_steps,
+            num_train_epochs=self.num_train_epochs,
+            eval_steps=self.eval_steps,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            adam_epsilon=self.adam_epsilon,
+            optim=self.optim,
+            gradiend_batch_size=self.gradiend_batch_size or 1,
+        )
+
+    def seed_plan(self) -> SeedPlan:
+        return SeedPlan(
+            seed=self.seed,
+            max_seeds=self.max_seeds,
+            min_convergent_seeds=self.min_convergent_seeds,
+            fail_on_non_convergence=self.fail_on_non_convergence,
+        )
+
+    def convergence(self) -> ConvergenceRule:
+        return ConvergenceRule(
+            metric=self.convergence_metric,
+            score_threshold=self.score_threshold,
+            mean_threshold=self.mean_threshold,
+            loss_threshold=self.convergent_score_threshold,
+        )
+
+    def architecture(self) -> Architecture:
+        return Architecture(
+            latent_dim=self.latent_dim or 1,
+            activation_encoder=self.activation_encoder or "tanh",
+            activation_decoder=self.activation_decoder or "id",
+            bias_decoder=True if self.bias_decoder is None else self.bias_decoder,
+            dtype=self.gradiend_dtype,
+        )
+
+    def placement(self) -> Placement:
+        return Placement(
+            device=self.device,
+            device_map=self.base_model_device_map,
+            max_memory=self.base_model_max_memory,
+            torch_dtype=self.torch_dtype,
+            trust_remote_code=self.trust_remote_code,
+            gradiend=self.gradiend_device,
+            encoder_decoder_same_device=self.encoder_decoder_same_device,
+        )
+
+    def decoder_eval(self) -> DecoderEvalConfig:
+        """The run's decoder-evaluation defaults (``evaluate_decoder``'s keywords override)."""
+        return DecoderEvalConfig(
+            lrs=tuple(self.decoder_eval_lrs) if self.decoder_eval_lrs else None,
+            feature_factors=(
+                tuple(self.decoder_eval_feature_factors)
+                if self.decoder_eval_feature_factors
+                else None
+            ),
+            max_size_training_like=self.decoder_eval_max_size_training_like,
+            max_size_neutral=self.decoder_eval_max_size_neutral,
+            batch_size=self.eval_batch_size,
+            seed=self.seed,
+            use_cache=bool(self.use_cache),
+        )
+
+    def head_training(self) -> HeadTraining:
+        """How the MLM head of a decoder-only model is trained (``clm_mlm_head``)."""
+        return HeadTraining(
+            epochs=self.decoder_mlm_head_epochs,
+            batch_size=self.decoder_mlm_head_batch_size,
+            lr=self.decoder_mlm_head_lr,
+            max_size=self.decoder_mlm_head_max_size,
+            seed=self.seed,
+        )

@@ -8,14 +8,12 @@ the stored fingerprint equals the new one; otherwise the differing fields are na
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from gradiend.trainer.arguments import TrainingArguments
+if TYPE_CHECKING:
+    from gradiend.trainer.arguments import TrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -74,26 +72,6 @@ _NOT_GRADIENTS = {
     "post_prune_config",
     "gradiend_batch_size",
 }
-
-_DATA_COLUMNS = (
-    "masked",
-    "factual",
-    "alternative",
-    "factual_class",
-    "alternative_class",
-    "split",
-    "mask_labels",
-    "feature_class_id",
-)
-
-
-def data_hash(df: pd.DataFrame) -> str:
-    """Content hash of the example rows that matter (row order included: it sets the batches)."""
-    cols = [c for c in _DATA_COLUMNS if c in df.columns]
-    values = pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy()
-    h = hashlib.sha256(values.tobytes())
-    h.update(json.dumps(cols).encode())
-    return h.hexdigest()[:16]
 
 
 def training_fingerprint(

@@ -15,9 +15,68 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from gradiend.lm.devices import resolve_dtype
+from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The optimisation loop's settings (``TrainingArguments.loop()``)."""
+
+    max_steps: int = -1
+    num_train_epochs: int = 3
+    eval_steps: int = 250
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-8
+    optim: str = "adamw"
+    gradiend_batch_size: int = 1
+
+    def steps(self, n_batches: int) -> int:
+        """Optimiser steps of one seed: ``max_steps``, or epochs over the cached batches."""
+        return self.max_steps if self.max_steps > 0 else self.num_train_epochs * n_batches
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """Which seeds run and when to stop (``TrainingArguments.seed_plan()``)."""
+
+    seed: int = 0
+    max_seeds: int = 3
+    min_convergent_seeds: int = 1
+    fail_on_non_convergence: bool = False
+
+    def seeds(self) -> range:
+        return range(self.seed, self.seed + max(1, self.max_seeds))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The GRADIEND's shape beyond its input size (the incumbent's compatibility fields)."""
+
+    latent_dim: int = 1
+    activation_encoder: str = "tanh"
+    activation_decoder: str = "id"
+    bias_decoder: bool = True
+    dtype: str = "float32"
+
+    def build(self, pmap: ParamMap, indices, meta: dict, seed: int) -> GradiendModel:
+        torch.manual_seed(seed)  # initialised on the CPU: the same weights on every device
+        dim = pmap.numel if indices is None else len(indices)
+        return GradiendModel(
+            dim,
+            latent_dim=self.latent_dim,
+            activation_encoder=self.activation_encoder,
+            activation_decoder=self.activation_decoder,
+            bias_decoder=self.bias_decoder,
+            torch_dtype=resolve_dtype(self.dtype),
+            param_map=pmap,
+            indices=indices,
+            **meta,
+        )
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,14 +59,7 @@ def importance(
     params = computer.params
     acc: list[torch.Tensor] = []
     if cfg.rule == "abs_mean":
-        need = 4.0 * sum(p.numel() for p in params)
-        home = storage_device(params[0].device, need, "pre-prune sums (float32)")
-        acc = [
-            torch.zeros(
-                p.shape, dtype=torch.float32, device=p.device if home == "device" else "cpu"
-            )
-            for p in params
-        ]
+        acc = _float_sums(params)
     else:
         logger.info("pre-prune sums accumulate in the parameters' .grad (%s)", params[0].device)
     for p in params:
@@ -73,23 +67,9 @@ def importance(
     # under torch.distributed each rank sums its share of the batches; the sums are added up
     starts = dist.shard(range(0, len(items), cfg.batch_size))
     bar = tqdm(total=len(items), desc="pre-prune gradients", disable=not progress)
-
-    def accumulate() -> None:
-        for n, start in enumerate(starts):
-            chunk = items[start : start + cfg.batch_size]
-            if cfg.rule == "abs_mean":
-                for grads in computer.iter_per_example_params(chunk, cfg.source):
-                    for a, g in zip(acc, grads):
-                        a.add_(g.abs().to(a.device))
-                    del grads
-            else:
-                w = labels[start : start + len(chunk)] if cfg.rule == "label_signed_mean" else None
-                computer.accumulate_weighted(
-                    chunk, cfg.source, w or [1.0] * len(chunk), first=n == 0
-                )
-            bar.update(len(chunk))
-
-    dist.everywhere(accumulate, "pre-prune gradients")
+    dist.everywhere(
+        lambda: _accumulate(computer, items, labels, cfg, starts, acc, bar), "pre-prune gradients"
+    )
     bar.close()
     if cfg.rule != "abs_mean":  # the sums were accumulated in place, in the parameters' .grad
         acc = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
@@ -100,6 +80,40 @@ def importance(
     for a in acc:
         a.abs_().div_(max(1, len(items)))
     return acc
+
+
+def _float_sums(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``abs_mean``'s float32 accumulators, one per parameter, on its device when they fit."""
+    need = 4.0 * sum(p.numel() for p in params)
+    home = storage_device(params[0].device, need, "pre-prune sums (float32)")
+    return [
+        torch.zeros(p.shape, dtype=torch.float32, device=p.device if home == "device" else "cpu")
+        for p in params
+    ]
+
+
+def _accumulate(
+    computer: GradientComputer,
+    items: list[Item],
+    labels: list[float],
+    cfg: PrePruneConfig,
+    starts: Sequence[int],
+    acc: list[torch.Tensor],
+    bar: tqdm,
+) -> None:
+    """Add this rank's batches (starting at ``starts``) to the sums: per-example |g| into
+    ``acc`` for ``abs_mean``, else the weighted gradient into the parameters' ``.grad``."""
+    for n, start in enumerate(starts):
+        chunk = items[start : start + cfg.batch_size]
+        if cfg.rule == "abs_mean":
+            for grads in computer.iter_per_example_params(chunk, cfg.source):
+                for a, g in zip(acc, grads):
+                    a.add_(g.abs().to(a.device))
+                del grads
+        else:
+            w = labels[start : start + len(chunk)] if cfg.rule == "label_signed_mean" else None
+            computer.accumulate_weighted(chunk, cfg.source, w or [1.0] * len(chunk), first=n == 0)
+        bar.update(len(chunk))
 
 
 def select(

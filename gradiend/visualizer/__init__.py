@@ -2,20 +2,26 @@
 
 Importing this package does not import matplotlib; each plot function imports it when called.
 Every plot function returns ``{"path": str | None, "data": {...}, "figure": Figure}``.
+
+The modules of this package draw values only; the cross-run figures that take runs (models or
+folders) compare them first and are re-exported here from ``gradiend.evaluator.figures`` — this
+file is the only one of the package that imports the rest of the library.
 """
 
-from gradiend.visualizer.convergence import load_training_stats, plot_training_convergence
-from gradiend.visualizer.decoder import plot_probability_shifts
-from gradiend.visualizer.encoder import plot_encoder_distributions
-from gradiend.visualizer.topk import (
+from gradiend.evaluator.figures import (
+    plot_importance_by_layer,
     plot_similarity_heatmap,
     plot_topk_overlap_heatmap,
     plot_topk_overlap_venn,
 )
+from gradiend.visualizer.convergence import load_training_stats, plot_training_convergence
+from gradiend.visualizer.decoder import plot_probability_shifts
+from gradiend.visualizer.encoder import plot_encoder_distributions
 
 __all__ = [
     "load_training_stats",
     "plot_encoder_distributions",
+    "plot_importance_by_layer",
     "plot_probability_shifts",
     "plot_similarity_heatmap",
     "plot_topk_overlap_heatmap",

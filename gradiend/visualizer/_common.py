@@ -60,14 +60,14 @@ def import_pyplot(show: bool | None = None) -> Any:
     chosen one (``MPLBACKEND``), so a notebook's inline backend is left alone.
     """
     try:
-        import matplotlib
+        import matplotlib  # the optional plot extra: imported when a figure is drawn
     except ImportError as err:
         raise ImportError(PLOT_EXTRA_HINT) from err
     if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
         if _headless() or not (resolve_show(show) or is_interactive()):
             matplotlib.use("Agg")
     try:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # after the backend is chosen above
     except ImportError as err:
         raise ImportError(PLOT_EXTRA_HINT) from err
     return plt
@@ -76,7 +76,7 @@ def import_pyplot(show: bool | None = None) -> Any:
 def import_venn() -> Any:
     """Import ``matplotlib_venn`` (part of the ``plot`` extra) with an error naming the extra."""
     try:
-        import matplotlib_venn
+        import matplotlib_venn  # the optional plot extra, needed by the Venn diagram only
     except ImportError as err:
         raise ImportError(PLOT_EXTRA_HINT) from err
     return matplotlib_venn

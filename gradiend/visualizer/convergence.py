@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gradiend.run_layout import FIG_CONVERGENCE, MODEL_DIR, TRAINING
 from gradiend.visualizer._common import (
     DEFAULT_DPI,
     class_colours,
@@ -39,12 +40,12 @@ def load_training_stats(source: Mapping[str, Any] | str | os.PathLike) -> Mappin
         stats = source
     else:
         path = Path(source)
-        for candidate in (path, path / "training.json", path / "model" / "training.json"):
+        for candidate in (path, path / TRAINING, path / MODEL_DIR / TRAINING):
             if candidate.is_file():
                 stats = json.loads(candidate.read_text())
                 break
         else:
-            raise FileNotFoundError(f"no training.json at {path}")
+            raise FileNotFoundError(f"no {TRAINING} at {path}")
     if "evals" not in stats and isinstance(stats.get("training_stats"), Mapping):
         return stats["training_stats"]
     return stats
@@ -95,7 +96,7 @@ def plot_training_convergence(
         ax_corr.legend(loc="lower right", fontsize=8)
     ax_corr.set_xlabel("training step")
     fig.tight_layout()
-    return finish(fig, data, output, "training_convergence", show, img_format, dpi)
+    return finish(fig, data, output, FIG_CONVERGENCE, show, img_format, dpi)
 
 
 def _convergence_data(stats: Mapping[str, Any], class_spread: str | None) -> dict[str, Any]:

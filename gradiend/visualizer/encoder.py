@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradiend.run_layout import FIG_ENCODER
 from gradiend.visualizer._common import (
     DEFAULT_DPI,
     class_colours,
@@ -61,7 +62,7 @@ def plot_encoder_distributions(
     ax.set_ylabel("encoded value")
     ax.set_title("Encoder distributions")
     fig.tight_layout()
-    return finish(fig, data, output, "encoder_distributions", show, img_format, dpi)
+    return finish(fig, data, output, FIG_ENCODER, show, img_format, dpi)
 
 
 def _check_columns(df: pd.DataFrame) -> None:

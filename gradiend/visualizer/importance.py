@@ -1,5 +1,11 @@
 """Where the feature lives: a heatmap of importance share per layer (rows) and module type
-(columns), one panel per run, from ``GradiendModel.importance_by_layer(by_module_type=True)``."""
+(columns), one panel per run, drawn from (layer, module) importance tables
+(``GradiendModel.importance_by_layer(by_module_type=True)``).
+
+Runs given as folders are loaded by the public ``gradiend.visualizer.plot_importance_by_layer``
+(``gradiend.evaluator.figures``); this module draws tables, and asks an object that computes its
+own table (a GradiendModel, or anything with a ``.gradiend`` one) for it.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,46 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from gradiend.evaluator.compare import ModelLike, _labelled, load_gradiend
-from gradiend.model.localise import by_layer
+from gradiend.run_layout import FIG_IMPORTANCE
 from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot
 
 logger = logging.getLogger(__name__)
 
 VALUES = ("mass_share", "topk_share")
+Tables = Mapping[str, Any] | Sequence[Any] | Any
+
+
+def importance_tables(
+    runs: Tables, part: str | None = None, topk: int | float = 1000
+) -> dict[str, pd.DataFrame]:
+    """Label → (layer, module) table of one run or several (a mapping keeps its labels, others
+    are ``model <i>``): a table is taken as it is, any other run is asked for its table."""
+    if isinstance(runs, Mapping):
+        labelled = {str(k): v for k, v in runs.items()}
+    else:
+        runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+        labelled = {f"model {i}": run for i, run in enumerate(runs)}
+    if not labelled:
+        raise ValueError("no runs to draw")
+    return {label: _table(run, part, topk) for label, run in labelled.items()}
+
+
+def _table(run: Any, part: str | None, topk: int | float) -> pd.DataFrame:
+    if isinstance(run, pd.DataFrame):
+        return run
+    source = run if hasattr(run, "importance_by_layer") else getattr(run, "gradiend", None)
+    if not hasattr(source, "importance_by_layer"):
+        raise TypeError(
+            f"cannot draw {type(run).__name__}: pass an importance table or a GradiendModel; "
+            "gradiend.visualizer.plot_importance_by_layer also loads run folders"
+        )
+    return source.importance_by_layer(part, topk, by_module_type=True)
 
 
 def importance_grid(
-    models: Mapping[str, ModelLike] | Sequence[ModelLike] | ModelLike,
+    runs: Tables,
     part: str | None = None,
     topk: int | float = 1000,
     value: str = "mass_share",
@@ -29,12 +63,7 @@ def importance_grid(
     ``[layer][module]`` of ``value`` (0 where a run has no dimension there)."""
     if value not in VALUES:
         raise ValueError(f"value must be one of {VALUES}, got {value!r}")
-    if not isinstance(models, (Mapping, list, tuple)):
-        models = [models]
-    tables = {
-        label: by_layer(load_gradiend(m), part, topk, by_module_type=True)
-        for label, m in _labelled(models).items()
-    }
+    tables = importance_tables(runs, part, topk)
     layers = sorted({_layer_label(x) for t in tables.values() for x in t["layer"]}, key=_order)
     modules = sorted({m for t in tables.values() for m in t["module"]})
     matrices = {}
@@ -57,7 +86,7 @@ def _order(label: str) -> tuple[int, int]:
 
 
 def plot_importance_by_layer(
-    models: Mapping[str, ModelLike] | Sequence[ModelLike] | ModelLike,
+    models: Tables,
     part: str | None = None,
     topk: int | float = 1000,
     value: str = "mass_share",
@@ -69,8 +98,9 @@ def plot_importance_by_layer(
     """Heatmap of each run's importance share (``mass_share`` or ``topk_share`` of the top-k
     dimensions) per layer × module type; several runs side by side on one colour scale.
 
-    ``models`` is one run or several, as for ``compute_similarity_matrix`` (GradiendModel,
-    ModelWithGradiend or run folder). Returns ``{"path", "figure", "data": importance_grid}``.
+    ``models`` is one run or several: importance tables, or GradiendModels (or anything with a
+    ``.gradiend`` one) that compute theirs. Returns ``{"path", "figure", "data":
+    importance_grid}``.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     data = importance_grid(models, part, topk, value)
@@ -98,4 +128,4 @@ def plot_importance_by_layer(
     axes[0][0].set_ylabel("layer")
     what = "importance mass" if value == "mass_share" else f"top-{topk} dimensions"
     fig.colorbar(image, ax=list(axes[0]), fraction=0.046, pad=0.04, label=f"share of {what}")
-    return finish(fig, data, output_path, "importance_by_layer", show, img_format, dpi)
+    return finish(fig, data, output_path, FIG_IMPORTANCE, show, img_format, dpi)

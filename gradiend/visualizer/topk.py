@@ -1,27 +1,27 @@
-"""Top-k overlap across runs: a heatmap of pairwise overlaps and a Venn (or UpSet) diagram.
+"""Top-k overlap across runs, drawn from values: a heatmap of a similarity frame and a Venn (or
+UpSet) diagram of top-k sets.
 
-Both work on base-global indices (see ``gradiend.evaluator.compare``), so differently pruned
-runs compare, and both need only GRADIEND weights — runs given as folders are loaded without
-their base model.
+The numbers come from ``gradiend.evaluator.compare`` (a ``RunComparison``); the functions that
+take runs, compare and then draw live in ``gradiend.evaluator.figures`` and are the public
+``gradiend.visualizer.plot_topk_overlap_heatmap`` / ``plot_topk_overlap_venn`` /
+``plot_similarity_heatmap``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gradiend.evaluator.compare import (
-    ModelLike,
-    compute_similarity_matrix,
-    topk_sets,
-    venn_region_counts,
+from gradiend.run_layout import (
+    FIG_SIMILARITY_PREFIX,
+    FIG_TOPK_OVERLAP_HEATMAP,
+    FIG_TOPK_OVERLAP_VENN,
 )
-from gradiend.model.gradiend import DEFAULT_PART
 from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot, import_venn
 
 logger = logging.getLogger(__name__)
@@ -29,43 +29,39 @@ logger = logging.getLogger(__name__)
 MAX_UPSET_REGIONS = 40
 
 
-def plot_topk_overlap_heatmap(
-    models: Mapping[str, ModelLike] | Sequence[ModelLike],
-    topk: int | float = 1000,
-    part: str | None = DEFAULT_PART,
+def draw_topk_heatmap(
+    frame: pd.DataFrame,
+    topk: int | float | None,
     value: str = "intersection",
     output_path: str | os.PathLike | None = None,
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
 ) -> dict[str, Any]:
-    """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set).
+    """Heatmap of a frame of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller
+    set; ``RunComparison.overlap(value)``).
 
     Returns ``{"path", "figure", "data": {"labels", "matrix" (list of rows), "topk", "part",
     "value"}}``.
     """
-    plt = import_pyplot(show)  # fail early when the plot extra is missing
-    frame = compute_similarity_matrix(
-        models, measure="topk_overlap", part=part, topk=topk, value=value
-    )
+    plt = import_pyplot(show)
     matrix = frame.to_numpy()
     fig = _draw_matrix(
         plt,
         frame,
-        title=f"Top-{topk} overlap ({frame.attrs['part']})",
+        title=f"Top-{topk} overlap ({frame.attrs.get('part')})",
         colour_label=_value_label(value, topk),
         limits=(0.0, _colour_max(matrix, value)),
         integer=value == "intersection",
     )
-    labels = [str(label) for label in frame.index]
     data = {
-        "labels": labels,
+        "labels": [str(label) for label in frame.index],
         "matrix": matrix.tolist(),
         "topk": topk,
-        "part": frame.attrs["part"],  # the ranking used (each run's default when part=None)
+        "part": frame.attrs.get("part"),  # the ranking used (each run's default when not asked)
         "value": value,
     }
-    return finish(fig, data, output_path, "topk_overlap_heatmap", show, img_format, dpi)
+    return finish(fig, data, output_path, FIG_TOPK_OVERLAP_HEATMAP, show, img_format, dpi)
 
 
 def _colour_max(matrix: np.ndarray, value: str) -> float:
@@ -86,8 +82,8 @@ def _value_label(value: str, topk: int | float) -> str:
     return "|S_i ∩ S_j| / min(|S_i|, |S_j|)"
 
 
-def plot_similarity_heatmap(
-    models: Mapping[str, Any] | Sequence[ModelLike] | pd.DataFrame,
+def draw_similarity_heatmap(
+    frame: pd.DataFrame,
     measure: str = "cosine",
     part: str | None = None,
     topk: int | float | None = None,
@@ -97,19 +93,14 @@ def plot_similarity_heatmap(
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
 ) -> dict[str, Any]:
-    """Heatmap of any ``compute_similarity_matrix`` measure, or of a ready similarity DataFrame.
+    """Heatmap of a similarity frame (``compute_similarity_matrix``); its ``attrs`` override the
+    ``measure``/``part``/``topk``/``value`` given.
 
     Signed measures (``cosine_signed``, ``spearman_signed``) use a diverging −1…1 scale; the
     others 0…1 (or 0…max for top-k counts). Returns ``{"path", "figure", "data": {"labels",
     "matrix", "measure", "part", "topk", "value"}}``.
     """
-    plt = import_pyplot(show)  # fail early when the plot extra is missing
-    if isinstance(models, pd.DataFrame):
-        frame = models
-    else:
-        frame = compute_similarity_matrix(
-            models, measure=measure, part=part, topk=topk, value=value
-        )
+    plt = import_pyplot(show)
     attrs = {"measure": measure, "part": part, "topk": topk, "value": value, **frame.attrs}
     matrix = frame.to_numpy(dtype=float)
     counts = attrs["measure"] == "topk_overlap" and attrs["value"] == "intersection"
@@ -121,7 +112,8 @@ def plot_similarity_heatmap(
     fig = _draw_matrix(plt, frame, title, str(attrs["measure"]), limits, integer=counts)
     data = {"labels": [str(x) for x in frame.index], "matrix": matrix.tolist()}
     data.update({k: attrs[k] for k in ("measure", "part", "topk", "value")})
-    return finish(fig, data, output_path, f"similarity_{attrs['measure']}", show, img_format, dpi)
+    name = f"{FIG_SIMILARITY_PREFIX}{attrs['measure']}"
+    return finish(fig, data, output_path, name, show, img_format, dpi)
 
 
 def _draw_matrix(
@@ -170,26 +162,27 @@ def _annotate_cells(
         )
 
 
-def plot_topk_overlap_venn(
-    models: Mapping[str, ModelLike] | Sequence[ModelLike],
-    topk: int | float = 1000,
-    part: str | None = DEFAULT_PART,
+def draw_topk_venn(
+    sets: Mapping[str, set[int]],
+    regions: Mapping[tuple[str, ...], int],
+    topk: int | float | None,
+    part: str | None = None,
     output_path: str | os.PathLike | None = None,
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
 ) -> dict[str, Any]:
-    """Venn diagram of the runs' top-k sets: matplotlib-venn for 2–3 runs, UpSet bars for 4–6.
+    """Venn diagram of top-k sets and their regions (``RunComparison.topk_sets``/``regions``):
+    matplotlib-venn for 2–3 runs, UpSet bars for 4–6.
 
     Returns ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part"}}``
     where ``regions`` maps the tuple of labels of the sets a region lies in (exactly those) to
     its element count.
     """
-    plt = import_pyplot(show)  # fail early when the plot extra is missing
-    sets = topk_sets(models, topk=topk, part=part)
+    plt = import_pyplot(show)
     if not 2 <= len(sets) <= 6:
         raise ValueError(f"a Venn diagram compares 2 to 6 runs, got {len(sets)}")
-    regions = venn_region_counts(sets)
+    regions = dict(regions)
     if len(sets) <= 3:
         fig = _draw_venn(plt, sets)
     else:
@@ -203,7 +196,7 @@ def plot_topk_overlap_venn(
         "topk": topk,
         "part": part,
     }
-    return finish(fig, data, output_path, "topk_overlap_venn", show, img_format, dpi)
+    return finish(fig, data, output_path, FIG_TOPK_OVERLAP_VENN, show, img_format, dpi)
 
 
 def _draw_venn(plt: Any, sets: Mapping[str, set[int]]) -> Any:

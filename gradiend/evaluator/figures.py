@@ -1,0 +1,152 @@
+"""The cross-run figures that take runs: compare them once (``compare``), then draw the value.
+
+These are the public ``gradiend.visualizer.plot_topk_overlap_heatmap``,
+``plot_topk_overlap_venn``, ``plot_similarity_heatmap`` and ``plot_importance_by_layer``; the
+drawing itself is in ``gradiend.visualizer`` and sees only values. Each accepts a
+``RunComparison`` in place of the runs, so one comparison can feed several figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from gradiend.evaluator.compare import ModelLike, RunComparison, compare
+from gradiend.model.gradiend import DEFAULT_PART
+from gradiend.model.localise import by_layer
+from gradiend.model.runs import label_runs, load_gradiend
+from gradiend.visualizer._common import DEFAULT_DPI, import_pyplot
+from gradiend.visualizer.importance import plot_importance_by_layer as draw_importance_by_layer
+from gradiend.visualizer.topk import draw_similarity_heatmap, draw_topk_heatmap, draw_topk_venn
+
+logger = logging.getLogger(__name__)
+
+Runs = Mapping[str, ModelLike] | Sequence[ModelLike] | RunComparison
+
+
+def plot_topk_overlap_heatmap(
+    models: Runs,
+    topk: int | float = 1000,
+    part: str | None = DEFAULT_PART,
+    value: str = "intersection",
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set).
+
+    ``models`` are runs (see ``compute_similarity_matrix``) or a ``RunComparison``, drawn with
+    its own ``topk`` and ranking. Returns ``{"path", "figure", "data": {"labels", "matrix"
+    (list of rows), "topk", "part", "value"}}``.
+    """
+    import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
+    found = _comparison(models, topk, part, value)
+    return draw_topk_heatmap(
+        found.overlap(value), found.topk, value, output_path, show, img_format, dpi
+    )
+
+
+def plot_topk_overlap_venn(
+    models: Runs,
+    topk: int | float = 1000,
+    part: str | None = DEFAULT_PART,
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Venn diagram of the runs' top-k sets: matplotlib-venn for 2–3 runs, UpSet bars for 4–6.
+
+    ``models`` are runs or a ``RunComparison`` (its own ``topk`` and ranking). Returns
+    ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part"}}`` where
+    ``regions`` maps the tuple of labels of the sets a region lies in (exactly those) to its
+    element count.
+    """
+    import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
+    found = _comparison(models, topk, part)
+    if found.topk_sets is None or found.regions is None:
+        raise ValueError("a Venn diagram needs the top-k sets of single runs (not seed groups)")
+    return draw_topk_venn(
+        found.topk_sets,
+        found.regions,
+        found.topk,
+        found.requested_part,
+        output_path,
+        show,
+        img_format,
+        dpi,
+    )
+
+
+def plot_similarity_heatmap(
+    models: Mapping[str, Any] | Sequence[ModelLike] | pd.DataFrame | RunComparison,
+    measure: str = "cosine",
+    part: str | None = None,
+    topk: int | float | None = None,
+    value: str = "intersection_frac",
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Heatmap of any ``compute_similarity_matrix`` measure, of a ready similarity DataFrame,
+    or of a ``RunComparison``'s frame.
+
+    Signed measures (``cosine_signed``, ``spearman_signed``) use a diverging −1…1 scale; the
+    others 0…1 (or 0…max for top-k counts). Returns ``{"path", "figure", "data": {"labels",
+    "matrix", "measure", "part", "topk", "value"}}``.
+    """
+    import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
+    if isinstance(models, pd.DataFrame):
+        frame = models
+    elif isinstance(models, RunComparison):
+        frame = models.frame
+    else:
+        sets_topk = topk if measure == "topk_overlap" else None
+        frame = compare(models, measure, sets_topk, part, value, vector_topk=topk).frame
+    args = (measure, part, topk, value, output_path, show, img_format, dpi)
+    return draw_similarity_heatmap(frame, *args)
+
+
+def plot_importance_by_layer(
+    models: Mapping[str, ModelLike] | Sequence[ModelLike] | ModelLike,
+    part: str | None = None,
+    topk: int | float = 1000,
+    value: str = "mass_share",
+    output_path: str | os.PathLike | None = None,
+    show: bool | None = None,
+    img_format: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Heatmap of each run's importance share (``mass_share`` or ``topk_share`` of the top-k
+    dimensions) per layer × module type; several runs side by side on one colour scale.
+
+    ``models`` is one run or several, as for ``compute_similarity_matrix`` (GradiendModel,
+    ModelWithGradiend or run folder), or ready importance tables. Returns ``{"path",
+    "figure", "data": importance_grid}``.
+    """
+    import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
+    if not isinstance(models, (Mapping, list, tuple)):
+        models = [models]
+    tables = {
+        label: run
+        if isinstance(run, pd.DataFrame)
+        else by_layer(load_gradiend(run), part, topk, by_module_type=True)
+        for label, run in label_runs(models).items()
+    }
+    args = (part, topk, value, output_path, show, img_format, dpi)
+    return draw_importance_by_layer(tables, *args)
+
+
+def _comparison(
+    models: Runs, topk: int | float, part: str | None, value: str = "intersection_frac"
+) -> RunComparison:
+    """The comparison to draw: ``models`` itself, or the top-k comparison of the runs."""
+    if isinstance(models, RunComparison):
+        return models
+    return compare(models, "topk_overlap", topk, part, value)

@@ -1,0 +1,219 @@
+"""Evaluating and rewriting one trained run, without the trainer.
+
+``RunEvaluation`` holds what those steps read — the GRADIEND (loaded on first use), the run's
+``EvalData``, its ``RunLayout`` and the evaluation defaults — and calls the stages' flows
+(``evaluator.encoder_eval``, ``evaluator.decoder_eval``, ``ModelWithGradiend.rewrite_from_results``).
+``TextPredictionTrainer`` delegates to it; ``gradiend evaluate`` and ``gradiend rewrite`` build
+it from a saved run folder (``RunEvaluation.for_saved_run``) and never build a trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gradiend import distributed as dist
+from gradiend._io import read_json, read_json_cache
+from gradiend.data.examples import cap_per_group
+from gradiend.evaluator import decoder_eval, encoder_eval
+from gradiend.evaluator.decoder_eval import DecoderEvalConfig
+from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
+from gradiend.evaluator.encoder_eval import EncoderTask
+from gradiend.model.rewrite import check_rewrite_dirs, read_results
+from gradiend.model.with_gradiend import ModelWithGradiend, load_context
+from gradiend.run_layout import FIG_ENCODER, FIG_SHIFTS, RunLayout
+from gradiend.trainer.argument_checks import check_decoder_call, check_eval_call
+from gradiend.trainer.decoder_task import build_decoder_task
+from gradiend.trainer.eval_data import EvalData
+from gradiend.visualizer import plot_encoder_distributions, plot_probability_shifts
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunEvaluation:
+    """The encoder and decoder evaluations, the rewrite and their figures of one run."""
+
+    get_model: Callable[[], ModelWithGradiend]
+    data: EvalData | None  # None: a rewrite, which reads no data
+    layout: RunLayout
+    decoder: DecoderEvalConfig = field(default_factory=DecoderEvalConfig)
+    encoder_max_size: int | None = None
+    use_cache: bool = False
+    img_format: str = "png"
+    progress: bool = True
+    memo: dict = field(default_factory=dict)  # the base model's decoder scores this session
+
+    @property
+    def target_classes(self) -> list[str]:
+        if self.data is not None:
+            return self.data.target_classes
+        return [str(c) for c in load_context(self.layout.model_dir).get("target_classes", [])]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.layout.run_dir
+
+    def model_fingerprint(self) -> Any:
+        """The training run's cache fingerprint (``None`` when it has no record)."""
+        stats = read_json_cache(self.layout.training)
+        return None if stats is None else stats.get("cache_fingerprint")
+
+    # ------------------------------------------------------------------ encoder
+    def evaluate_encoder(
+        self,
+        split: str = "test",
+        max_size: int | None = None,
+        return_df: bool = False,
+        plot: bool = False,
+        plot_kwargs: dict | None = None,
+        use_cache: bool | None = None,
+        neutral: bool = True,
+    ) -> dict:
+        """Encode held-out rows (and neutral variants) and return the incumbent's metric keys."""
+        check_eval_call(split, max_size)
+        mwg = self.get_model()
+        max_size = max_size if max_size is not None else self.encoder_max_size
+        task = self._encoder_task(split, max_size, neutral)
+        cache = self.use_cache if use_cache is None else use_cache
+        enc_df, result = encoder_eval.evaluate_encoder(mwg, task, self.layout, cache, neutral)
+        if return_df:
+            result["encoder_df"] = enc_df
+        if plot and dist.is_main():
+            kwargs = plot_kwargs or {}
+            result["plot"] = self.plot_encoder_distributions(encoder_df=enc_df, **kwargs)
+        return result
+
+    def _encoder_task(self, split: str, max_size: int | None, neutral: bool) -> EncoderTask:
+        data = self.data
+        rows = cap_per_group(data.split(split), max_size, data.seed)
+        texts = None
+        if neutral and data.neutral is not None:
+            n = max_size * 2 if max_size else len(data.neutral)
+            texts = tuple(data.neutral_texts()[:n])
+        tcs = data.target_classes
+        return EncoderTask(
+            split=split,
+            max_size=max_size,
+            rows=rows,
+            labels=data.labels(rows),
+            neutral_texts=texts,
+            excluded=frozenset(data.excluded_words()),
+            class_names={1: tcs[0], -1: tcs[1], 0: "neutral"},
+            batch_size=self.decoder.batch_size,
+            seed=data.seed,
+            model_fingerprint=self.model_fingerprint(),
+        )
+
+    def plot_encoder_distributions(self, encoder_df: pd.DataFrame | None = None, **kwargs) -> dict:
+        if encoder_df is None:
+            encoder_df = self.evaluate_encoder(return_df=True)["encoder_df"]
+        kwargs.setdefault("output", self.layout.figure(FIG_ENCODER, self.img_format))
+        kwargs.setdefault("target_classes", self.target_classes)
+        kwargs.setdefault("img_format", self.img_format)
+        return plot_encoder_distributions(encoder_df, **kwargs)
+
+    # ------------------------------------------------------------------ decoder
+    def evaluate_decoder(
+        self,
+        target_class: str | list[str] | None = None,
+        increase_target_probabilities: bool = True,
+        lrs: list[float] | None = None,
+        feature_factors: list[float] | None = None,
+        selector: Any = None,
+        max_size_training_like: int | None = None,
+        max_size_neutral: int | None = None,
+        use_cache: bool | None = None,
+        plot: bool = False,
+        part: str = "decoder",
+        search: str = "adaptive",
+        max_nll_increase: float | None = 0.01,
+        search_config: AdaptiveSearchConfig | None = None,
+        precondition: Any = None,
+    ) -> dict[str, Any]:
+        """See ``TextPredictionTrainer.evaluate_decoder``."""
+        check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
+        cfg = self._decoder_config(
+            lrs=tuple(lrs) if lrs else None,
+            feature_factors=tuple(feature_factors) if feature_factors else None,
+            max_size_training_like=max_size_training_like,
+            max_size_neutral=max_size_neutral,
+            use_cache=use_cache,
+        )
+        cfg = dataclasses.replace(
+            cfg,
+            part=part,
+            search=search,
+            max_nll_increase=max_nll_increase,
+            search_config=search_config or AdaptiveSearchConfig(),
+            precondition=precondition,
+        )
+        classes = _as_list(target_class) or self.target_classes
+        decoder_eval.check_classes(classes, self.target_classes)
+        mwg = self.get_model()
+        strengthen = increase_target_probabilities
+        task = build_decoder_task(
+            self.data,
+            mwg.objective,
+            classes,
+            strengthen,
+            cfg.max_size_training_like,
+            cfg.max_size_neutral,
+            self.model_fingerprint(),
+        )
+        on_written = (lambda results: self.plot_probability_shifts(results)) if plot else None
+        return decoder_eval.evaluate_decoder(
+            mwg, task, cfg, self.layout, classes, strengthen, selector, self.progress,
+            self.memo, on_written,
+        )  # fmt: skip
+
+    def _decoder_config(self, **overrides: Any) -> DecoderEvalConfig:
+        """The run's defaults with every keyword that was given (not ``None``) on top."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self.decoder, **given)
+
+    def plot_probability_shifts(
+        self, decoder_results: dict | None = None, output=None, **kwargs
+    ) -> dict:
+        """The probability-shift figure (``gradiend.visualizer.decoder``) of the results."""
+        if decoder_results is None:
+            path = self.layout.decoder_results
+            decoder_results = read_json(path) if path.exists() else self.evaluate_decoder()
+        kwargs.setdefault("img_format", self.img_format)
+        kwargs.setdefault("target_classes", self.target_classes)
+        if output is None:
+            tc = kwargs.get("target_class")
+            suffix = f"_{tc}" if tc else ""
+            output = self.layout.figure(FIG_SHIFTS, kwargs["img_format"], suffix)
+        return plot_probability_shifts(decoder_results, output=output, **kwargs)
+
+    # ------------------------------------------------------------------ rewrite
+    def rewrite_base_model(
+        self,
+        decoder_results: dict | None = None,
+        target_class: str | list[str] | None = None,
+        increase_target_probabilities: bool = True,
+        output_dir: str | Path | None = None,
+    ):
+        """See ``TextPredictionTrainer.rewrite_base_model``; refuses bad input before the base
+        model is loaded."""
+        results = read_results(self.layout) if decoder_results is None else decoder_results
+        classes = _as_list(target_class) or self.target_classes[:1]
+        if output_dir is not None:
+            check_rewrite_dirs(output_dir, classes, isinstance(target_class, list),
+                              increase_target_probabilities)  # fmt: skip
+        return self.get_model().rewrite_from_results(
+            results, target_class, increase_target_probabilities, output_dir, self.layout
+        )
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]

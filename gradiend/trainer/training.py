@@ -1,0 +1,172 @@
+"""The training flow behind ``TextPredictionTrainer.train``: gradients of the training rows
+(pre-pruned, batched, cached), the validation callback, and the record saved with the model.
+
+The trainer wires these steps; each step takes the values it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradiend.data.examples import ExampleTable, cap_per_group
+from gradiend.lm.devices import resolve_dtype
+from gradiend.lm.gradients import GradientComputer
+from gradiend.lm.items import build_items, check_rows
+from gradiend.lm.loading import BaseLM
+from gradiend.lm.objectives import Item, Objective
+from gradiend.lm.params import ParamMap
+from gradiend.run_layout import RunLayout
+from gradiend.trainer.arguments import TrainingArguments
+from gradiend.trainer.data_checks import check_against_model, check_objective
+from gradiend.trainer.fingerprint import gradient_fingerprint
+from gradiend.trainer.gradient_data import GradientBatches, schedule_batches, stable_hash
+from gradiend.trainer.pruning import pre_prune, stratified_sample
+from gradiend.trainer.validation_encodings import (
+    SharedValidation,
+    ValidationPlan,
+    validation_evaluator,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GradientSetup:
+    """What training reads: the gradient computer, the rows and their items, the pre-pruned
+    indices, the (cached) training batches and the validation callback."""
+
+    computer: GradientComputer
+    pmap: ParamMap
+    train_df: pd.DataFrame
+    val_df: pd.DataFrame
+    train_items: list[Item]
+    val_items: list[Item]
+    indices: Any = None
+    batches: GradientBatches | None = None
+    evaluate: Any = None
+    shared: SharedValidation | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(
+    lm: BaseLM,
+    objective: Objective,
+    table: ExampleTable,
+    args: TrainingArguments,
+    patterns: list[str] | None,
+    device,
+    labels_of,
+    progress: bool,
+    started: float | None = None,
+) -> GradientSetup:
+    """Check the rows against the model and build the gradient computer and the items
+    (``started``: when loading the base model began, for the timing record)."""
+    t0 = time.perf_counter() if started is None else started
+    check_objective(lm.kind, objective)
+    check_rows(table.df, objective, str(lm.source))
+    pmap = ParamMap.from_model(lm.model, patterns)
+    computer = GradientComputer(lm, objective, pmap, device=device)
+    train_df = table.split("train")
+    val_df = cap_per_group(
+        table.split("validation"),
+        args.encoder_eval_train_max_size or args.encoder_eval_max_size,
+        args.seed,
+    )
+    train_items, val_items = build_items(train_df, objective), build_items(val_df, objective)
+    check_against_model(
+        lm.kind,
+        objective,
+        pd.concat([train_df, val_df]),
+        train_items + val_items,
+        pmap.numel,
+        args,
+    )
+    setup = GradientSetup(computer, pmap, train_df, val_df, train_items, val_items)
+    setup.timings["load_and_check"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    if args.pre_prune_config is not None:
+        setup.indices = _pre_prune(setup, args, labels_of, progress)
+        computer.set_indices(setup.indices)
+    setup.timings["pre_prune"] = time.perf_counter() - t
+    return setup
+
+
+def _pre_prune(setup: GradientSetup, args: TrainingArguments, labels_of, progress: bool):
+    cfg = args.pre_prune_config
+    seed = args.seed if cfg.seed is None else cfg.seed
+    train_df = setup.train_df
+    pos = stratified_sample(train_df.reset_index(drop=True), cfg.n_samples, seed)
+    labels = labels_of(train_df)
+    return pre_prune(
+        setup.computer,
+        [setup.train_items[i] for i in pos],
+        [float(labels[i]) for i in pos],
+        cfg,
+        progress,
+    )
+
+
+def add_batches(
+    setup: GradientSetup,
+    args: TrainingArguments,
+    layout: RunLayout,
+    fingerprint: dict,
+    progress: bool,
+) -> None:
+    """The training batches' gradients (cached on disk under a key with ``use_cache``)."""
+    t = time.perf_counter()
+    batches_idx = schedule_batches(
+        setup.train_df.reset_index(drop=True),
+        args.train_batch_size,
+        args.seed,
+        args.train_max_size,
+    )
+    needed = args.max_steps * (args.gradiend_batch_size or 1)
+    if 0 < needed < len(batches_idx):  # a short run never visits every batch
+        batches_idx = batches_idx[:needed]
+    cache_dir = None
+    if args.use_cache:
+        indices = setup.indices
+        key = stable_hash(
+            gradient_fingerprint(fingerprint), indices if indices is not None else "all"
+        )
+        cache_dir = layout.gradient_cache(key)
+    setup.batches = GradientBatches(
+        setup.computer,
+        setup.train_items,
+        batches_idx,
+        args.source,
+        args.target,
+        args.gradient_cache_max_gb * 1e9,
+        cache_dir,
+        progress,
+        dtype=resolve_dtype(args.gradient_cache_dtype),
+    )
+    setup.timings["training_gradients"] = time.perf_counter() - t
+
+
+def add_validation(
+    setup: GradientSetup, args: TrainingArguments, labels: np.ndarray, progress: bool
+) -> None:
+    """The validation callback (and the passes the other ranks serve, if any)."""
+    t = time.perf_counter()
+    plan = ValidationPlan(
+        source=args.source,
+        batch_size=args.eval_batch_size,
+        cache_dtype=args.gradient_cache_dtype,
+        cache_max_gb=args.gradient_cache_max_gb,
+        max_steps=args.max_steps,
+        eval_steps=args.eval_steps,
+        progress=progress,
+    )
+    classes = setup.val_df["factual_class"].to_numpy()
+    setup.evaluate, setup.shared = validation_evaluator(
+        setup.computer, setup.val_items, labels, classes, plan
+    )
+    setup.timings["validation_gradients"] = time.perf_counter() - t

@@ -25,17 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gradiend import TextPredictionTrainer, TrainingArguments  # noqa: E402
+from gradiend.trainer.decoder_task import decoder_rows, lms_texts_of, row_targets  # noqa: E402
 
 
 def floor_pass(tr, target_class: str, repeats: int) -> float:
     """Seconds of one full scoring pass of the unmodified model (the unit of the goal)."""
-    from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
+    from gradiend.evaluator.decoder_eval import _point_scorer
+    from gradiend.trainer.decoder_task import build_decoder_task
 
     mwg = tr.get_model()
-    rows = tr._decoder_rows([target_class], True, None)
-    targets, _ = tr._decoder_targets(rows)
-    texts, ignore = tr._lms_texts(rows, None)
-    scorer = tr._point_scorer(mwg, rows, targets, texts, ignore, AdaptiveSearchConfig())
+    task = build_decoder_task(tr.eval_data, mwg.objective, [target_class], True, None, None)
+    scorer = _point_scorer(mwg, task, tr.args.decoder_eval())
     scorer.full(mwg.base_model)  # warm-up
     t = time.perf_counter()
     for _ in range(repeats):
@@ -135,7 +135,7 @@ def smollm2_precondition(
     tr = smollm2_he_she(work, n_neutral=n_budget + n_fisher, corpus=corpus)
     tr.args.use_cache = True
     tr.train()
-    n_rows = len(tr._decoder_rows(["she"], True, None))
+    n_rows = len(decoder_rows(tr.eval_data, ["she"], True, None))
     print(
         f"[smollm2] corpus {corpus}: {n_rows} he-sentences scored; load + train "
         f"{time.perf_counter() - t:.1f} s"
@@ -153,10 +153,11 @@ def smollm2_precondition(
         out = Path(work) / f"rewritten_{label}"
         tr.rewrite_base_model(res, target_class="she", output_dir=out)
         tok = AutoTokenizer.from_pretrained(out)
-        rows = tr._decoder_rows(["she"], True, None)
-        targets, _ = tr._decoder_targets(rows)
+        objective = tr.get_model().objective
+        rows = decoder_rows(tr.eval_data, ["she"], True, None)
+        targets, _ = row_targets(tr.eval_data, objective, rows)
         prefixes = [x.text.split("[MASK]")[0].rstrip() for x in targets]
-        texts, _ = tr._lms_texts(rows, n_budget)
+        texts, _ = lms_texts_of(tr.eval_data, objective.mask, rows, n_budget)
         words = targets[0].words["she"]
         p0, nll0 = _recompute(base, tok, prefixes, words, texts)
         rewritten = AutoModelForCausalLM.from_pretrained(out).eval()

@@ -21,8 +21,22 @@ from pathlib import Path
 
 from gradiend import run_layout
 from gradiend.config import ConfigError, RunConfig
-from gradiend.demo import DemoConfig
-from gradiend.pipeline import compare_runs
+from gradiend.demo import DemoConfig, demo_config
+from gradiend.model.hub import is_repo_id, resolve_pretrained
+from gradiend.model.with_gradiend import load_context
+from gradiend.pipeline import (
+    build_evaluation,
+    build_trainer,
+    compare_runs,
+    evaluate,
+    load_run_model,
+    make_data,
+    rewrite,
+    run_all,
+    selected_strength,
+    train,
+    train_pairs,
+)
 from gradiend.report import write_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -72,9 +86,6 @@ def _config(ns: argparse.Namespace) -> RunConfig:
 
 
 def _demo(ns: argparse.Namespace) -> int:
-    from gradiend.demo import DemoConfig, demo_config
-    from gradiend.pipeline import run_all
-
     cfg = DemoConfig(
         output_dir=ns.output_dir,
         model=ns.model,
@@ -102,9 +113,9 @@ def _demo(ns: argparse.Namespace) -> int:
         )
         lines.append(f"rewritten model: {out.get('rewritten_model')}")
     lines.append(f"run directory: {out['run_dir']}")
-    for key in ("convergence_plot", "encoder_plot", "decoder_plot", "topk_heatmap", "topk_venn"):
+    for key in sorted(k for k in out if k.endswith("_plot")):
         if out.get(key):
-            lines.append(f"{key.replace('_', ' ')}: {out[key]}")
+            lines.append(f"{key.removesuffix('_plot').replace('_', ' ')}: {out[key]}")
     lines.append(f"report: gradiend report {out['run_dir']}")
     lines.append(f"finished in {time.perf_counter() - start:.0f} s")
     _print(lines)
@@ -112,8 +123,6 @@ def _demo(ns: argparse.Namespace) -> int:
 
 
 def _data(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import make_data
-
     cfg = _config(ns)
     cfg.require("creator.output_dir", why="the data command writes its tables there")
     cfg.require("creator.base_data", "creator.feature_targets", why="the data stage needs them")
@@ -128,8 +137,6 @@ def _data(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import build_trainer, train, train_pairs
-
     if ns.pairs:
         outs = train_pairs(ns.config, ns.pairs, ns.set or [], plot=not ns.no_plot)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary, not one per rank
@@ -156,8 +163,6 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _evaluate(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import build_evaluation, evaluate
-
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model the GRADIEND was trained on")
     out = evaluate(
@@ -185,8 +190,6 @@ def _evaluate(ns: argparse.Namespace) -> int:
 
 
 def _rewrite(ns: argparse.Namespace) -> int:
-    from gradiend.pipeline import build_evaluation, rewrite
-
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model to rewrite")
     out = rewrite(cfg, build_evaluation(cfg, with_data=False))
@@ -216,10 +219,6 @@ def _report(ns: argparse.Namespace) -> int:
 
 
 def _steer(ns: argparse.Namespace) -> int:
-    from gradiend.model.hub import resolve_pretrained
-    from gradiend.model.with_gradiend import load_context
-    from gradiend.pipeline import load_run_model, selected_strength
-
     _check_runs([ns.run], need=1, allow_hub=True)
     saved = Path(ns.run) / run_layout.RUN_CONFIG
     defaults = RunConfig.load(saved).steer if saved.is_file() else {}
@@ -288,7 +287,6 @@ def _side_by_side(rows: list[dict], label: str, width: int = 48) -> list[str]:
 
 
 def _check_runs(runs: list[str], need: int, allow_hub: bool = False) -> None:
-    from gradiend.model.hub import is_repo_id
 
     if len(runs) < need:
         raise ConfigError("RUN_DIR", f"{need} run folders needed, got {len(runs)}", "name more")

@@ -15,6 +15,7 @@ from typing import Any
 from gradiend import distributed as dist
 from gradiend._io import read_json, write_json
 from gradiend.config import ConfigError, RunConfig
+from gradiend.data import TextPredictionDataCreator
 from gradiend.evaluator.compare import compare
 from gradiend.evaluator.figures import (
     plot_similarity_heatmap,
@@ -33,9 +34,10 @@ from gradiend.run_layout import (
     figure_file,
     similarity_csv,
 )
+from gradiend.trainer import TextPredictionTrainer
+from gradiend.trainer.saved_run import saved_run
 
 logger = logging.getLogger(__name__)
-
 
 
 def record_timing(run_dir: str | Path, stage: str, seconds: float) -> None:
@@ -50,7 +52,6 @@ def record_timing(run_dir: str | Path, stage: str, seconds: float) -> None:
 
 # --------------------------------------------------------------------------- data
 def build_creator(cfg: RunConfig):
-    from gradiend.data import TextPredictionDataCreator
 
     cfg.require("creator.base_data", "creator.feature_targets", why="the data stage needs them")
     return TextPredictionDataCreator(**cfg.creator_kwargs())
@@ -88,8 +89,6 @@ def _trainer_kwargs(cfg: RunConfig, why: str) -> tuple[dict[str, Any], float | N
 def build_trainer(cfg: RunConfig, progress: bool = True):
     """``TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args))``; without
     ``trainer.data`` the data comes from the creator sections."""
-    from gradiend.trainer import TextPredictionTrainer  # torch loads only when a stage runs
-
     kwargs, seconds = _trainer_kwargs(cfg, "the base model to train on")
     kwargs.setdefault("progress", progress)
     trainer = TextPredictionTrainer(**kwargs, args=cfg.training_arguments())
@@ -101,8 +100,6 @@ def build_trainer(cfg: RunConfig, progress: bool = True):
 def build_evaluation(cfg: RunConfig, progress: bool = True, with_data: bool = True):
     """The saved run's ``RunEvaluation`` (no trainer: nothing is trained or re-extracted;
     ``with_data=False``, for a rewrite, reads no data either)."""
-    from gradiend.trainer.saved_run import saved_run  # torch loads only when a stage runs
-
     if with_data:
         kwargs, _ = _trainer_kwargs(cfg, "the base model the GRADIEND was trained on")
     else:
@@ -306,5 +303,7 @@ def run_all(cfg: RunConfig, plot: bool = True) -> dict[str, Any]:
     if len(seeds) >= 2 and plot:
         kw = {k: v for k, v in cfg.section("compare").items() if k not in ("runs", "output_dir")}
         cmp = compare_runs(seeds, output_dir=trainer.run_dir, **kw)
-        out.update(topk_heatmap=cmp["heatmap"], topk_venn=cmp["venn"], topk_overlap=cmp["matrix"])
+        out.update(
+            topk_heatmap_plot=cmp["heatmap"], topk_venn_plot=cmp["venn"], topk_overlap=cmp["matrix"]
+        )
     return out

@@ -24,6 +24,7 @@ class Module:
     local_imports: list[tuple[int, str]] = field(default_factory=list)  # (line, module)
     functions: list[tuple[str, int]] = field(default_factory=list)  # (qualified name, lines)
     strings: set[str] = field(default_factory=set)
+    path_parts: set[str] = field(default_factory=set)  # strings joined to a path with ``/``
 
 
 def _module_name(path: Path) -> str:
@@ -83,6 +84,10 @@ def _walk(mod: Module, tree: ast.AST, known: set[str]) -> None:
                 continue
             if isinstance(child, ast.Constant) and isinstance(child.value, str):
                 mod.strings.add(child.value)
+            if isinstance(child, ast.BinOp) and isinstance(child.op, ast.Div):
+                for side in (child.left, child.right):
+                    if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                        mod.path_parts.add(side.value)
             visit(child, in_function, scope)
 
     visit(tree, False, "")

@@ -22,6 +22,7 @@ from gradiend.evaluator.decoder import (
 )
 from gradiend.evaluator.decoder_search import search_direction
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer
+from gradiend.trainer.decoder_task import decoder_rows, lms_texts_of, row_targets
 
 LRS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0]
 
@@ -535,11 +536,12 @@ def test_smollm2_selected_rewrite_meets_the_goals(tmp_path, corpus):
     tr = smollm2_he_she(tmp_path, n_neutral=N_BUDGET + N_FISHER, corpus=corpus)
     tr.train()
     base = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
-    rows = tr._decoder_rows(["she"], True, None)
-    targets, mode = tr._decoder_targets(rows)
+    objective = tr.get_model().objective
+    rows = decoder_rows(tr.eval_data, ["she"], True, None)
+    targets, mode = row_targets(tr.eval_data, objective, rows)
     assert mode == "static" and set(rows["factual_class"]) == {"he"}
     prefixes = [t.text.split("[MASK]")[0].rstrip() for t in targets]
-    texts, _ = tr._lms_texts(rows, N_BUDGET)
+    texts, _ = lms_texts_of(tr.eval_data, objective.mask, rows, N_BUDGET)
     words = targets[0].words["she"]
     for label, pre in (("plain", None), ("fisher", FisherConfig(max_texts=N_FISHER))):
         res = tr.evaluate_decoder(target_class="she", max_size_neutral=N_BUDGET, precondition=pre)

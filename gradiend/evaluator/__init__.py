@@ -4,7 +4,7 @@ from gradiend.evaluator.compare import compute_similarity_matrix, topk_sets, ven
 from gradiend.evaluator.cross import compute_cross_encoding_matrix
 from gradiend.evaluator.decoder import LMSThresholdPolicy, LMSTimesMetricPolicy
 from gradiend.evaluator.encoder import encoder_metrics
-from gradiend.evaluator.fisher import FisherConfig
+from gradiend.lm.fisher import FisherConfig
 
 __all__ = [
     "FisherConfig",

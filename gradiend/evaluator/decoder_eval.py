@@ -130,12 +130,7 @@ def evaluate_decoder(
     store = PointStore(layout.decoder_grid, key, cfg.use_cache)
     run = _Run(mwg, task, cfg, store, _point_scorer(mwg, task, cfg), key, progress)
     base = _base_point(run, {} if memo is None else memo)
-    scale = None
-    if pre is not None:
-        fisher = fisher_mod.load_or_compute(  # every rank the same; rank 0 writes
-            layout.run_dir, mwg, fisher_texts, pre["key"], cfg.use_cache, progress, dist.is_main()
-        )
-        scale = fisher_mod.scale_vector(fisher, cfg.precondition.damping)
+    scale = _preconditioner(run, layout, fisher_texts, pre)
     with mwg.scaled_updates(scale):
         if mode == "grid":
             grid = _run_grid(run, dec.grid_points(ffs, list(cfg.lrs or dec.DEFAULT_LRS)))
@@ -153,14 +148,28 @@ def evaluate_decoder(
         entry["precondition"] = pre
     results["grid"] = grid
     results["search"] = _search_info(mode, t0, run.scorer, grid, task)
+    _write(layout, results, on_written)
+    return results
 
+
+def _preconditioner(run: _Run, layout: RunLayout, texts: list[str], pre: dict | None):
+    """The per-dimension factor of the update vector: ``1 / (F + λ)`` of the neutral texts'
+    Fisher (computed once and stored in the run folder), or ``None`` without it."""
+    if pre is None:
+        return None
+    fisher = fisher_mod.load_or_compute(  # every rank the same; rank 0 writes
+        layout.run_dir, run.mwg, texts, pre["key"], run.cfg.use_cache, run.progress, dist.is_main()
+    )
+    return fisher_mod.scale_vector(fisher, run.cfg.precondition.damping)
+
+
+def _write(layout: RunLayout, results: dict, on_written) -> None:
     def write() -> None:  # rank 0 writes; the others see the files after it
         save_results(layout, results)
         if on_written is not None:
             on_written(results)
 
     dist.on_main(write, "writing the decoder results")
-    return results
 
 
 def check_classes(classes: list[str], target_classes: list[str]) -> None:

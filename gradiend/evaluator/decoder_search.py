@@ -21,7 +21,7 @@ search finds that edge with few scoring passes:
    the screened points, then by secant steps, ``max_confirmations`` full passes in all.
 
 The search only calls ``evaluate(lr, full)``; scoring, caching and the model live with the
-caller (``gradiend.trainer.decoder_mixin``).
+caller (``gradiend.evaluator.decoder_eval``).
 """
 
 from __future__ import annotations

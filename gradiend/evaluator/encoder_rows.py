@@ -13,7 +13,6 @@ import logging
 import numpy as np
 import pandas as pd
 
-from gradiend.data.examples import cap_per_group as cap_per_group  # re-export (moved to data)
 from gradiend.data.examples import row_words
 from gradiend.lm.items import build_items, neutral_item
 from gradiend.lm.objectives import Item

@@ -371,7 +371,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         """Load a model saved by ``save_pretrained`` (a run folder or its ``model/`` folder) or
         pushed to the hub (``"org/name"``, through the hub cache; ``revision``, ``cache_dir`` and
         ``token`` go to ``huggingface_hub``), onto ``device`` (default: the CPU)."""
-        path = _model_dir(resolve_pretrained(path, revision, cache_dir, token))
+        path = run_layout.find_model_dir(resolve_pretrained(path, revision, cache_dir, token))
         cfg = read_json(path / run_layout.MODEL_CONFIG)
         arch, mapping = cfg["architecture"], cfg["mapping"]
         indices = None
@@ -430,7 +430,3 @@ def _resolve_k(topk: int | float, n: int) -> int:
     if topk < 1:
         raise ValueError(f"topk must be ≥ 1, got {topk}")
     return min(int(topk), n)
-
-
-# the model folder of a run or model folder (kept for importers of the old private name)
-_model_dir = run_layout.find_model_dir

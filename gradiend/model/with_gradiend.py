@@ -21,12 +21,13 @@ from gradiend._io import read_json
 from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import BaseLM, load_base_model
+from gradiend.lm.mlm_head import MLMHead
 from gradiend.lm.objectives import Item, Objective, make_objective
 from gradiend.lm.params import ParamMap
-from gradiend.model.gradiend import GradiendModel, _model_dir
+from gradiend.model.gradiend import GradiendModel
 from gradiend.model.rewrite import rewrite_from_results
 from gradiend.model.steering import SteeringMixin
-from gradiend.run_layout import RunLayout
+from gradiend.run_layout import MLM_HEAD, MODEL_CONFIG, RunLayout, find_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -251,9 +252,7 @@ class ModelWithGradiend(SteeringMixin):
             )
         objective = None
         if gradiend.metadata.get("prediction_objective") == "clm_mlm_head":
-            from gradiend.lm.mlm_head import HEAD_DIR, MLMHead
-
-            head = MLMHead.from_pretrained(_model_dir(path) / HEAD_DIR)
+            head = MLMHead.from_pretrained(Path(gradiend.source_dir) / MLM_HEAD)
             mask = gradiend.metadata.get("mask", "[MASK]")
             objective = make_objective("clm_mlm_head", lm.kind, lm.tokenizer, mask, head=head)
         return cls(lm, gradiend, objective=objective)
@@ -323,4 +322,4 @@ def encode_batches(
 
 def load_context(path: str | Path) -> dict:
     """The small JSON context saved beside a GRADIEND (source, target, classes, …)."""
-    return read_json(_model_dir(path) / "config.json").get("metadata", {})
+    return read_json(find_model_dir(path) / MODEL_CONFIG).get("metadata", {})

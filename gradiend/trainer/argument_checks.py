@@ -3,9 +3,9 @@
 ``check_arguments`` / ``check_prune_config`` run when ``TrainingArguments`` / ``PrePruneConfig`` /
 ``PostPruneConfig`` are built (after ``__post_init__`` has turned dicts into configs and resolved
 aliases): zero or negative sizes, fractions outside (0, 1], strings where lists are expected,
-unknown names, … ``check_eval_call`` / ``check_decoder_call`` / ``check_results_match`` /
-``check_save_dir`` check the arguments of the evaluation and rewrite calls. The trainer's data and
-folders are checked in ``gradiend.trainer.data_checks``.
+unknown names, … ``check_eval_call`` / ``check_decoder_call`` check the arguments of the
+evaluation calls (the rewrite's own checks live with it, in ``gradiend.model.rewrite``). The
+trainer's data and folders are checked in ``gradiend.trainer.data_checks``.
 
 The checks read the dataclasses' fields by name and never import ``gradiend.trainer.arguments``
 (which calls into this module), so there is no import circle.
@@ -17,8 +17,6 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -317,34 +315,3 @@ def check_decoder_call(lrs: Any, feature_factors: Any, max_rows: Any, max_neutra
     check_number_list("feature_factors", feature_factors)
     check_int("max_size_training_like", max_rows, 1, optional=True)
     check_int("max_size_neutral", max_neutral, 1, optional=True)
-
-
-def check_results_match(results: Mapping, fingerprint: str) -> None:
-    """Decoder results carry the fingerprint of the GRADIEND they were selected for; applying
-    them to another GRADIEND would use a step size chosen for a different direction."""
-    if not isinstance(results, Mapping):
-        raise TypeError(
-            f"decoder_results must be the dict returned by evaluate_decoder(), got "
-            f"{type(results).__name__}"
-        )
-    for key, entry in results.items():
-        theirs = entry.get("gradiend_fingerprint") if isinstance(entry, Mapping) else None
-        if theirs is not None and theirs != fingerprint:
-            raise ValueError(
-                f"decoder_results[{key!r}] was selected for another GRADIEND (fingerprint "
-                f"{theirs}, this one is {fingerprint}): its learning rate does not fit this "
-                "model. Call evaluate_decoder() on this trainer and pass its results."
-            )
-
-
-def check_save_dir(path: str | os.PathLike) -> None:
-    """A folder for a rewritten Hugging Face model: new, empty, or an earlier model folder."""
-    check_path("output_dir", path, optional=False)
-    path = Path(path)
-    if path.is_file():
-        raise FileExistsError(f"output_dir {path} is a file: pass a folder path")
-    if path.is_dir() and any(path.iterdir()) and not (path / "config.json").is_file():
-        raise FileExistsError(
-            f"refusing to save the rewritten model into {path}: the folder holds files that are "
-            "not a model's. Pass a new or empty folder."
-        )

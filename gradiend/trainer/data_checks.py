@@ -42,6 +42,8 @@ __all__ = [
     "warn",
 ]
 
+from gradiend.run_layout import MODEL_DIR
+
 logger = logging.getLogger(__name__)
 
 
@@ -204,7 +206,7 @@ def check_output_dirs(run_dir: Path, model_dir: Path, experiment_dir: Path) -> N
         raise ValueError(
             f"output_dir={model_dir} is the run folder {run_dir} (or holds it): saving the model "
             "replaces that folder and would delete the run's caches and results. Leave output_dir "
-            f"unset (the model goes to {run_dir / 'model'}) or pass a folder of its own."
+            f"unset (the model goes to {run_dir / MODEL_DIR}) or pass a folder of its own."
         )
     check_replaceable(model_dir, owned_files(model_dir), "GRADIEND model")
 

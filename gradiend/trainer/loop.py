@@ -128,11 +128,7 @@ def train_loop(
     best_step, best_state = 0, copy.deepcopy(model.state_dict())
     bar = tqdm(range(1, steps + 1), desc="training GRADIEND", disable=not progress)
     for step in bar:
-        idx = []
-        for _ in range(gradiend_batch_size):
-            if not order:
-                order = torch.randperm(len(batches), generator=gen).tolist()
-            idx.append(order.pop())
+        idx = _draw(order, len(batches), gradiend_batch_size, gen)
         # the cache may hold 16-bit values in host memory: one cast and move per step
         s = torch.stack([batches[i][0].to(device, dtype, non_blocking=True) for i in idx])
         t = torch.stack([batches[i][1].to(device, dtype, non_blocking=True) for i in idx])
@@ -152,6 +148,16 @@ def train_loop(
     model.load_state_dict(best_state)
     model.eval()
     return LoopResult(model, best_step, best, evals, losses, time.perf_counter() - start)
+
+
+def _draw(order: list[int], n: int, k: int, gen: torch.Generator) -> list[int]:
+    """The next ``k`` batch indices: epochs of seeded permutations, consumed from the end."""
+    idx = []
+    for _ in range(k):
+        if not order:
+            order += torch.randperm(n, generator=gen).tolist()
+        idx.append(order.pop())
+    return idx
 
 
 def orient_stats(summary: dict) -> dict:

@@ -286,6 +286,15 @@ class TextPredictionTrainer:
         cached = self._try_cache(fingerprint)
         if cached is not None:
             return cached
+        self._train_new(fingerprint)
+        if not dist.is_main():  # the same weights as rank 0: read back what it wrote
+            self._stats = read_json(self.layout.training)
+            gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
+            self._model = ModelWithGradiend(self._base(), gradiend, objective=self._objective())
+        return self._model
+
+    def _train_new(self, fingerprint: dict) -> None:
+        """Gradients → seeds → the saved GRADIEND (rank 0 trains; the others serve or wait)."""
         t0 = time.perf_counter()
         lm, objective, args = self._base(), self._objective(), self.args
         setup = training.prepare(
@@ -316,11 +325,6 @@ class TextPredictionTrainer:
                 self._plot_importance_after_training()
 
         train_on_main(fit, setup.shared)
-        if not dist.is_main():  # the same weights as rank 0: read back what it wrote
-            self._stats = read_json(self.layout.training)
-            gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
-            self._model = ModelWithGradiend(lm, gradiend, objective=objective)
-        return self._model
 
     def _seed_job(self, scale: torch.Tensor | None) -> SeedJob:
         args = self.args

@@ -112,6 +112,8 @@ class RunEvaluation:
         )
 
     def plot_encoder_distributions(self, encoder_df: pd.DataFrame | None = None, **kwargs) -> dict:
+        """The encoder-distribution figure (``gradiend.visualizer.encoder``) of the run's test
+        encodings; saved as ``run_dir/encoder_distributions.<fmt>``."""
         if encoder_df is None:
             encoder_df = self.evaluate_encoder(return_df=True)["encoder_df"]
         kwargs.setdefault("output", self.layout.figure(FIG_ENCODER, self.img_format))
@@ -137,36 +139,39 @@ class RunEvaluation:
         search_config: AdaptiveSearchConfig | None = None,
         precondition: Any = None,
     ) -> dict[str, Any]:
-        """See ``TextPredictionTrainer.evaluate_decoder``."""
+        """Score ``θ + η·decoder(ff)`` along each direction and select a point per class.
+
+        ``search="adaptive"`` (default) finds the edge of the budget per direction
+        (``gradiend.evaluator.decoder_search``); ``search="grid"`` or explicit ``lrs`` score
+        every step size of the grid. The budget is the selector's LMS rule (default
+        ``LMSThresholdPolicy(0.99)``) and neutral ``NLL ≤ (1 + max_nll_increase) · NLL(base)``
+        (``None``: no NLL bound). Returns ``{<class> or <class>_weaken: summary, "grid":
+        [every evaluated point], "search": cost}`` (see ``gradiend.evaluator.decoder``).
+        ``selector`` is a policy object, a callable ``(candidates, metric, base) -> entry |
+        Selection``, or a float LMS ratio. ``precondition="fisher"`` (or a ``FisherConfig``)
+        rewrites along ``decoder(ff) ⊘ (F + λ)``, ``F`` the neutral texts' diagonal Fisher
+        (``gradiend.lm.fisher``): a stronger rewrite inside the same budget. Unset keywords
+        take the run's ``TrainingArguments.decoder_eval()`` defaults.
+        """
         check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
-        cfg = self._decoder_config(
-            lrs=tuple(lrs) if lrs else None,
-            feature_factors=tuple(feature_factors) if feature_factors else None,
-            max_size_training_like=max_size_training_like,
-            max_size_neutral=max_size_neutral,
-            use_cache=use_cache,
-        )
         cfg = dataclasses.replace(
-            cfg,
-            part=part,
-            search=search,
-            max_nll_increase=max_nll_increase,
-            search_config=search_config or AdaptiveSearchConfig(),
-            precondition=precondition,
-        )
+            self._decoder_config(
+                lrs=tuple(lrs) if lrs else None,
+                feature_factors=tuple(feature_factors) if feature_factors else None,
+                max_size_training_like=max_size_training_like,
+                max_size_neutral=max_size_neutral,
+                use_cache=use_cache,
+            ),
+            part=part, search=search, max_nll_increase=max_nll_increase,
+            search_config=search_config or AdaptiveSearchConfig(), precondition=precondition,
+        )  # fmt: skip
         classes = _as_list(target_class) or self.target_classes
         decoder_eval.check_classes(classes, self.target_classes)
-        mwg = self.get_model()
-        strengthen = increase_target_probabilities
+        mwg, strengthen = self.get_model(), increase_target_probabilities
         task = build_decoder_task(
-            self.data,
-            mwg.objective,
-            classes,
-            strengthen,
-            cfg.max_size_training_like,
-            cfg.max_size_neutral,
-            self.model_fingerprint(),
-        )
+            self.data, mwg.objective, classes, strengthen, cfg.max_size_training_like,
+            cfg.max_size_neutral, self.model_fingerprint(),
+        )  # fmt: skip
         on_written = (lambda results: self.plot_probability_shifts(results)) if plot else None
         return decoder_eval.evaluate_decoder(
             mwg, task, cfg, self.layout, classes, strengthen, selector, self.progress,
@@ -201,8 +206,11 @@ class RunEvaluation:
         increase_target_probabilities: bool = True,
         output_dir: str | Path | None = None,
     ):
-        """See ``TextPredictionTrainer.rewrite_base_model``; refuses bad input before the base
-        model is loaded."""
+        """The base model rewritten at the selected point of ``target_class`` (a list gives one
+        model per class). With ``output_dir`` the model and tokenizer are saved there (a
+        sub-folder per class for a list) so ``AutoModelFor*.from_pretrained`` reloads them.
+        Without ``decoder_results`` the run's ``decoder_results.json`` is read. Bad input is
+        refused before the base model is loaded."""
         results = read_results(self.layout) if decoder_results is None else decoder_results
         classes = _as_list(target_class) or self.target_classes[:1]
         if output_dir is not None:

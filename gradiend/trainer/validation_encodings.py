@@ -111,11 +111,12 @@ def validation_evaluator(
     frame = pd.DataFrame({"label": labels, "type": "training", "factual_class": classes})
     kind = plan.source
     dtype = resolve_dtype(plan.cache_dtype)
-    matrix = None
-    if _matrix_fits(computer, items, dtype, plan):
+    fits = _matrix_fits(computer, items, dtype, plan)
+    matrix = None  # on rank 0 only under torch.distributed (the others never evaluate)
+    if fits:
         matrix = per_example_matrix(computer, items, kind, plan.batch_size, plan.progress, dtype)
     shared = None
-    if matrix is None and dist.is_distributed():
+    if not fits and dist.is_distributed():
         shared = SharedValidation(computer, items, kind, plan.batch_size)
 
     def evaluate(model: GradiendModel) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import gradiend.lm.loading as loading
-import gradiend.trainer.text_trainer as text_trainer
+import gradiend.lm.placement as placement
 from gradiend import TrainingArguments
 from gradiend.config import DEMO_CONFIG, ConfigError, RunConfig
 from gradiend.model.gradiend import PARTS
@@ -33,7 +33,7 @@ def no_model_loads(monkeypatch):
         raise AssertionError("a model was loaded before the arguments were checked")
 
     monkeypatch.setattr(loading, "load_base_model", refuse)
-    monkeypatch.setattr(text_trainer, "load_base_model", refuse)
+    monkeypatch.setattr(placement, "load_base_model", refuse)
 
 
 def test_bad_post_prune_part_is_one_error_naming_the_choices():

@@ -9,6 +9,7 @@ import torch
 
 from gradiend import distributed as dist
 from gradiend.lm.devices import gradiend_device
+from gradiend.lm.loading import BaseLM, load_base_model
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,18 @@ class Placement:
         if self.device_map is None and self.device is None:
             return dist.rank_device()  # under torchrun with GPUs: this rank's own GPU
         return self.device
+
+    def load(self, model: Any, tokenizer: Any = None) -> BaseLM:
+        """``load_base_model`` with this placement's dtype, device (map) and code trust."""
+        return load_base_model(
+            model,
+            tokenizer,
+            self.torch_dtype,
+            self.trust_remote_code,
+            device=self.base_device(),
+            device_map=self.device_map,
+            max_memory=self.max_memory,
+        )
 
     def gradiend_device(self, model: torch.nn.Module) -> torch.device:
         """Where the GRADIEND, its optimiser state and (when it fits) the gradient cache live."""

@@ -27,7 +27,7 @@ from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.rewrite import rewrite_from_results
 from gradiend.model.steering import SteeringMixin
-from gradiend.run_layout import MLM_HEAD, MODEL_CONFIG, RunLayout, find_model_dir
+from gradiend.run_layout import CONTEXT, MLM_HEAD, MODEL_CONFIG, RunLayout, find_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -321,5 +321,10 @@ def encode_batches(
 
 
 def load_context(path: str | Path) -> dict:
-    """The small JSON context saved beside a GRADIEND (source, target, classes, …)."""
-    return read_json(find_model_dir(path) / MODEL_CONFIG).get("metadata", {})
+    """The small JSON context saved beside a GRADIEND (``gradiend_context.json``: source,
+    target, classes, encoding direction), else the metadata in its ``config.json``."""
+    folder = find_model_dir(path)
+    context = read_json(folder / CONTEXT) if (folder / CONTEXT).is_file() else None
+    if isinstance(context, dict) and context.get("target_classes"):
+        return context
+    return read_json(folder / MODEL_CONFIG).get("metadata", {})

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gradiend.lm.loading import load_base_model
 from gradiend.lm.placement import Placement
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.run_layout import RunLayout
@@ -54,18 +53,11 @@ class SavedModel:
 
     def __call__(self) -> ModelWithGradiend:
         if self._loaded is None:
-            p = self.placement
-            lm = load_base_model(
-                self.model,
-                self.tokenizer,
-                p.torch_dtype,
-                p.trust_remote_code,
-                device=p.base_device(),
-                device_map=p.device_map,
-                max_memory=p.max_memory,
-            )
+            lm = self.placement.load(self.model, self.tokenizer)
             self._loaded = ModelWithGradiend.from_pretrained(
-                self.layout.model_dir, base_model=lm, device=p.gradiend_device(lm.model)
+                self.layout.model_dir,
+                base_model=lm,
+                device=self.placement.gradiend_device(lm.model),
             )
         return self._loaded
 

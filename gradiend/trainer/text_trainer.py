@@ -25,7 +25,7 @@ from gradiend.data.examples import ExampleTable
 from gradiend.data.fingerprint import data_hash
 from gradiend.lm import fisher as fisher_mod
 from gradiend.lm.devices import model_devices
-from gradiend.lm.loading import BaseLM, describe_model, load_base_model
+from gradiend.lm.loading import BaseLM, describe_model
 from gradiend.lm.mlm_head import MLMHead
 from gradiend.lm.objectives import Objective
 from gradiend.model.gradiend import GradiendModel
@@ -45,8 +45,7 @@ from gradiend.trainer.evaluation import RunEvaluation
 from gradiend.trainer.fingerprint import diff_fingerprint, training_fingerprint
 from gradiend.trainer.seeds import SeedJob, run_seeds
 from gradiend.trainer.validation_encodings import train_on_main
-from gradiend.visualizer import plot_training_convergence
-from gradiend.visualizer.importance import plot_importance_by_layer
+from gradiend.visualizer import plot_importance_by_layer, plot_training_convergence
 
 logger = logging.getLogger(__name__)
 
@@ -176,16 +175,7 @@ class TextPredictionTrainer:
     # ------------------------------------------------------------------ base model, objective
     def _base(self) -> BaseLM:
         if self._lm is None:
-            place = self.args.placement()
-            self._lm = load_base_model(
-                self.model_arg,
-                self.tokenizer_arg,
-                place.torch_dtype,
-                place.trust_remote_code,
-                device=place.base_device(),
-                device_map=place.device_map,
-                max_memory=place.max_memory,
-            )
+            self._lm = self.args.placement().load(self.model_arg, self.tokenizer_arg)
             logger.info(
                 "base model on %s (%s)",
                 ", ".join(str(d) for d in model_devices(self._lm.model)),

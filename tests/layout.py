@@ -21,6 +21,7 @@ class Module:
     path: Path
     lines: int
     imports: set[str] = field(default_factory=set)  # library modules imported at run time
+    type_imports: set[str] = field(default_factory=set)  # under ``if TYPE_CHECKING:``
     local_imports: list[tuple[int, str]] = field(default_factory=list)  # (line, module)
     functions: list[tuple[str, int]] = field(default_factory=list)  # (qualified name, lines)
     strings: set[str] = field(default_factory=set)
@@ -65,6 +66,9 @@ def _walk(mod: Module, tree: ast.AST, known: set[str]) -> None:
     def visit(node: ast.AST, in_function: bool, scope: str) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and _is_type_checking(child):
+                for sub in child.body:
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        mod.type_imports.update(_resolve(mod, sub, known))
                 for sub in child.orelse:
                     visit(sub, in_function, scope)
                 continue
@@ -106,8 +110,9 @@ def modules() -> dict[str, Module]:
     return out
 
 
-def circles(mods: dict[str, Module]) -> list[list[str]]:
-    """Strongly connected components of more than one file (Tarjan's algorithm)."""
+def circles(mods: dict[str, Module], type_only: bool = False) -> list[list[str]]:
+    """Strongly connected components of more than one file (Tarjan's algorithm); with
+    ``type_only`` the imports under ``TYPE_CHECKING`` count too."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -118,7 +123,8 @@ def circles(mods: dict[str, Module]) -> list[list[str]]:
         index[v] = low[v] = len(index)
         stack.append(v)
         on.add(v)
-        for w in sorted(mods[v].imports & mods.keys()):
+        edges = mods[v].imports | (mods[v].type_imports if type_only else set())
+        for w in sorted(edges & mods.keys()):
             if w not in index:
                 strong(w)
                 low[v] = min(low[v], low[w])
@@ -164,6 +170,7 @@ def figures(mods: dict[str, Module]) -> dict:
         "largest_functions": funcs[:8],
         "median_function": sorted(n for n, _ in funcs)[len(funcs) // 2] if funcs else 0,
         "circles": circles(mods),
+        "circles_with_type_only_imports": circles(mods, type_only=True),
         "imports": n_imports,
         "function_level_imports": n_local,
     }

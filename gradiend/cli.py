@@ -82,7 +82,7 @@ without --strength the decoder evaluation's selected learning rate is used""",
 
 # --------------------------------------------------------------------------- subcommands
 def _config(ns: argparse.Namespace) -> RunConfig:
-    return RunConfig.load(ns.config, ns.set or [])
+    return RunConfig.load(ns.config, ns.set or [], trust_remote_code=ns.trust_remote_code)
 
 
 def _demo(ns: argparse.Namespace) -> int:
@@ -138,7 +138,8 @@ def _data(ns: argparse.Namespace) -> int:
 
 def _train(ns: argparse.Namespace) -> int:
     if ns.pairs:
-        outs = train_pairs(ns.config, ns.pairs, ns.set or [], plot=not ns.no_plot)
+        kw = {"plot": not ns.no_plot, "trust_remote_code": ns.trust_remote_code}
+        outs = train_pairs(ns.config, ns.pairs, ns.set or [], **kw)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary, not one per rank
             _print(
                 [
@@ -221,7 +222,8 @@ def _report(ns: argparse.Namespace) -> int:
 def _steer(ns: argparse.Namespace) -> int:
     _check_runs([ns.run], need=1, allow_hub=True)
     saved = Path(ns.run) / run_layout.RUN_CONFIG
-    defaults = RunConfig.load(saved).steer if saved.is_file() else {}
+    trusted = ns.trust_remote_code
+    defaults = RunConfig.load(saved, trust_remote_code=trusted).steer if saved.is_file() else {}
     prompts = ns.prompt or defaults.get("prompts")
     if not prompts:
         raise ConfigError("--prompt", "no prompt given", 'pass --prompt "The doctor said that"')
@@ -287,7 +289,6 @@ def _side_by_side(rows: list[dict], label: str, width: int = 48) -> list[str]:
 
 
 def _check_runs(runs: list[str], need: int, allow_hub: bool = False) -> None:
-
     if len(runs) < need:
         raise ConfigError("RUN_DIR", f"{need} run folders needed, got {len(runs)}", "name more")
     for r in runs:
@@ -350,12 +351,20 @@ def _subcommand(sub: _Subparsers, name: str, help: str) -> argparse.ArgumentPars
 
 
 def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--config`` (unless optional, as for the demo) and the repeatable ``--set``."""
+    """``--config`` and ``--trust-remote-code`` (not for the demo's config) and ``--set``."""
     if required:
         p.add_argument("-c", "--config", required=True,
                        help=f"YAML/JSON config, or a run folder (its {run_layout.RUN_CONFIG})")  # fmt: skip
+        _trust_arg(p)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a config key (value parsed as YAML); repeatable")  # fmt: skip
+
+
+def _trust_arg(p: argparse.ArgumentParser) -> None:
+    """``--trust-remote-code``: the only way a config's ``trust_remote_code: true`` is accepted."""
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="accept a config that sets training_args.trust_remote_code: true (runs "
+                        "the Python code the model folder or hub repo ships); refused without")  # fmt: skip
 
 
 def _add_demo(sub: _Subparsers) -> None:
@@ -443,6 +452,7 @@ def _add_steer(sub: _Subparsers) -> None:
     st.add_argument("--strength", type=float, default=None, help="step size η")
     st.add_argument("--max-new-tokens", type=int, default=None)
     st.add_argument("--model", default=None, help="base model (default: the recorded one)")
+    _trust_arg(st)
 
 
 def _topk(text: str) -> int | float:

@@ -40,6 +40,7 @@ from gradiend._io import write_json
 from gradiend.data import TextFilterConfig, TextPredictionDataCreator, TextPreprocessConfig
 from gradiend.model.steering import SteeringMixin
 from gradiend.trainer import TextPredictionTrainer, TrainingArguments
+from gradiend.trainer.data_checks import check_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +125,12 @@ class RunConfig:
 
     # ------------------------------------------------------------------ reading
     @classmethod
-    def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    def load(
+        cls, path: str | Path, overrides: Sequence[str] = (), trust_remote_code: bool = False
+    ) -> RunConfig:
         """Read a ``.yaml``/``.yml``/``.json`` file (or a run folder's saved config), apply
-        overrides and validate."""
+        overrides and validate; a file never turns on ``trust_remote_code`` by itself (a run
+        folder from elsewhere must not run code), only the caller's ``trust_remote_code=True``."""
         path = run_layout.run_config_file(path)
         if not path.is_file():
             raise ConfigError("--config", f"no config file at {path}", "pass an existing file")
@@ -137,7 +141,16 @@ class RunConfig:
             raise ConfigError(
                 "--config", f"{path} is not valid YAML/JSON ({err})", "fix the syntax"
             ) from err
-        return cls.from_dict(data or {}, source=str(path.resolve()), overrides=overrides)
+        cfg = cls.from_dict(data or {}, source=str(path.resolve()), overrides=overrides)
+        if cfg.training_args.get("trust_remote_code") and not trust_remote_code:
+            raise ConfigError(
+                "training_args.trust_remote_code",
+                f"{path} asks to run the Python code its model folder or hub repo ships "
+                "(auto_map), which a config file never turns on by itself",
+                "pass --trust-remote-code if you trust that code (Python: RunConfig.load(..., "
+                "trust_remote_code=True)), or set training_args.trust_remote_code: false",
+            )
+        return cfg
 
     @classmethod
     def from_dict(
@@ -191,6 +204,10 @@ class RunConfig:
                     )
                 if key in hints:
                     _check(dotted, self.resolve(value), hints[key])
+        try:  # the run folder stays inside experiment_dir (before the trainer is built)
+            check_run_id(self.trainer.get("run_id"))
+        except ValueError as err:
+            raise ConfigError("trainer.run_id", str(err), "correct the value named above") from err
         self.training_arguments()
         self.creator_kwargs()
 

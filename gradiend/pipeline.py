@@ -141,18 +141,25 @@ def parse_pair(text: str) -> list[str]:
     return parts
 
 
-def pair_configs(cfg_path: str | Path, pairs: Sequence[str], overrides: Sequence[str] = ()):
+def pair_configs(
+    cfg_path: str | Path,
+    pairs: Sequence[str],
+    overrides: Sequence[str] = (),
+    trust_remote_code: bool = False,
+) -> list[RunConfig]:
     """One ``RunConfig`` per class pair: ``trainer.target_classes`` set to the pair and
     ``trainer.run_id`` to ``<run_id>/<a>_<b>`` (``<a>_<b>`` without a run_id). All are read
     and checked before anything is trained."""
-    base = RunConfig.load(cfg_path, overrides)
+    base = RunConfig.load(cfg_path, overrides, trust_remote_code=trust_remote_code)
     run_id = base.trainer.get("run_id")
     out = []
     for text in pairs:
         a, b = parse_pair(text)
         rid = f"{run_id}/{a}_{b}" if run_id else f"{a}_{b}"
         extra = [f"trainer.target_classes=[{a!r}, {b!r}]", f"trainer.run_id={rid!r}"]
-        out.append(RunConfig.load(cfg_path, [*overrides, *extra]))
+        out.append(
+            RunConfig.load(cfg_path, [*overrides, *extra], trust_remote_code=trust_remote_code)
+        )
     return out
 
 
@@ -162,11 +169,12 @@ def train_pairs(
     overrides: Sequence[str] = (),
     plot: bool = True,
     evaluate_runs: bool = False,
+    trust_remote_code: bool = False,
 ) -> list[dict[str, Any]]:
     """Train one GRADIEND per class pair (each with its seeds), then optionally evaluate it.
     Under torchrun with at least as many pairs as ranks the pairs are spread over the ranks
     (``gradiend.distributed.run_suite``); otherwise each pair uses every rank in turn."""
-    configs = pair_configs(cfg_path, pairs, overrides)
+    configs = pair_configs(cfg_path, pairs, overrides, trust_remote_code)
 
     def one(cfg: RunConfig) -> dict[str, Any]:
         out = train(cfg, plot=plot)

@@ -22,9 +22,13 @@ This module imports nothing from the library; every stage asks it for paths.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # the GRADIEND artefact (a model folder)
 MODEL_DIR = "model"
@@ -196,10 +200,12 @@ class RunLayout:
         return self.run_dir / TIMINGS
 
     def rewritten_dir(self, target_class: str) -> Path:
-        return self.run_dir / f"{target_class}{REWRITTEN_SUFFIX}"
+        """``<run>/<class>_rewritten``, the class id made one safe folder name."""
+        return self.run_dir / f"{safe_name(str(target_class))}{REWRITTEN_SUFFIX}"
 
     def figure(self, stem: str, img_format: str = "png", suffix: str = "") -> Path:
-        return self.run_dir / f"{stem}{suffix}.{img_format}"
+        """``<run>/<stem><suffix>.<img_format>``; the suffix (often a class id) made safe."""
+        return self.run_dir / f"{stem}{safe_name(suffix) if suffix else ''}.{img_format}"
 
     def tidy_folders(self) -> Iterator[Path]:
         """Folders where an interrupted atomic write may have left an orphan."""
@@ -238,3 +244,21 @@ def report_file(folder: str | Path) -> Path:
 def encoder_table(summary: str | Path) -> Path:
     """The per-row CSV written beside an encoder summary (``encoder_files``)."""
     return Path(summary).with_suffix(".csv")
+
+
+# --------------------------------------------------------------------------- rewritten models
+# written into every folder a rewrite saves: only a folder carrying it is ever replaced
+REWRITE_MANIFEST = "gradiend_rewrite.json"
+
+
+# --------------------------------------------------------------------------- names from data
+_UNSAFE = re.compile(r"[/\\\x00]|\.\.")  # path separators, NUL and ".." (a parent folder)
+
+
+def safe_name(name: str) -> str:
+    """``name`` (a class id from the data) as one path component: separators, NUL and ``..``
+    become ``_``, so a file named after it stays in its folder; a change is logged."""
+    safe = _UNSAFE.sub("_", name)
+    if safe != name:
+        logger.warning("the name %r is not a safe file name; using %r", name, safe)
+    return safe

@@ -43,6 +43,13 @@ from gradiend.run_layout import RunLayout
 logger = logging.getLogger(__name__)
 
 SEARCHES = ("adaptive", "grid")
+# The LMS budget is the relative change of the texts' likelihood, with a standard error over the
+# texts: below 8 distinct texts that spread (and the screen's sample of them) means nothing, and
+# below 20 distinct scored tokens a step can wreck the rest of the vocabulary while the few
+# measured tokens stay likely (["."] * 40 passes any budget). The tiny test vocabulary's neutral
+# sentences have over 30; any real neutral corpus has thousands.
+MIN_DISTINCT_LMS_TEXTS = 8
+MIN_DISTINCT_LMS_TOKENS = 20
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ def evaluate_decoder(
     t0 = time.perf_counter()
     tcs = list(task.target_classes)
     check_classes(classes, tcs)
+    check_lms_texts(task, mwg)
     ffs = list(cfg.feature_factors or dec.default_feature_factors(classes, tcs, strengthen))
     selector = dec.as_policy(selector)
     budget = dec.budget_for(selector, cfg.max_nll_increase)
@@ -218,7 +226,7 @@ def _point_scorer(mwg, task: DecoderTask, cfg: DecoderEvalConfig) -> PointScorer
     obj, lm = mwg.objective.scorer(), mwg.lm  # clm_mlm_head: the causal LM's own objective
     tcs = list(task.target_classes)
     device = next(lm.model.parameters()).device
-    ignore = {i for w in task.ignore_words for i in obj.word_ids(w)}
+    ignore = _ignored_ids(mwg, task)
     screen = cfg.search_config
     groups = screen_groups(len(task.lms_texts), screen.screen_fraction, screen.min_screen_texts, 42)
     lms = LMSScorer(
@@ -236,6 +244,36 @@ def _point_scorer(mwg, task: DecoderTask, cfg: DecoderEvalConfig) -> PointScorer
     target_scorer = TargetScorer(obj, list(task.targets), tcs, cfg.batch_size, device)
     lms.split = target_scorer.split = True  # under torch.distributed: batches over ranks
     return PointScorer(target_scorer, lms, row_classes, tcs, screen.z)
+
+
+def _ignored_ids(mwg, task: DecoderTask) -> set[int]:
+    """Token ids the LMS does not score (the target words when it scores the rows)."""
+    obj = mwg.objective.scorer()
+    return {i for w in task.ignore_words for i in obj.word_ids(w)}
+
+
+def check_lms_texts(task: DecoderTask, mwg) -> tuple[int, int]:
+    """``(distinct texts, distinct scored tokens)`` of the LMS texts; too few to measure the
+    budget (see ``MIN_DISTINCT_LMS_TEXTS``) logs a warning with the numbers and the fix."""
+    texts = list(dict.fromkeys(task.lms_texts))
+    tok = mwg.lm.tokenizer
+    rows = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+    skip = _ignored_ids(mwg, task) | set(tok.all_special_ids)
+    n_tokens = len({i for row in rows for i in row} - skip)
+    too_few = len(texts) < MIN_DISTINCT_LMS_TEXTS or n_tokens < MIN_DISTINCT_LMS_TOKENS
+    if too_few and dist.is_main():
+        logger.warning(
+            "the decoder's LMS texts cannot measure the language-modelling budget: %d texts, "
+            "%d distinct, %d distinct scored tokens (need >= %d texts and >= %d tokens), so a "
+            "destructive step may be selected with passed=True. Fix: pass varied neutral "
+            "sentences as eval_neutral_data (and a max_size_neutral that keeps enough of them)",
+            len(task.lms_texts),
+            len(texts),
+            n_tokens,
+            MIN_DISTINCT_LMS_TEXTS,
+            MIN_DISTINCT_LMS_TOKENS,
+        )
+    return len(texts), n_tokens
 
 
 def _base_point(run: _Run, memo: dict) -> dict:

@@ -28,7 +28,14 @@ from gradiend.model.hub import GradiendHubMixin, model_card, resolve_pretrained
 from gradiend.model.importance import DEFAULT_PART, PARTS, SNR_EPS
 from gradiend.model.localise import by_layer, by_module
 
-__all__ = ["DEFAULT_PART", "PARTS", "SNR_EPS", "GradiendModel", "owned_files"]
+__all__ = [
+    "DEFAULT_PART",
+    "PARTS",
+    "SNR_EPS",
+    "GradiendModel",
+    "is_gradiend_config",
+    "owned_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +355,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
                 save_file(imp, str(tmp / IMPORTANCE_FILE))
             names = {
                 run_layout.MODEL_CONFIG,
+                run_layout.CARD,
                 *(f.name for f in tmp.iterdir()),
                 *(extra_files or {}),
             }
@@ -390,7 +398,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
             indices,
             **cfg.get("metadata", {}),
         )
-        model.load_state_dict(load_file(str(path / run_layout.MODEL_WEIGHTS)))
+        model.load_state_dict(_finite_weights(path / run_layout.MODEL_WEIGHTS))
         if cfg.get("importance_file") and (path / cfg["importance_file"]).exists():
             imp = load_file(str(path / cfg["importance_file"]))
             model.decoder_fit = imp["decoder_fit"]
@@ -400,17 +408,48 @@ class GradiendModel(GradiendHubMixin, nn.Module):
 
 
 def owned_files(path: str | Path, extra_files: dict | None = None) -> set[str]:
-    """Names a save into ``path`` may replace: the model files, ``extra_files`` and the files
-    an earlier save there listed in its ``config.json``."""
-    owned = set(MODEL_FILES) | set(extra_files or {})
-    cfg = Path(path) / run_layout.MODEL_CONFIG
-    if cfg.is_file():
-        try:
-            listed = read_json(cfg).get("files") or []
-        except (OSError, ValueError, AttributeError):
-            listed = []
-        owned |= {str(f) for f in listed}
-    return owned
+    """Names a save into ``path`` may replace: those an earlier GRADIEND save there listed in
+    its ``config.json``, plus its card; a folder without a GRADIEND config owns nothing, so a
+    user's model or README is never replaced (``extra_files`` does not widen the set)."""
+    cfg_path = Path(path) / run_layout.MODEL_CONFIG
+    if not is_gradiend_config(cfg_path):
+        return set()
+    listed = read_json(cfg_path).get("files")
+    if not isinstance(listed, list):
+        return set(MODEL_FILES)
+    # the card beside a GRADIEND config is its own (earlier saves did not list it)
+    return {run_layout.CARD, *(str(f) for f in listed)}
+
+
+def is_gradiend_config(path: str | Path) -> bool:
+    """Whether ``path`` is a GRADIEND's ``config.json`` (one ``save_pretrained`` wrote): it has
+    a format version and an architecture, which a Hugging Face model's config has not."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        cfg = read_json(path)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(cfg, dict)
+        and "format_version" in cfg
+        and isinstance(cfg.get("architecture"), dict)
+    )
+
+
+def _finite_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The saved weights, refused when any holds NaN or inf (a diverged or damaged GRADIEND
+    would rewrite the base model into garbage)."""
+    tensors = load_file(str(path))
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(
+            f"the GRADIEND weights in {path} hold NaN or inf (in {', '.join(sorted(bad))}): the "
+            "model is broken (training diverged or the file was damaged). Retrain the GRADIEND "
+            "(e.g. with a lower learning_rate) and save it again."
+        )
+    return tensors
 
 
 def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:

@@ -11,17 +11,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gradiend import distributed as dist
-from gradiend._io import read_json
+from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
 from gradiend.lm import fisher as fisher_mod
-from gradiend.run_layout import MODEL_CONFIG, RunLayout
+from gradiend.model.gradiend import is_gradiend_config
+from gradiend.run_layout import HF_CONFIG, REWRITE_MANIFEST, RunLayout
 
 if TYPE_CHECKING:
     from gradiend.model.gradiend import GradiendModel
@@ -68,17 +71,45 @@ def check_results_match(results: Mapping, fingerprint: str) -> None:
 
 
 def check_save_dir(path: str | os.PathLike) -> None:
-    """A folder for a rewritten Hugging Face model: new, empty, or an earlier model folder."""
+    """A folder for a rewritten Hugging Face model: new, empty, or an earlier rewrite's (one
+    carrying the rewrite manifest); any other folder would lose what it holds."""
     if not isinstance(path, (str, os.PathLike)) or str(path) == "":
         raise TypeError(f"output_dir must be a folder path (str or Path), got {path!r}")
     path = Path(path)
     if path.is_file():
         raise FileExistsError(f"output_dir {path} is a file: pass a folder path")
-    if path.is_dir() and any(path.iterdir()) and not (path / MODEL_CONFIG).is_file():
-        raise FileExistsError(
-            f"refusing to save the rewritten model into {path}: the folder holds files that are "
-            "not a model's. Pass a new or empty folder."
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if (path / REWRITE_MANIFEST).is_file():
+        check_replaceable(path, rewrite_files(path), "rewritten model")
+        return
+    raise FileExistsError(_foreign_folder_message(path))
+
+
+def _foreign_folder_message(path: Path) -> str:
+    """Why a non-empty folder without the rewrite manifest is refused, and the fix."""
+    start = f"refusing to save the rewritten model into {path}: the folder"
+    fix = (
+        "Pass another output_dir (a new or empty folder, or an earlier rewrite's), e.g. "
+        f"{path.parent / (path.name + '_rewritten')}."
+    )
+    if is_gradiend_config(path / HF_CONFIG):
+        return f"{start} holds a GRADIEND, which the save would destroy. {fix}"
+    if (path / HF_CONFIG).is_file():
+        return (
+            f"{start} holds a model this library did not write (the base model, or one you "
+            f"saved; it has no {REWRITE_MANIFEST}), which the save would replace. {fix}"
         )
+    return f"{start} holds files that are not a model's. Pass a new or empty folder. {fix}"
+
+
+def rewrite_files(path: Path) -> set[str]:
+    """Names an earlier rewrite into ``path`` wrote (listed in its manifest)."""
+    try:
+        listed = read_json(path / REWRITE_MANIFEST).get("files") or []
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    return {REWRITE_MANIFEST, *(str(f) for f in listed)}
 
 
 def check_rewrite_dirs(
@@ -126,17 +157,19 @@ def rewrite_from_results(
                 f"evaluate_decoder(target_class={cls!r}, increase_target_probabilities="
                 f"{strengthen})"
             )
-        model = plain_model(_rewritten(mwg, results[key], layout))
+        model = plain_model(_rewritten(mwg, results[key], layout, cls))
         if output_dir is not None:
             out = Path(output_dir) / key if many else Path(output_dir)
-            save = lambda m=model, o=out: save_model(m, mwg.tokenizer, o)  # noqa: E731
+            info = _manifest(layout, cls, strengthen, results[key])
+            save = lambda m=model, o=out, i=info: save_model(m, mwg.tokenizer, o, i)  # noqa: E731
             dist.on_main(save, "saving the rewritten model")
         models.append(model)
     return models if many else models[0]
 
 
-def _rewritten(mwg: ModelWithGradiend, entry: Mapping, layout: RunLayout | None):
-    """A copy of the base model at the entry's point (with its preconditioning, if any)."""
+def _rewritten(mwg: ModelWithGradiend, entry: Mapping, layout: RunLayout | None, cls: str):
+    """A copy of the base model at the entry's point (with its preconditioning, if any); a
+    rewrite with non-finite weights is refused (it would be a broken model)."""
     pre = entry.get("precondition")
     scale = None
     if pre:
@@ -148,8 +181,26 @@ def _rewritten(mwg: ModelWithGradiend, entry: Mapping, layout: RunLayout | None)
         fisher = fisher_mod.load_fisher(layout.run_dir, pre["key"])
         scale = fisher_mod.scale_vector(fisher, pre["damping"])
     with mwg.scaled_updates(scale):
-        return mwg.rewrite_base_model(
+        model = mwg.rewrite_base_model(
             entry["learning_rate"], entry["feature_factor"], entry.get("part", "decoder")
+        )
+    check_finite(model, mwg.param_map, cls, entry["learning_rate"])
+    return model
+
+
+def check_finite(model: torch.nn.Module, param_map: Any, cls: str, lr: float) -> None:
+    """Refuse a rewrite whose changed parameters (those the GRADIEND maps) hold NaN or inf."""
+    params = dict(model.named_parameters())
+    names = param_map.names if param_map is not None else list(params)
+    with torch.no_grad():
+        bad = [n for n in names if n in params and not bool(torch.isfinite(params[n]).all())]
+    if bad or not math.isfinite(float(lr)):
+        where = f"parameter {bad[0]}" if bad else "the learning rate"
+        raise ValueError(
+            f"the rewrite for class {cls!r} at learning rate {lr} gives non-finite weights ("
+            f"NaN or inf in {where}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the "
+            "GRADIEND or its decoder results are broken. Nothing was saved; retrain the GRADIEND "
+            "and rerun evaluate_decoder()."
         )
 
 
@@ -170,13 +221,42 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     return plain.eval()
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, output_dir: str | Path) -> Path:
+def save_model(
+    model: torch.nn.Module, tokenizer: Any, output_dir: str | Path, manifest: dict | None = None
+) -> Path:
+    """Save model, tokenizer and the rewrite manifest into a temporary sibling folder, then swap
+    it into ``output_dir``: a crash mid-save leaves the earlier folder as it was."""
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    check_save_dir(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = sorted({REWRITE_MANIFEST, *(p.name for p in tmp.iterdir())})
+        write_json(tmp / REWRITE_MANIFEST, {**(manifest or _manifest()), "files": files})
     logger.info("rewritten model and tokenizer saved to %s", out)
     return out
+
+
+def _manifest(
+    layout: RunLayout | None = None,
+    cls: str | None = None,
+    strengthen: bool = True,
+    entry: Mapping | None = None,
+) -> dict:
+    """What marks a folder as a rewrite's: the writer, its version, the run and the class."""
+    try:
+        ver = version("gradiend")
+    except PackageNotFoundError:
+        ver = "unknown"
+    return {
+        "writer": "gradiend",
+        "version": ver,
+        "run_dir": None if layout is None else str(layout.run_dir),
+        "target_class": cls,
+        "increase_target_probabilities": strengthen,
+        "learning_rate": None if entry is None else entry.get("learning_rate"),
+        "feature_factor": None if entry is None else entry.get("feature_factor"),
+    }
 
 
 def _as_list(x: Any) -> list:

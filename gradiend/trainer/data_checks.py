@@ -23,7 +23,7 @@ from gradiend._warn import MeaninglessResultWarning
 from gradiend._warn import warn as _warn
 from gradiend.data.examples import _WORD_FALLBACKS
 from gradiend.lm.checks import check_model_arg
-from gradiend.model.gradiend import owned_files
+from gradiend.model.gradiend import is_gradiend_config, owned_files
 from gradiend.trainer.argument_checks import check_int
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ __all__ = [
     "warn",
 ]
 
-from gradiend.run_layout import MODEL_DIR
+from gradiend.run_layout import HF_CONFIG, MODEL_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def check_trainer_inputs(
     check_model_arg(model)
     if run_id is not None and not isinstance(run_id, str):
         raise TypeError(f"run_id must be a string (a folder name) or None, got {run_id!r}")
+    check_run_id(run_id)
     if isinstance(target_classes, str):
         raise TypeError(
             f"target_classes must be a list of two class ids, got the string {target_classes!r}: "
@@ -85,6 +86,20 @@ def check_trainer_inputs(
         )
     check_int("eval_neutral_max_rows", eval_neutral_max_rows, 1, optional=True)
     _check_data_arg(data)
+
+
+def check_run_id(run_id: str | None) -> None:
+    """A run_id names a folder inside experiment_dir (sub-folders like "a/b" are fine): an
+    absolute path or a ".." part would write the run somewhere else."""
+    if not isinstance(run_id, str):  # None (no sub-folder); other types: check_trainer_inputs
+        return
+    parts = run_id.replace("\\", "/").split("/")
+    if Path(run_id).is_absolute() or run_id.startswith(("/", "\\")) or ".." in parts:
+        raise ValueError(
+            f"run_id {run_id!r} points outside experiment_dir (an absolute path or a '..' "
+            "part): pass a relative folder name such as 'he_she' or 'suite/he_she', and set "
+            "TrainingArguments(experiment_dir=...) to choose where runs are written"
+        )
 
 
 def _check_data_arg(data: Any) -> None:
@@ -208,6 +223,21 @@ def check_output_dirs(run_dir: Path, model_dir: Path, experiment_dir: Path) -> N
             "replaces that folder and would delete the run's caches and results. Leave output_dir "
             f"unset (the model goes to {run_dir / MODEL_DIR}) or pass a folder of its own."
         )
+    _check_model_dir(model_dir, run_dir)
+
+
+def _check_model_dir(model_dir: Path, run_dir: Path) -> None:
+    """The model folder is new, empty or an earlier GRADIEND save: training replaces it whole,
+    so a model (or any file) the user put there would be lost."""
+    if model_dir.is_dir() and (model_dir / HF_CONFIG).is_file():
+        if not is_gradiend_config(model_dir / HF_CONFIG):
+            raise FileExistsError(
+                f"refusing to save the GRADIEND to {model_dir}: the folder holds a model that is "
+                f"not a GRADIEND (its {HF_CONFIG} is not a GRADIEND config, e.g. a model saved "
+                "with save_pretrained), which training would replace. Pass another output_dir "
+                f"(a new or empty folder), or leave it unset (the model goes to "
+                f"{run_dir / MODEL_DIR})."
+            )
     check_replaceable(model_dir, owned_files(model_dir), "GRADIEND model")
 
 

@@ -188,11 +188,17 @@ class GradientBatches(Sequence):
         return self._place(s, t)
 
     def _write(self, path: Path, s: torch.Tensor, t: torch.Tensor) -> None:
-        """One batch's file, atomically (temporary file, then rename)."""
+        """One batch's file, atomically (temporary file, then rename); with source == target
+        only ``source`` is stored (safetensors refuses two names for one memory)."""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name))
         os.close(fd)
+        tensors = {"source": s.contiguous().cpu()}
+        if not _same_tensor(s, t):
+            tensors["target"] = t.contiguous().cpu()
+            if _shares_memory(tensors["source"], tensors["target"]):  # distinct views of one
+                tensors["target"] = tensors["target"].clone()
         try:
-            save_file({"source": s.contiguous().cpu(), "target": t.contiguous().cpu()}, tmp)
+            save_file(tensors, tmp)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -201,16 +207,38 @@ class GradientBatches(Sequence):
         """A cached batch, or ``None`` (and the file removed) when it is corrupt or truncated."""
         try:
             t = load_file(str(path))
-            s, g = t["source"], t["target"]
+            s = t["source"].to(self.dtype)
+            # no "target": source == target, stored once (older files hold both: still read)
+            g = s if "target" not in t else t["target"].to(self.dtype)
             if s.shape[-1] != self.computer.dim or g.shape[-1] != self.computer.dim:
                 raise ValueError(f"{s.shape[-1]} dimensions, expected {self.computer.dim}")
-            return self._place(s.to(self.dtype), g.to(self.dtype))
+            return self._place(s, g)
         except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as err:
             logger.warning(
                 "cached gradient batch %s is unreadable (%s): removed, recomputing it", path, err
             )
             path.unlink(missing_ok=True)
             return None
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``b`` is ``a`` itself or the same view of the same memory (one gradient, two roles)."""
+    if a is b:
+        return True
+    return (
+        a.device == b.device
+        and a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+    )
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors lie in one storage (safetensors cannot save them side by side)."""
+    return a.device == b.device and a.untyped_storage().data_ptr() == (
+        b.untyped_storage().data_ptr()
+    )
 
 
 def per_example_matrix(

@@ -18,7 +18,7 @@ from gradiend.lm.placement import Placement
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.run_layout import RunLayout
 from gradiend.trainer.arguments import TrainingArguments
-from gradiend.trainer.data_checks import check_neutral
+from gradiend.trainer.data_checks import check_neutral, check_run_id
 from gradiend.trainer.eval_data import EvalData, read_examples, read_neutral
 from gradiend.trainer.evaluation import RunEvaluation
 from gradiend.trainer.text_trainer import TextPredictionTrainer
@@ -72,6 +72,7 @@ def saved_run(
     (a config's ``trainer`` section) and its ``TrainingArguments``; ``with_data=False`` (a
     rewrite) reads no data at all."""
     kw = {**_DEFAULTS, **trainer_kwargs}
+    check_run_id(kw.get("run_id"))  # a saved run's folder stays inside experiment_dir
     layout = RunLayout.from_args(args.experiment_dir, kw.get("run_id"), args.output_dir)
     if not layout.model_config.exists():
         raise FileNotFoundError(

@@ -24,7 +24,7 @@ from gradiend import distributed as dist
 from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
 from gradiend.lm import fisher as fisher_mod
 from gradiend.model.gradiend import is_gradiend_config
-from gradiend.run_layout import HF_CONFIG, REWRITE_MANIFEST, RunLayout
+from gradiend.run_layout import HF_CONFIG, REWRITE_MANIFEST, RunLayout, safe_name
 
 if TYPE_CHECKING:
     from gradiend.model.gradiend import GradiendModel
@@ -117,7 +117,7 @@ def check_rewrite_dirs(
 ) -> None:
     """The folder (one sub-folder per class when ``many``) a rewrite may be saved in."""
     for cls in classes if many else [None]:
-        check_save_dir(Path(output_dir) / (summary_key(cls, strengthen) if cls else ""))
+        check_save_dir(Path(output_dir) / (safe_name(summary_key(cls, strengthen)) if cls else ""))
 
 
 def read_results(layout: RunLayout | None) -> dict:
@@ -159,7 +159,7 @@ def rewrite_from_results(
             )
         model = plain_model(_rewritten(mwg, results[key], layout, cls))
         if output_dir is not None:
-            out = Path(output_dir) / key if many else Path(output_dir)
+            out = Path(output_dir) / safe_name(key) if many else Path(output_dir)
             info = _manifest(layout, cls, strengthen, results[key])
             save = lambda m=model, o=out, i=info: save_model(m, mwg.tokenizer, o, i)  # noqa: E731
             dist.on_main(save, "saving the rewritten model")

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gradiend.run_layout import FIG_SHIFTS
+from gradiend.run_layout import FIG_SHIFTS, safe_name
 from gradiend.visualizer._common import (
     DEFAULT_DPI,
     SERIES_COLOURS,
@@ -68,7 +68,7 @@ def plot_probability_shifts(
     if with_nll:
         _draw_nll_panel(axes[0][-1], data)
     fig.tight_layout()
-    name = FIG_SHIFTS + (f"_{target_class}" if target_class else "")
+    name = FIG_SHIFTS + (f"_{safe_name(target_class)}" if target_class else "")
     return finish(fig, data, output, name, show, img_format, dpi)
 
 

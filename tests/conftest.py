@@ -84,6 +84,19 @@ def he_she_trainer(
 
 
 @pytest.fixture
+def no_model_loads(monkeypatch):
+    """Fail the test if anything tries to load a base model (bad input must be refused first)."""
+    import gradiend.lm.loading as loading
+    import gradiend.lm.placement as placement
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(loading, "load_base_model", refuse)
+    monkeypatch.setattr(placement, "load_base_model", refuse)
+
+
+@pytest.fixture
 def he_she():
     return he_she_data()
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import gradiend.lm.loading as loading
-import gradiend.lm.placement as placement
 from gradiend import TrainingArguments
 from gradiend.config import DEMO_CONFIG, ConfigError, RunConfig
 from gradiend.model.gradiend import PARTS
@@ -23,17 +21,6 @@ from gradiend.trainer import PostPruneConfig, PrePruneConfig, argument_checks
 from gradiend.trainer.arguments import PRE_PRUNE_RULES
 
 MODULE = Path(argument_checks.__file__)
-
-
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    """Fail the test if anything tries to load a base model."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr(loading, "load_base_model", refuse)
-    monkeypatch.setattr(placement, "load_base_model", refuse)
 
 
 def test_bad_post_prune_part_is_one_error_naming_the_choices():

@@ -14,20 +14,6 @@ from gradiend.config import DEMO_CONFIG, ConfigError, RunConfig
 COMMANDS = ["demo", "data", "train", "evaluate", "rewrite", "compare", "report", "steer"]
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    """Fail the test if anything tries to load a base model."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the config was checked")
-
-    import gradiend.lm.loading as loading
-    import gradiend.lm.placement as placement
-
-    monkeypatch.setattr(loading, "load_base_model", refuse)
-    monkeypatch.setattr(placement, "load_base_model", refuse)
-
-
 def _no_trainer(*args, **kwargs):
     raise AssertionError("a TextPredictionTrainer was built")
 

@@ -23,20 +23,6 @@ from gradiend.trainer.gradient_data import GradientBatches
 from gradiend.trainer.saved_run import saved_run
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    """Fail the test if anything tries to load a base model (or run its code)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the config was checked")
-
-    import gradiend.lm.loading as loading
-    import gradiend.lm.placement as placement
-
-    monkeypatch.setattr(loading, "load_base_model", refuse)
-    monkeypatch.setattr(placement, "load_base_model", refuse)
-
-
 def _run_folder(tmp_path: Path, trust: bool = True) -> Path:
     """A run folder from elsewhere: its saved config asks for the model folder's own code."""
     model = tmp_path / "remote_model"

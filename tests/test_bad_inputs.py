@@ -549,3 +549,22 @@ def test_spacy_tags_no_token_can_have(tmp_path):
         warnings.simplefilter("error", MeaninglessResultWarning)
         creator({"pos": "DET", "Gender": "Masc", "Case": ["Nom", "Acc"]})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pre_prune_samples_above_the_rows_are_named(caplog):
+    """More pre-prune samples than rows: the rows repeat, and the warning says so with the fix."""
+    import logging
+
+    import pandas as pd
+
+    from gradiend.trainer.pruning import stratified_sample
+
+    df = pd.DataFrame({"feature_class_id": [0, 0, 0, 1, 1, 1]})
+    with caplog.at_level(logging.WARNING, logger="gradiend.trainer.pruning"):
+        pos = stratified_sample(df, 16, seed=0)
+    assert len(pos) == 16
+    assert "n_samples=16" in caplog.text and "pass n_samples ≤ 6" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gradiend.trainer.pruning"):
+        stratified_sample(df, 6, seed=0)
+    assert "n_samples" not in caplog.text

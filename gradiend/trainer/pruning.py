@@ -36,6 +36,13 @@ def stratified_sample(df: pd.DataFrame, n: int, seed: int) -> list[int]:
     for i, g in enumerate(groups):
         take = n // len(groups) + (1 if i < n % len(groups) else 0)
         pos = np.flatnonzero(df.index.isin(g.index))
+        if take > len(pos):
+            logger.warning(
+                "PrePruneConfig.n_samples=%d asks for %d rows of one transition, which has %d: "
+                "sampling with replacement (repeated rows add no information); pass "
+                "n_samples ≤ %d",
+                n, take, len(pos), len(pos) * len(groups),
+            )  # fmt: skip
         out += rng.choice(pos, size=take, replace=take > len(pos)).tolist()
     return out
 

@@ -7,11 +7,10 @@ Unknown fields are a clear error (with a suggestion) rather than a silent no-op.
 
 from __future__ import annotations
 
-import difflib
-import functools
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gradiend._kwargs import strict_kwargs
 from gradiend.evaluator.decoder_eval import DecoderEvalConfig
 from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.lm.mlm_head import HeadTraining
@@ -35,21 +34,9 @@ __all__ = [
 
 
 def strict_fields(cls):
-    """Make ``cls(**kwargs)`` reject unknown names with a 'did you mean' hint."""
-    init = cls.__init__
-    names = [f.name for f in fields(cls)]
-
-    @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        for key in kwargs:
-            if key not in names:
-                hint = difflib.get_close_matches(key, names, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise TypeError(f"{cls.__name__} has no field {key!r}{extra}")
-        init(self, *args, **kwargs)
-
-    cls.__init__ = __init__
-    return cls
+    """Make ``cls(**kwargs)`` reject unknown names with a 'did you mean' hint
+    (``gradiend._kwargs.strict_kwargs``, shared by every public constructor)."""
+    return strict_kwargs(cls)
 
 
 @strict_fields

@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from gradiend import run_layout
-from gradiend.cli_parser import build_parser
+from gradiend.cli_parser import build_parser, strength_problem
 from gradiend.config import ConfigError, RunConfig
 from gradiend.demo import DemoConfig, demo_config
 from gradiend.model.hub import is_repo_id, resolve_pretrained
@@ -40,6 +40,7 @@ from gradiend.pipeline import (
     train_pairs,
 )
 from gradiend.report import write_report
+from gradiend.report.target import report_target
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -58,7 +59,8 @@ def _demo(ns: argparse.Namespace) -> int:
         max_size_per_class=ns.max_size_per_class,
         learning_rate=ns.learning_rate,
     )
-    run = demo_config(cfg, ns.set or [])  # validated here, before any model loads
+    trusted = ["training_args.trust_remote_code=true"] if ns.trust_remote_code else []
+    run = demo_config(cfg, [*(ns.set or []), *trusted], trust_remote_code=ns.trust_remote_code)
     start = time.perf_counter()
     out = run_all(run)
     enc, dec = out.get("encoder", {}), out.get("decoder", {}).get("she")
@@ -163,7 +165,7 @@ def _rewrite(ns: argparse.Namespace) -> int:
 
 
 def _compare(ns: argparse.Namespace) -> int:
-    _check_runs(ns.runs, need=2)
+    _check_runs(ns.runs, need=2, model=True)
     out = compare_runs(ns.runs, ns.topk, ns.part, ns.measure, ns.output_dir)
     width = max(len(label) for label in out["labels"])
     lines = [f"{ns.measure} (top {ns.topk}, {out['part']}):"]
@@ -178,16 +180,18 @@ def _compare(ns: argparse.Namespace) -> int:
 
 def _report(ns: argparse.Namespace) -> int:
     _check_runs(ns.runs, need=1)
+    report_target(ns.runs, ns.output)  # refused here (exit 2) before any figure is drawn
     path = write_report(ns.runs, ns.output, topk=ns.topk)
     _print([f"report: {path}"])
     return EXIT_OK
 
 
 def _steer(ns: argparse.Namespace) -> int:
-    _check_runs([ns.run], need=1, allow_hub=True)
+    _check_runs([ns.run], need=1, allow_hub=True, model=True)
     saved = Path(ns.run) / run_layout.RUN_CONFIG
     trusted = ns.trust_remote_code
     defaults = RunConfig.load(saved, trust_remote_code=trusted).steer if saved.is_file() else {}
+    _check_steer_defaults(defaults)
     prompts = ns.prompt or defaults.get("prompts")
     if not prompts:
         raise ConfigError("--prompt", "no prompt given", 'pass --prompt "The doctor said that"')
@@ -209,7 +213,7 @@ def _steer(ns: argparse.Namespace) -> int:
             "no strength given and the run has no decoder selection for this direction",
             "pass --strength (e.g. 0.5) or run `gradiend evaluate` first",
         )
-    if not math.isfinite(float(strength)):
+    if not math.isfinite(float(strength)):  # a selected strength; the user's were checked
         raise ConfigError("--strength", f"{strength} is not a finite number", "pass e.g. 0.5")
     mwg = load_run_model(ns.run, base_model=ns.model)
     rows = mwg.steer_generations(
@@ -252,12 +256,35 @@ def _side_by_side(rows: list[dict], label: str, width: int = 48) -> list[str]:
     return lines
 
 
-def _check_runs(runs: list[str], need: int, allow_hub: bool = False) -> None:
+def _check_runs(runs: list[str], need: int, allow_hub: bool = False, model: bool = False) -> None:
+    """Enough run folders, each existing (or a hub id) and, with ``model``, holding a GRADIEND."""
     if len(runs) < need:
         raise ConfigError("RUN_DIR", f"{need} run folders needed, got {len(runs)}", "name more")
     for r in runs:
         if not Path(r).exists() and not (allow_hub and is_repo_id(r)):
             raise ConfigError("RUN_DIR", f"{r} does not exist", "pass a run or model folder")
+        if model and Path(r).exists():
+            try:
+                run_layout.RunLayout.find(r)
+            except FileNotFoundError as err:
+                raise ConfigError(
+                    "RUN_DIR", f"{r} holds no GRADIEND", "pass a run folder or a model folder"
+                ) from err
+
+
+def _check_steer_defaults(defaults: dict) -> None:
+    """The run config's ``steer`` values obey the rules of the flags they stand in for."""
+    strength = defaults.get("strength")
+    problem = strength_problem(float(strength)) if strength is not None else None
+    if problem:
+        raise ConfigError(
+            "steer.strength", problem, "correct it in the run config or pass --strength"
+        )
+    tokens = defaults.get("max_new_tokens")
+    if tokens is not None and tokens < 1:
+        raise ConfigError(
+            "steer.max_new_tokens", f"must be at least 1, got {tokens}", "pass --max-new-tokens 20"
+        )
 
 
 def _log_to_stderr(level: int) -> None:

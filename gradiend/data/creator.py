@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from gradiend._kwargs import strict_kwargs
+
 from .cache import describe_data, fingerprint, load_cached
-from .filters import CompiledFilter, SpacyTagSpec, TextFilterConfig, load_spacy
+from .filters import CompiledFilter, SpacyTagSpec, TextFilterConfig, filter_list, load_spacy
 from .formats import (
     add_splits,
     balance_frames,
@@ -24,17 +26,28 @@ from .formats import (
     to_minimal,
     to_unified,
 )
+from .inputs import (
+    DataInputError,
+    check_creator_args,
+    check_size,
+    check_texts,
+    check_training_args,
+    check_word_list,
+)
+from .outcome import check_no_empty_class, untouched
 from .output import check_format, frame_path, safe_name, write_frame, write_json
 from .preprocess import TextPreprocessConfig, preprocess_texts
 from .scan import ClassCollector, collect_neutral
 from .sources import resolve_base_data
-from .tag_check import check_spacy_tags
+from .tag_check import check_excluded_tags, check_spacy_tags
+from .tag_sample import TagSample, check_sample, sample_tags
 
 logger = logging.getLogger(__name__)
 
 _FORMATS = ("per_class", "unified", "minimal")
 
 
+@strict_kwargs
 class TextPredictionDataCreator:
     """Builds masked per-class training data and neutral data from a text corpus.
 
@@ -43,6 +56,8 @@ class TextPredictionDataCreator:
     ``feature_targets`` lists one ``TextFilterConfig`` per class; filters with ``spacy_tags`` or
     ``use_lemma`` need ``spacy_model`` (a package name or a loaded ``spacy.Language``).
     After each generation ``creator.stats`` holds what was scanned, kept and excluded and why.
+    Before the scan, ``tag_sample_size`` sentences per class with spaCy tags are parsed to check
+    that the pipeline gives its words those tags (0: no check).
     """
 
     def __init__(
@@ -65,19 +80,16 @@ class TextPredictionDataCreator:
         split_group_col: str | None = None,
         batch_size: int = 256,
         progress: bool = True,
+        tag_sample_size: int = 50,
     ) -> None:
-        if isinstance(feature_targets, TextFilterConfig):
-            feature_targets = [feature_targets]
-        self.feature_targets = list(feature_targets or [])
-        ids = [str(f.id) for f in self.feature_targets]
-        dupes = sorted(i for i, c in Counter(ids).items() if c > 1)
-        if dupes:
-            raise ValueError(f"feature_targets have duplicate ids {dupes}; give each filter an id=")
+        self.feature_targets = filter_list(feature_targets)
         tagged = [str(f.id) for f in self.feature_targets if f.needs_spacy]
         if tagged and spacy_model is None:
-            raise ValueError(
-                f"filters {tagged} use spacy_tags/use_lemma but no spacy_model was given; pass "
-                "spacy_model='en_core_web_sm' (or another installed pipeline / a spacy.Language)."
+            raise DataInputError(
+                "spacy_model",
+                f"filters {tagged} use spacy_tags/use_lemma but no spacy_model was given",
+                "pass spacy_model='en_core_web_sm' (or another installed pipeline / a "
+                "spacy.Language)",
             )
         self.text_column = text_column
         self.base_max_size = base_max_size
@@ -95,8 +107,11 @@ class TextPredictionDataCreator:
         self.split_group_col = split_group_col
         self.batch_size = batch_size
         self.progress = progress
+        self.tag_sample_size = tag_sample_size
         self.base_data = base_data
         self.stats: dict[str, Any] = {}
+        check_creator_args(self, self.feature_targets)
+        check_texts(base_data, text_column)
         # Validate the source now (columns, files) and keep the stream for the first pass.
         self._stream: Iterator[str] | None = (
             self._resolve(base_data) if base_data is not None else None
@@ -144,8 +159,8 @@ class TextPredictionDataCreator:
 
     def _compiled(self) -> list[CompiledFilter]:
         if not self.feature_targets:
-            raise ValueError(
-                "feature_targets is empty; pass TextFilterConfig(targets=[...]) per class"
+            raise DataInputError(
+                "feature_targets", "is empty", "pass TextFilterConfig(targets=[...]) per class"
             )
         return [CompiledFilter(f, self.min_left_context_words) for f in self.feature_targets]
 
@@ -174,6 +189,9 @@ class TextPredictionDataCreator:
         ``split_group_col`` (default: the creator's) makes held-out splits by that column's values.
         """
         split_group_col = split_group_col or self.split_group_col
+        check_training_args(
+            max_size_per_class, min_rows_per_class_for_split, min_rows_per_target_for_balance
+        )
         if format not in _FORMATS:
             raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
         ratios = check_ratios(train_ratio, validation_ratio, test_ratio)
@@ -191,12 +209,13 @@ class TextPredictionDataCreator:
         if cached is not None:
             return cached if format == "per_class" else cached[format]
 
-        collector, pre = self._scan_classes(filters, max_size_per_class)
+        collector, pre, sample = self._scan_classes(filters, max_size_per_class)
+        check_no_empty_class(filters, collector.stats(), sample, out_dir, self.training_basename)
         frames = {cid: per_class_frame(rows, cid) for cid, rows in collector.rows.items()}
         frames = balance_frames(frames, balance, self.seed, min_rows_per_target_for_balance)
         complete, incomplete = self._split_complete(
             frames, ratios, min_rows_per_class_for_split, raise_on_incomplete_classes,
-            split_group_col,
+            split_group_col, out_dir,
         )  # fmt: skip
         stats = _training_stats(collector.stats(), pre, incomplete, complete, params, key)
         self.stats = stats
@@ -208,15 +227,18 @@ class TextPredictionDataCreator:
 
     def _scan_classes(
         self, filters: list[CompiledFilter], max_size_per_class: int | None
-    ) -> tuple[ClassCollector, Counter[str]]:
-        """One pass over the corpus collecting every class's rows; also the texts that the
-        preprocessing dropped, by reason."""
+    ) -> tuple[ClassCollector, Counter[str], TagSample | None]:
+        """One pass over the corpus collecting every class's rows, after the tag sample (its
+        sentences are scanned too); also the texts that the preprocessing dropped, by reason."""
         pre: Counter[str] = Counter()
+        sentences = self._sentences(None, pre)
+        sample, sentences = sample_tags(sentences, filters, self.nlp, self.tag_sample_size)
+        check_sample(sample, _pipeline_name(self.nlp))
         collector = ClassCollector(
             filters, self.nlp, max_size_per_class, self.batch_size, self.progress
         )
-        collector.run(self._sentences(None, pre), total=self._known_total(None))
-        return collector, pre
+        collector.run(sentences, total=self._known_total(None))
+        return collector, pre, sample
 
     def _split_complete(
         self,
@@ -225,12 +247,13 @@ class TextPredictionDataCreator:
         min_rows: int,
         raise_: bool,
         split_group_col: str | None,
+        out_dir: Path | None,
     ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
         """The classes with rows enough for the splits, split; and the others' row counts
         (reported, or raised with ``raise_``)."""
         needed = max(min_rows, sum(r > 0 for r in ratios))
         incomplete = {cid: len(df) for cid, df in frames.items() if len(df) < needed}
-        self._report_incomplete(incomplete, needed, raise_, len(frames))
+        self._report_incomplete(incomplete, needed, raise_, len(frames), out_dir)
         complete = {cid: df for cid, df in frames.items() if cid not in incomplete}
         return add_splits(complete, ratios, self.seed, split_group_col), incomplete
 
@@ -244,19 +267,33 @@ class TextPredictionDataCreator:
         return to_minimal(frames)
 
     def _report_incomplete(
-        self, incomplete: dict[str, int], needed: int, raise_: bool, n_classes: int
+        self,
+        incomplete: dict[str, int],
+        needed: int,
+        raise_: bool,
+        n_classes: int,
+        out_dir: Path | None,
     ) -> None:
         if not incomplete:
             return
         listing = ", ".join(f"{cid!r} ({n} rows)" for cid, n in incomplete.items())
-        msg = (
-            f"classes with fewer than {needed} rows, too few for train/validation/test splits: "
-            f"{listing}. Add base data, lower min_left_context_words, loosen the filters or lower "
-            "min_rows_per_class_for_split (with validation_ratio=test_ratio=0 one row is enough)."
+        problem = (
+            f"classes with fewer than {needed} rows, too few for train/validation/test "
+            f"splits: {listing}"
         )
-        if raise_ or len(incomplete) == n_classes:
-            raise ValueError(msg)
-        logger.warning("Dropping %s", msg)
+        fix = (
+            "add base data, lower min_left_context_words, loosen the filters or lower "
+            "min_rows_per_class_for_split (with validation_ratio=test_ratio=0 one row is enough)"
+        )
+        left = n_classes - len(incomplete)
+        if raise_ or left == 0 or (n_classes >= 2 and left < 2):
+            only = "; only one class would be left" if left == 1 else ""
+            raise DataInputError(
+                "feature_targets",
+                f"{problem}{only}. {untouched(out_dir, self.training_basename).rstrip('.')}",
+                fix,
+            )
+        logger.warning("Dropping %s. Fix: %s.", problem, fix)
 
     def _log_training(self, stats: dict[str, Any]) -> None:
         for cid, cls in stats["classes"].items():
@@ -298,9 +335,11 @@ class TextPredictionDataCreator:
             raise ValueError(
                 f"neutral data has only format='minimal' (a text column), got {format!r}"
             )
+        section = "generate_neutral_data"
+        check_size("max_size", max_size, section)
+        extra = check_word_list("additional_excluded_words", additional_excluded_words, section)
         specs = self._tag_specs(excluded_spacy_tags)
-        words = [w for f in self.feature_targets for w in f.words]
-        words += list(additional_excluded_words or [])
+        words = [w for f in self.feature_targets for w in f.words] + extra
         out_dir = self._output_dir(output)
         params = {"max_size": max_size, "excluded_words": sorted(set(words)), "tags": specs}
         key = self._cache_key("neutral", params, base_data)
@@ -340,10 +379,13 @@ class TextPredictionDataCreator:
             else list(excluded_spacy_tags or [])
         )
         if specs and self.nlp is None:
-            raise ValueError(
-                "excluded_spacy_tags needs a spacy_model; pass spacy_model='en_core_web_sm' "
-                "(or a loaded spacy.Language) to the creator."
+            raise DataInputError(
+                "excluded_spacy_tags",
+                "excluded_spacy_tags needs a spacy_model",
+                "pass spacy_model='en_core_web_sm' (or a loaded spacy.Language) to the creator",
+                "generate_neutral_data",
             )
+        check_excluded_tags(self.nlp, specs)
         return specs
 
     def _write_neutral(self, out_dir: Path, df: pd.DataFrame, stats: dict[str, Any]) -> None:
@@ -442,3 +484,10 @@ def _training_stats(
         cache_key=key,
     )
     return stats
+
+
+def _pipeline_name(nlp: Any) -> str:
+    """``en_core_web_sm``-style name of a loaded pipeline, for messages."""
+    meta = getattr(nlp, "meta", None) or {}
+    name = f"{meta.get('lang', '')}_{meta.get('name', '')}".strip("_")
+    return name or "the spaCy pipeline"

@@ -8,6 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradiend._kwargs import strict_kwargs
+
+from .inputs import DataInputError, DataTypeError
+
 logger = logging.getLogger(__name__)
 
 SpacyTagSpec = dict[str, str]
@@ -22,6 +26,7 @@ _ATTR_KEYS = {"pos": "pos_", "tag": "tag_", "dep": "dep_"}
 _DATA_HINT = "pip install gradiend[data]"
 
 
+@strict_kwargs
 @dataclass
 class TextFilterConfig:
     """One feature class: its target words, optional spaCy constraints and how to mask them.
@@ -45,7 +50,9 @@ class TextFilterConfig:
 
     def __post_init__(self) -> None:
         if self.targets is None and self.target is None:
-            raise ValueError("TextFilterConfig needs `targets` (or `target`), e.g. targets=['he']")
+            raise DataInputError(
+                "TextFilterConfig", "needs `targets` (or `target`)", "pass e.g. targets=['he']"
+            )
         if self.targets is None:
             self.targets = self.target
         elif self.target is not None:
@@ -53,14 +60,40 @@ class TextFilterConfig:
             self.targets = [*_as_list(self.targets), *extra]
         self.target = None
         self.targets = _as_list(self.targets)
-        if not self.targets:
-            raise ValueError("TextFilterConfig.targets is empty")
+        self._check()
         if self.id is None:
             first = self.targets[0]
             self.id = first if isinstance(first, str) else first.id
+
+    def _check(self) -> None:
+        """Refuse what would match nothing or everything: no targets, a target that is not a
+        non-empty string (or a nested filter), an empty id or mask, a negative left context."""
+        where = "TextFilterConfig"
+        if not self.targets:
+            raise DataInputError(f"{where}.targets", "is empty", "pass e.g. targets=['he']")
+        for t in self.targets:
+            if not isinstance(t, (str, TextFilterConfig)) or (isinstance(t, str) and not t.strip()):
+                raise DataTypeError(
+                    f"{where}.targets",
+                    f"holds {t!r} ({type(t).__name__}), not a word",
+                    "pass non-empty strings (or nested TextFilterConfig objects)",
+                )
         if self.spacy_tags is not None and not isinstance(self.spacy_tags, dict):
-            raise TypeError(
-                f"spacy_tags must be a dict like {{'pos': 'PRON'}}, got {self.spacy_tags!r}"
+            raise DataTypeError(
+                f"{where}.spacy_tags",
+                f"must be a dict, got {self.spacy_tags!r}",
+                "pass e.g. spacy_tags={'pos': 'PRON'}",
+            )
+        if self.id is not None and (not isinstance(self.id, str) or not self.id.strip()):
+            raise DataInputError(f"{where}.id", f"{self.id!r} is not a class name", "pass a str")
+        if not isinstance(self.mask, str) or not self.mask.strip():
+            raise DataInputError(f"{where}.mask", f"{self.mask!r} is empty", "pass e.g. '[MASK]'")
+        n = self.min_left_context_words
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise DataInputError(
+                f"{where}.min_left_context_words",
+                f"must be an int >= 0 or None, got {n!r}",
+                "pass e.g. 3 (None: the creator's value)",
             )
 
     def rules(self, parent_tags: SpacyTagSpec | None = None) -> list[tuple[tuple[str, ...], dict]]:
@@ -87,6 +120,23 @@ def _as_list(value: Any) -> list:
     if isinstance(value, (str, TextFilterConfig)):
         return [value]
     return list(value)
+
+
+def filter_list(feature_targets: Any) -> list[TextFilterConfig]:
+    """``feature_targets`` as a list of ``TextFilterConfig`` (one is accepted alone)."""
+    if isinstance(feature_targets, TextFilterConfig):
+        return [feature_targets]
+    if isinstance(feature_targets, (str, dict)):
+        feature_targets = [feature_targets]
+    items = list(feature_targets or [])
+    for i, f in enumerate(items):
+        if not isinstance(f, TextFilterConfig):
+            raise DataTypeError(
+                f"feature_targets[{i}]",
+                f"is a {type(f).__name__} ({f!r:.60}), not a TextFilterConfig",
+                "pass TextFilterConfig(targets=[...], id=...) per class",
+            )
+    return items
 
 
 def word_regex(words: Iterable[str]) -> re.Pattern[str] | None:

@@ -541,9 +541,9 @@ def test_spacy_tags_no_token_can_have(tmp_path):
             feature_targets=[cfg],
         )
 
-    with pytest.warns(MeaninglessResultWarning, match="'Gender': 'Masculine'.*uses Masc.*Fix"):
+    with pytest.raises(ValueError, match="'Gender': 'Masculine'.*did you mean 'Masc'.*Fix"):
         creator({"pos": "DET", "Gender": "Masculine"})
-    with pytest.warns(MeaninglessResultWarning, match="'pos': 'DETT'.*Fix the tag"):
+    with pytest.raises(ValueError, match="'pos': 'DETT'.*did you mean 'DET'.*Fix"):
         creator({"pos": "DETT", "Gender": "Masc"})
     with warnings.catch_warnings():
         warnings.simplefilter("error", MeaninglessResultWarning)

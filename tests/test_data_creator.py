@@ -426,11 +426,12 @@ def test_unknown_spacy_model_says_how_to_install():
 
 def test_incomplete_classes_are_named(caplog):
     filters = [*HE_SHE, TextFilterConfig(targets=["they"], id="they")]
-    with pytest.raises(ValueError, match=r"'they' \(0 rows\)"):
-        make(feature_targets=filters).generate_training_data(raise_on_incomplete_classes=True)
+    base = corpus() + [f"After lunch on day {i} they went home." for i in range(3)]
+    with pytest.raises(ValueError, match=r"'they' \(3 rows\)"):
+        make(base, feature_targets=filters).generate_training_data(raise_on_incomplete_classes=True)
     with caplog.at_level(logging.WARNING, logger="gradiend.data.creator"):
-        data = make(feature_targets=filters).generate_training_data()
-    assert set(data) == {"he", "she"} and "'they' (0 rows)" in caplog.text
+        data = make(base, feature_targets=filters).generate_training_data()
+    assert set(data) == {"he", "she"} and "'they' (3 rows)" in caplog.text
     with pytest.raises(ValueError, match=r"'he' \(40 rows\), 'she' \(40 rows\)"):
         make().generate_training_data(min_rows_per_class_for_split=50)
 

@@ -44,10 +44,11 @@ class Tok:
 
     @classmethod
     def of(cls, token: Any, word: str) -> Tok:
-        return cls(word, token.pos_, token.tag_, token.dep_, _Morph(token.morph.to_dict()))
+        feats = {k: v.split(",") for k, v in token.morph.to_dict().items()}
+        return cls(word, token.pos_, token.tag_, token.dep_, _Morph(feats))
 
     def triple(self) -> str:
-        morph = "|".join(f"{k}={v}" for k, v in sorted(self.morph.items())) or "-"
+        morph = "|".join(f"{k}={','.join(v)}" for k, v in sorted(self.morph.items())) or "-"
         return f"{self.pos_}/{self.tag_}/{morph}"
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from gradiend._kwargs import strict_kwargs
 from gradiend.model.rewrite import WEAKEN_SUFFIX, summary_key  # noqa: F401 - the results' keys
 
 logger = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ def is_estimate(entry: Entry) -> bool:
     return entry.get("scored") == "screen"
 
 
+@strict_kwargs
 class LMSThresholdPolicy:
     """Best metric among points with ``LMS ≥ ratio · LMS(base)``; if none passes, the point with
     the smallest step size (``passed=False``)."""
@@ -253,6 +255,7 @@ class LMSThresholdPolicy:
         return f"LMSThresholdPolicy(ratio={self.ratio})"
 
 
+@strict_kwargs
 class LMSTimesMetricPolicy:
     """Maximise ``metric · LMS``. With ``ratio`` set, ``passed`` reports whether the chosen point
     keeps ``LMS ≥ ratio · LMS(base)``; otherwise it is always True."""

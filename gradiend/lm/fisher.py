@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from gradiend import run_layout
 from gradiend._io import tmp_prefix
+from gradiend._kwargs import strict_kwargs
 from gradiend.lm.gradients import _grad_enabled
 from gradiend.lm.scoring import LMSScorer, predicted_logits
 
@@ -33,6 +34,7 @@ FISHER_FILE = run_layout.FISHER
 MIN_TEXTS = 8
 
 
+@strict_kwargs
 @dataclass
 class FisherConfig:
     """``evaluate_decoder(precondition=FisherConfig(...))``: rewrite along ``u ⊘ (F/mean F + λ)``.

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from gradiend import distributed as dist
 from gradiend._io import read_json
+from gradiend._kwargs import strict_kwargs
 from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import BaseLM, load_base_model
@@ -32,6 +33,7 @@ from gradiend.run_layout import CONTEXT, MLM_HEAD, MODEL_CONFIG, RunLayout, find
 logger = logging.getLogger(__name__)
 
 
+@strict_kwargs
 class ModelWithGradiend(SteeringMixin):
     """Base model + parameter map + GRADIEND. ``decoder(+1)`` strengthens ``target_classes[0]``.
 

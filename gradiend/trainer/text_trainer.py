@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 
 from gradiend import distributed as dist
 from gradiend._io import clean_orphans, read_json, read_json_cache
+from gradiend._kwargs import strict_kwargs
 from gradiend.data.examples import ExampleTable
 from gradiend.data.fingerprint import data_hash
 from gradiend.lm import fisher as fisher_mod
@@ -65,6 +66,7 @@ def _delegated(method):
     return delegate
 
 
+@strict_kwargs
 class TextPredictionTrainer:
     """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
 

@@ -9,6 +9,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gradiend._kwargs import strict_kwargs
+
+from .inputs import DataInputError, DataTypeError, check_size
+
 logger = logging.getLogger(__name__)
 
 # Abbreviations (lower-cased, without the final period) after which a period does not end a
@@ -26,6 +30,7 @@ _NEEDS_SPLIT = re.compile(r"[.!?…][\"'”’»)\]]*\s+\S")
 _QUOTE_OPENERS = "\"'“‘„«(["
 
 
+@strict_kwargs
 @dataclass
 class TextPreprocessConfig:
     """How raw texts become candidate sentences (the incumbent's argument names).
@@ -49,14 +54,37 @@ class TextPreprocessConfig:
     abbreviations: Iterable[str] | None = None
 
     def __post_init__(self) -> None:
+        where = "TextPreprocessConfig"
         if self.splitter not in ("auto", "spacy", "rules"):
-            raise ValueError(f"splitter must be 'auto', 'spacy' or 'rules', got {self.splitter!r}")
+            raise DataInputError(
+                f"{where}.splitter", f"got {self.splitter!r}", "pass 'auto', 'spacy' or 'rules'"
+            )
         n = self.split_to_sentences
         if not isinstance(n, bool) and (not isinstance(n, int) or n < 1):
-            raise ValueError(f"split_to_sentences must be False, True or an int >= 1, got {n!r}")
+            raise DataInputError(
+                f"{where}.split_to_sentences", f"got {n!r}", "pass False, True or an int >= 1"
+            )
+        check_size(f"{where}.min_chars", self.min_chars, minimum=0)
+        check_size(f"{where}.max_chars", self.max_chars)
         if self.min_chars is not None and self.max_chars is not None:
             if self.min_chars > self.max_chars:
-                raise ValueError(f"min_chars ({self.min_chars}) > max_chars ({self.max_chars})")
+                raise DataInputError(
+                    f"{where}.min_chars",
+                    f"min_chars ({self.min_chars}) > max_chars ({self.max_chars}) keeps no text",
+                    "make min_chars <= max_chars",
+                )
+        if self.custom_filter is not None and not callable(self.custom_filter):
+            raise DataTypeError(
+                f"{where}.custom_filter",
+                f"{self.custom_filter!r} is not callable",
+                "pass a function text -> bool",
+            )
+        chars = self.exclude_chars
+        if chars is not None and not isinstance(chars, str):
+            if not all(isinstance(c, str) for c in chars):
+                raise DataTypeError(
+                    f"{where}.exclude_chars", f"got {chars!r}", "pass a str such as '<>|'"
+                )
 
 
 def split_sentences_rules(text: str, abbreviations: Iterable[str] | None = None) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from gradiend import run_layout
 from gradiend.cli_parser import build_parser, strength_problem
 from gradiend.config import ConfigError, RunConfig
+from gradiend.data.inputs import DataInputError
 from gradiend.demo import DemoConfig, demo_config
 from gradiend.model.hub import is_repo_id, resolve_pretrained
 from gradiend.model.with_gradiend import load_context
@@ -92,7 +93,10 @@ def _data(ns: argparse.Namespace) -> int:
     cfg = _config(ns)
     cfg.require("creator.output_dir", why="the data command writes its tables there")
     cfg.require("creator.base_data", "creator.feature_targets", why="the data stage needs them")
-    out = make_data(cfg)
+    try:
+        out = make_data(cfg)
+    except DataInputError as err:  # a bad creator input: exit 2, like any bad config value
+        raise ConfigError(f"{err.section}.{err.argument}", err.problem, err.fix) from err
     rows = out["stats"].get("rows_per_class", {})
     lines = [f"{cls}: {json.dumps(n)}" for cls, n in rows.items()]
     if out["neutral"] is not None:

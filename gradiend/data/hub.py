@@ -10,6 +10,7 @@ its own), and ``hf_split`` restricts which splits are read.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,63 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 DATA_EXTRA_HINT = "pip install gradiend[data]"
+_OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def hub_offline() -> bool:
+    """Whether the hub is switched off for this process (``HF_HUB_OFFLINE=1`` or the like)."""
+    return any(
+        os.environ.get(flag, "").strip().lower() in ("1", "true", "yes", "on")
+        for flag in _OFFLINE_FLAGS
+    )
+
+
+def not_found_error(
+    what: str, name: str, cause: BaseException | None = None, noun: str = "model"
+) -> FileNotFoundError:
+    """The error for a name that is neither a local folder nor a hub repo this process can get:
+    it says both (the absolute path looked at, the working folder, the hub's answer) and the fix,
+    so that a mistyped folder such as ``models/my-bert`` is not reported as a bad hub id only."""
+    here = Path(str(name)).expanduser()
+    if hub_offline():
+        hub = "the hub is offline (HF_HUB_OFFLINE is set) and the repo is not in the hub cache"
+        fix = "download it once with HF_HUB_OFFLINE unset (later runs read the hub cache)"
+    else:
+        reason = "" if cause is None else f" ({type(cause).__name__}: {_first_line(cause)})"
+        hub = f"the hub has no repo {str(name)!r} or cannot be reached{reason}"
+        fix = "check the id ('org/name'), the network and, for a private repo, your login"
+    return FileNotFoundError(
+        f"{what} {str(name)!r} is neither a local folder nor a hub repo: there is no folder at "
+        f"{here.absolute()} (relative paths are read from the working folder {Path.cwd()}), "
+        f"and {hub}. Fix: pass the path of an existing {noun} folder (an absolute path avoids "
+        f"the working-folder question), or, for a hub repo, {fix}."
+    )
+
+
+def in_hub_cache(name: str, repo_type: str = "model") -> bool:
+    """Whether the hub cache holds a snapshot of repo ``name`` (any revision), without asking
+    the hub: what an offline process can load."""
+    # the hub's cache location: huggingface_hub loads only for a name that is no local path
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    folder = Path(HF_HUB_CACHE) / f"{repo_type}s--{str(name).replace('/', '--')}" / "snapshots"
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def _hub_call(what: str, fn, name: str, *args: Any, **kwargs: Any) -> Any:
+    """``fn(name, …)`` of ``datasets``; for a name that is no local path, its "not found" and
+    "cannot connect" errors become ``not_found_error`` (``what``: the argument's name)."""
+    try:
+        return fn(str(name), *args, **kwargs)
+    except (FileNotFoundError, ConnectionError) as err:  # DatasetNotFoundError is the first
+        if Path(str(name)).exists():
+            raise
+        raise not_found_error(what, str(name), err, noun="dataset") from err
 
 
 def _datasets():
@@ -37,9 +95,9 @@ def is_saved_dataset(path: Path) -> bool:
     )
 
 
-def config_names(name: str) -> list[str]:
+def config_names(name: str, what: str = "data") -> list[str]:
     """The configs of a hub id or local dataset folder (``["default"]`` when it has none)."""
-    return list(_datasets().get_dataset_config_names(str(name)))
+    return list(_hub_call(what, _datasets().get_dataset_config_names, str(name)))
 
 
 def splits_to_frame(data: Any, splits: Sequence[str] | None = None) -> pd.DataFrame:
@@ -66,7 +124,8 @@ def splits_to_frame(data: Any, splits: Sequence[str] | None = None) -> pd.DataFr
 
 def _load(name: str, config: str | None, splits: Sequence[str] | None) -> pd.DataFrame:
     if not Path(name).is_dir():
-        return splits_to_frame(_datasets().load_dataset(str(name), config), splits)
+        ds = _hub_call("data", _datasets().load_dataset, str(name), config)
+        return splits_to_frame(ds, splits)
     # a local folder can change under the same path, and the datasets cache would not notice:
     # build it in a throw-away cache
     with tempfile.TemporaryDirectory(prefix="gradiend-ds-") as cache:
@@ -79,6 +138,7 @@ def load_hub_data(
     classes: Sequence[str] | None = None,
     hf_config: str | None = None,
     hf_split: str | Sequence[str] | None = None,
+    what: str = "data",
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Load a hub id or dataset folder (see the module doc).
 
@@ -90,7 +150,7 @@ def load_hub_data(
     path = Path(str(name))
     if is_saved_dataset(path):
         return splits_to_frame(_datasets().load_from_disk(str(path)), splits)
-    names = config_names(str(name))
+    names = config_names(str(name), what)
     if hf_config is not None:
         if hf_config not in names:
             raise ValueError(f"dataset {name!s} has no config {hf_config!r}; configs: {names}")
@@ -114,7 +174,7 @@ def load_neutral_hub_data(
 ) -> pd.DataFrame:
     """Neutral texts from a hub id or dataset folder: every config (or ``hf_config``) and every
     split (or ``hf_split``), stacked."""
-    data = load_hub_data(name, None, hf_config, hf_split)
+    data = load_hub_data(name, None, hf_config, hf_split, what="eval_neutral_data")
     if isinstance(data, dict):
         return pd.concat(data.values(), ignore_index=True)
     return data

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .hub import not_found_error
+
 logger = logging.getLogger(__name__)
 
 DATA_EXTRA_HINT = "pip install gradiend[data]"
@@ -156,7 +158,10 @@ def _load_hf(name: str, hf_config: str | None, split: str) -> Any:
             f"Loading Hugging Face datasets needs `datasets`: {DATA_EXTRA_HINT}"
         ) from err
     logger.info("Streaming Hugging Face dataset %s (config=%s, split=%s)", name, hf_config, split)
-    return datasets.load_dataset(name, hf_config, split=split, streaming=True)
+    try:
+        return datasets.load_dataset(name, hf_config, split=split, streaming=True)
+    except (FileNotFoundError, ConnectionError) as err:  # not found, or the hub is offline
+        raise not_found_error("base_data", name, err, noun="dataset") from err
 
 
 def resolve_base_data(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from gradiend.lm.checks import check_finite_params
 from gradiend.lm.loading import BaseLM
 from gradiend.lm.objectives import Item, Objective
 from gradiend.lm.params import ParamMap
@@ -43,6 +44,9 @@ class GradientComputer:
     ):
         self.lm, self.objective, self.param_map = lm, objective, param_map
         self.params = [lm.model.get_parameter(s.name) for s in param_map.specs]
+        # before the first gradient pass: a NaN/inf weight anywhere on the forward path (not
+        # only in the selected parameters) makes every gradient non-finite
+        check_finite_params(lm.model.named_parameters(), lm.source)
         # flat vectors (gradients, directions) live here: the GRADIEND's device
         self.device = torch.device(device) if device is not None else _last_device(self.params)
         self._jvp_ok = True  # switched off once forward-mode AD fails for this model's dtype

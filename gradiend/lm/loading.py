@@ -17,7 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradiend.lm.checks import cap_max_length, check_gguf_header, check_model_arg, gguf_load_error
+from gradiend.data.hub import not_found_error
+from gradiend.lm.checks import (
+    cap_max_length,
+    check_gguf_header,
+    check_model_arg,
+    check_model_pair,
+    check_tokenizer_fits,
+    gguf_load_error,
+)
 from gradiend.lm.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -70,10 +78,14 @@ def load_base_model(
     when available), or is placed by ``device_map`` (``"auto"`` shards over the GPUs, within
     ``max_memory``) through ``from_pretrained``.
     """
+    if isinstance(model, BaseLM):
+        return model
     if isinstance(model, tuple):
+        check_model_arg(model)
         model, tokenizer = model
     dtype = resolve_dtype(torch_dtype)
-    if isinstance(model, nn.Module):
+    if isinstance(model, nn.Module) or isinstance(tokenizer, nn.Module):
+        check_model_pair(model, tokenizer)
         if tokenizer is None:
             raise ValueError("a loaded model needs its tokenizer: pass model=(model, tokenizer)")
         source = getattr(model.config, "_name_or_path", None) or type(model).__name__
@@ -107,8 +119,7 @@ def _finish(lm: BaseLM, dtype: torch.dtype | None, device: torch.device | None =
     tok = lm.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-    if lm.kind == "mlm" and tok.mask_token is None:
-        raise ValueError("this masked LM's tokenizer has no mask token")
+    check_tokenizer_fits(lm.model, tok, lm.kind)
     cap_max_length(lm.model, tok)
     return lm
 
@@ -137,7 +148,12 @@ def _load_hf(
     )
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
-    config = AutoConfig.from_pretrained(name, **kwargs)
+    try:
+        config = AutoConfig.from_pretrained(name, **kwargs)
+    except OSError as err:  # no such repo, or the hub is offline or unreachable
+        if Path(name).exists():
+            raise
+        raise not_found_error("model", name, err) from err
     archs = " ".join(config.architectures or [])
     if getattr(config, "is_encoder_decoder", False):
         cls, kind = AutoModelForSeq2SeqLM, "seq2seq"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradiend import run_layout
 from gradiend._io import read_json
+from gradiend.data.hub import not_found_error
 
 if TYPE_CHECKING:
     from gradiend.model.gradiend import GradiendModel
@@ -42,6 +43,11 @@ def resolve_pretrained(
 ) -> Path:
     """A local folder for ``path``: the path itself when it exists, else the hub snapshot of the
     repository id ``path`` (downloaded into, or found in, the hub cache)."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(
+            "a GRADIEND is loaded from a folder (a run folder or its model/ folder) or a hub id; "
+            f"got a {type(path).__name__} (a base model goes to base_model=)"
+        )
     if Path(path).exists() or not is_repo_id(str(path)):
         return Path(path)
     # heavy, and needed only for a hub id: huggingface_hub loads on the first download
@@ -56,14 +62,8 @@ def resolve_pretrained(
             token=token,
             allow_patterns=HUB_FILES,
         )
-    except LocalEntryNotFoundError as err:
-        raise FileNotFoundError(
-            f"{path!r} is neither a local folder nor in the hub cache, and the hub cannot be "
-            f"reached (HF_HUB_OFFLINE=1 or no network): download it once online, or pass the "
-            f"folder of a saved GRADIEND ({err})"
-        ) from err
-    except HfHubHTTPError as err:
-        raise FileNotFoundError(f"cannot fetch GRADIEND {path!r} from the hub: {err}") from err
+    except (LocalEntryNotFoundError, HfHubHTTPError) as err:  # offline, unreachable, no repo
+        raise not_found_error("GRADIEND", str(path), err, noun="GRADIEND") from err
     logger.info("GRADIEND %s resolved to %s", path, folder)
     return Path(folder)
 

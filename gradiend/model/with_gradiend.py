@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -47,6 +48,7 @@ class ModelWithGradiend(SteeringMixin):
         objective_name: str = "auto",
         objective: Objective | None = None,
     ):
+        check_parts(lm, gradiend)
         if gradiend.param_map is None:
             raise ValueError("the GRADIEND has no parameter map; it cannot be tied to a base model")
         self.lm, self.gradiend = lm, gradiend
@@ -258,6 +260,29 @@ class ModelWithGradiend(SteeringMixin):
             mask = gradiend.metadata.get("mask", "[MASK]")
             objective = make_objective("clm_mlm_head", lm.kind, lm.tokenizer, mask, head=head)
         return cls(lm, gradiend, objective=objective)
+
+
+def check_parts(lm: Any, gradiend: Any) -> None:
+    """``ModelWithGradiend(lm, gradiend)`` gets a loaded base model and a GRADIEND, in order."""
+    if isinstance(lm, GradiendModel) and not isinstance(gradiend, GradiendModel):
+        raise TypeError(
+            f"ModelWithGradiend(lm, gradiend) got the GRADIEND first ({type(lm).__name__}, "
+            f"{type(gradiend).__name__}): pass the base model first, ModelWithGradiend(lm, "
+            "gradiend), or load both with ModelWithGradiend.from_pretrained(gradiend_folder, "
+            "base_model=(model, tokenizer))"
+        )
+    if not isinstance(gradiend, GradiendModel):
+        raise TypeError(
+            "ModelWithGradiend's second argument must be a GradiendModel (e.g. "
+            f"GradiendModel.from_pretrained(folder)); got a {type(gradiend).__name__}"
+        )
+    if not isinstance(lm, BaseLM):
+        raise TypeError(
+            "ModelWithGradiend's first argument must be the base model as a BaseLM "
+            f"(load_base_model((model, tokenizer)) of gradiend.lm.loading); got a "
+            f"{type(lm).__name__}. A (model, tokenizer) pair can also go to "
+            "ModelWithGradiend.from_pretrained(gradiend_folder, base_model=(model, tokenizer))"
+        )
 
 
 def jvp_encode(

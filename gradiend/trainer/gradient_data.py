@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from gradiend import distributed as dist
 from gradiend._io import clean_orphans, tmp_prefix
+from gradiend.lm.checks import cache_dtype_for
 from gradiend.lm.devices import storage_device, to_host
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
@@ -164,8 +165,22 @@ class GradientBatches(Sequence):
         rows = [self.items[j] for j in self.batches[i]]
         g = self.computer.batch(rows, [self.source, self.target])
         self.computed += 1
+        self._fit_dtype([g[self.source], g[self.target]], f"training batch {i}")
         s = g[self.source].to(self.dtype)
         return s, (s if self.target == self.source else g[self.target].to(self.dtype))
+
+    # -- issue 22: a 16-bit cache that a batch overflows is widened (lm.checks.cache_dtype_for)
+    def _fit_dtype(self, tensors: list[torch.Tensor], where: str) -> None:
+        """Widen the cache to float32 (and what it holds) when ``tensors`` would overflow its
+        dtype; refused under torch.distributed without use_cache (one dtype for all ranks)."""
+        fixed = dist.is_distributed() and self.cache_dir is None
+        for x in tensors:
+            dtype = cache_dtype_for(x, self.dtype, where, can_widen=not fixed)
+            if dtype != self.dtype:
+                self.dtype = dtype
+                for k, (s, t) in self._mem.items():
+                    ws = s.to(dtype)
+                    self._mem[k] = self._place(ws, ws if t is s else t.to(dtype))
 
     def _place(self, s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Into the cache's home: the GRADIEND's device, or pinned host memory."""
@@ -207,6 +222,7 @@ class GradientBatches(Sequence):
         """A cached batch, or ``None`` (and the file removed) when it is corrupt or truncated."""
         try:
             t = load_file(str(path))
+            self._fit_dtype(list(t.values()), f"cached batch {path.name}")
             s = t["source"].to(self.dtype)
             # no "target": source == target, stored once (older files hold both: still read)
             g = s if "target" not in t else t["target"].to(self.dtype)

@@ -1,0 +1,76 @@
+"""The files of a saved GRADIEND, read as untrusted input: only files inside its own folder
+(a config naming an absolute path, a ``..`` part or a symlink out is refused), only safetensors
+(nothing is ever unpickled), and weights without NaN or inf."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradiend.lm.checks import (
+    GRADIEND_NONFINITE_FIX,
+    nonfinite_counts,
+    nonfinite_error,
+    read_safetensors,
+)
+
+logger = logging.getLogger(__name__)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def inside(folder: Path, name: Any, key: str) -> Path:
+    """``folder / name`` for a file that the GRADIEND config in ``folder`` names under ``key``,
+    refused when it leads outside the folder (a hub snapshot's files may link to its blobs)."""
+    text = str(name)
+    parts = text.replace("\\", "/").split("/")
+    target = folder / text
+    outside = (
+        not isinstance(name, str)
+        or text == ""
+        or Path(text).is_absolute()
+        or text.startswith(("/", "\\", "~"))
+        or bool(_DRIVE.match(text))
+        or ".." in parts
+    )
+    if not outside and (target.exists() or target.is_symlink()):
+        real = target.resolve()
+        outside = not any(real.is_relative_to(root) for root in _roots(folder))
+    if outside:
+        raise ValueError(
+            f"{folder / 'config.json'}: {key} {text!r} leads outside the GRADIEND folder "
+            f"{folder} (an absolute path, a '..' part or a symlink out), and a GRADIEND reads "
+            "only files inside its own folder. Fix: name a file in the folder (as "
+            "save_pretrained writes it, e.g. 'mapping_indices.safetensors'), or re-save the "
+            "GRADIEND with save_pretrained."
+        )
+    return target
+
+
+def _roots(folder: Path) -> list[Path]:
+    """Where a GRADIEND's files may really lie: its folder, and for a hub snapshot
+    (``…/snapshots/<commit>``) the repository's ``blobs`` folder its files link to."""
+    roots = [folder.resolve()]
+    if folder.parent.name == "snapshots":
+        roots.append((folder.parent.parent / "blobs").resolve())
+    return roots
+
+
+def read_tensors(folder: Path, name: Any, key: str, what: str) -> dict[str, torch.Tensor]:
+    """The safetensors file ``name`` of the GRADIEND in ``folder`` (see ``inside``)."""
+    return read_safetensors(inside(folder, name, key), what)
+
+
+def finite_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    """The saved weights, refused when any holds NaN or inf (a diverged or damaged GRADIEND
+    would rewrite the base model into garbage); worded like the base model's check."""
+    path = inside(folder, name, "the weights file")
+    tensors = read_safetensors(path, "GRADIEND weights")
+    bad = nonfinite_counts(sorted(tensors.items()))
+    if bad:
+        raise nonfinite_error("GRADIEND", path, bad, GRADIEND_NONFINITE_FIX)
+    return tensors

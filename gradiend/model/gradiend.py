@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from gradiend import run_layout
 from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
 from gradiend.lm.params import ParamMap
 from gradiend.model import importance as importance_mod
+from gradiend.model.files import finite_weights, inside, read_tensors
 from gradiend.model.hub import GradiendHubMixin, model_card, resolve_pretrained
 from gradiend.model.importance import DEFAULT_PART, PARTS, SNR_EPS
 from gradiend.model.localise import by_layer, by_module
@@ -384,7 +385,8 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         arch, mapping = cfg["architecture"], cfg["mapping"]
         indices = None
         if mapping.get("indices_file"):
-            indices = load_file(str(path / mapping["indices_file"]))["indices"]
+            key = "mapping.indices_file"
+            indices = read_tensors(path, mapping["indices_file"], key, "indices")["indices"]
         pmap = ParamMap.from_json(mapping["param_map"]) if mapping.get("param_map") else None
         dtype = getattr(torch, arch.get("torch_dtype", "float32"))
         model = cls(
@@ -398,9 +400,10 @@ class GradiendModel(GradiendHubMixin, nn.Module):
             indices,
             **cfg.get("metadata", {}),
         )
-        model.load_state_dict(_finite_weights(path / run_layout.MODEL_WEIGHTS))
-        if cfg.get("importance_file") and (path / cfg["importance_file"]).exists():
-            imp = load_file(str(path / cfg["importance_file"]))
+        model.load_state_dict(finite_weights(path, run_layout.MODEL_WEIGHTS))
+        imp_file = cfg.get("importance_file")
+        if imp_file and inside(path, imp_file, "importance_file").exists():
+            imp = read_tensors(path, imp_file, "importance_file", "importance values")
             model.decoder_fit = imp["decoder_fit"]
             model.neutral_fisher = imp.get("neutral_fisher")
         model.source_dir = path
@@ -436,20 +439,6 @@ def is_gradiend_config(path: str | Path) -> bool:
         and "format_version" in cfg
         and isinstance(cfg.get("architecture"), dict)
     )
-
-
-def _finite_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The saved weights, refused when any holds NaN or inf (a diverged or damaged GRADIEND
-    would rewrite the base model into garbage)."""
-    tensors = load_file(str(path))
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise ValueError(
-            f"the GRADIEND weights in {path} hold NaN or inf (in {', '.join(sorted(bad))}): the "
-            "model is broken (training diverged or the file was damaged). Retrain the GRADIEND "
-            "(e.g. with a lower learning_rate) and save it again."
-        )
-    return tensors
 
 
 def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:

@@ -12,6 +12,7 @@ import logging
 import pickle
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import huggingface_hub.constants
 import pytest
@@ -27,7 +28,7 @@ from gradiend.lm.checks import cache_dtype_for, check_model_arg
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import load_base_model
 from gradiend.run_layout import MODEL_CONFIG, MODEL_INDICES, MODEL_WEIGHTS
-from gradiend.trainer.gradient_data import GradientBatches
+from gradiend.trainer.gradient_data import GradientBatches, per_example_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 # the shared wording of both non-finite errors (GRADIEND and base model)
@@ -168,9 +169,7 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused_before_gradients(tmp_p
     tok = make_tokenizer("mlm")  # a masked model's tokenizer, with tokens the model never saw
     tok.add_tokens(["zebra", "quokka"])
     rows = model.get_input_embeddings().weight.shape[0]
-    msg = (
-        rf"{len(tok)} tokens\) does not fit.*{rows} embedding rows.*ids {rows}\.\.{len(tok) - 1}"
-    )
+    msg = rf"{len(tok)} tokens\) does not fit.*{rows} embedding rows.*ids {rows}\.\.{len(tok) - 1}"
     with pytest.raises(ValueError, match=msg + ".*tokenizer saved with the model"):
         load_base_model((model, tok))
     with pytest.raises(ValueError, match="does not fit"):
@@ -366,3 +365,18 @@ def test_a_cache_that_fits_keeps_its_dtype_and_distributed_refuses(tmp_path, mon
     cache.computer.scales = [1e6]
     with pytest.raises(ValueError, match="under torch.distributed without use_cache.*'float32'"):
         cache._compute(0)
+
+
+def test_an_overflowing_validation_row_widens_the_matrix(caplog):
+    computer = SimpleNamespace(
+        dim=2,
+        device=torch.device("cpu"),
+        iter_per_example=lambda items, kind: (torch.tensor([1.0, s]) for s in items),
+    )
+    with caplog.at_level(logging.WARNING, logger="gradiend.lm.checks"):
+        out = per_example_matrix(computer, [1.0, 1e6, 3.0], "factual", 2, False, torch.float16)
+    assert out.dtype == torch.float32 and torch.equal(out[:, 1], torch.tensor([1.0, 1e6, 3.0]))
+    assert "validation row 1 reach |g| = 1e+06" in caplog.text
+    assert per_example_matrix(computer, [1.0], "factual", 2, False, torch.float16).dtype == (
+        torch.float16
+    )

@@ -272,7 +272,9 @@ def per_example_matrix(
     if dist.is_distributed():
 
         def row(i: int) -> torch.Tensor:
-            return computer.per_example([items[i]], kind)[0]
+            g = computer.per_example([items[i]], kind)[0]
+            cache_dtype_for(g, dtype, f"validation row {i}", can_widen=False)  # one dtype: ranks
+            return g
 
         out = None
         if dist.is_main():
@@ -291,6 +293,8 @@ def per_example_matrix(
         desc="validation gradients",
         disable=not progress,
     ):
+        if cache_dtype_for(g, out.dtype, f"validation row {i}") != out.dtype:
+            out = out.float()  # a 16-bit matrix this row overflows: widened (warned)
         out[i] = g
         i += 1
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -77,7 +78,7 @@ def check_texts(base_data: Any, text_column: str) -> None:
     elif isinstance(base_data, (list, tuple)):
         values, where = base_data, "base_data"
     else:
-        if isinstance(base_data, str) and any(c.isspace() for c in base_data.strip()):
+        if isinstance(base_data, str) and _looks_like_a_sentence(base_data):
             raise DataInputError(
                 "base_data",
                 f"{base_data[:60]!r} is neither a file nor a Hugging Face dataset id",
@@ -109,7 +110,7 @@ def check_creator_args(creator: Any, feature_targets: list[Any]) -> None:
     check_size("min_left_context_words", creator.min_left_context_words, minimum=0, optional=False)
     check_size("batch_size", creator.batch_size, optional=False)
     check_size("base_max_size", creator.base_max_size)
-    check_size("seed", creator.seed, minimum=-(2**63), optional=False)
+    check_size("seed", creator.seed, minimum=0)
     check_size("tag_sample_size", creator.tag_sample_size, minimum=0, optional=False)
     if not isinstance(creator.text_column, str) or not creator.text_column:
         raise DataTypeError(
@@ -148,3 +149,11 @@ def check_training_args(
     check_size("max_size_per_class", max_size_per_class, section)
     check_size("min_rows_per_class_for_split", min_rows_per_class_for_split, section, 1, False)
     check_size("min_rows_per_target_for_balance", min_rows_per_target, section, 1, False)
+
+
+def _looks_like_a_sentence(value: str) -> bool:
+    """Not a file (no such path, no data suffix) and not a hub id (those have no spaces)."""
+    path = Path(value)
+    if path.exists() or path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq", ".txt"):
+        return False
+    return any(c.isspace() for c in value.strip())

@@ -24,12 +24,13 @@ DATA_EXTRA_HINT = "pip install gradiend[data]"
 _OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def hub_offline() -> bool:
-    """Whether the hub is switched off for this process (``HF_HUB_OFFLINE=1`` or the like)."""
-    return any(
-        os.environ.get(flag, "").strip().lower() in ("1", "true", "yes", "on")
-        for flag in _OFFLINE_FLAGS
-    )
+def hub_offline() -> str | None:
+    """The variable that switches the hub off for this process (``HF_HUB_OFFLINE=1`` or the
+    like), or ``None`` when the hub may be asked."""
+    for flag in _OFFLINE_FLAGS:
+        if os.environ.get(flag, "").strip().lower() in ("1", "true", "yes", "on"):
+            return flag
+    return None
 
 
 def not_found_error(
@@ -39,9 +40,10 @@ def not_found_error(
     it says both (the absolute path looked at, the working folder, the hub's answer) and the fix,
     so that a mistyped folder such as ``models/my-bert`` is not reported as a bad hub id only."""
     here = Path(str(name)).expanduser()
-    if hub_offline():
-        hub = "the hub is offline (HF_HUB_OFFLINE is set) and the repo is not in the hub cache"
-        fix = "download it once with HF_HUB_OFFLINE unset (later runs read the hub cache)"
+    flag = hub_offline()
+    if flag:
+        hub = f"the hub is offline ({flag} is set) and the repo is not in the hub cache"
+        fix = f"download it once with {flag} unset (later runs read the hub cache)"
     else:
         reason = "" if cause is None else f" ({type(cause).__name__}: {_first_line(cause)})"
         hub = f"the hub has no repo {str(name)!r} or cannot be reached{reason}"

@@ -7,6 +7,7 @@ Kept apart from ``gradiend.cli`` (which runs the commands) so the command table 
 from __future__ import annotations
 
 import argparse
+import math
 
 from gradiend import run_layout
 from gradiend.demo import DemoConfig
@@ -136,6 +137,10 @@ def _add_demo(sub: _Subparsers) -> None:
                       help="training rows per class (he, she) taken from the shipped sentences")  # fmt: skip
     demo.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                       help="the GRADIEND's AdamW learning rate (docs/training.md explains the choice)")  # fmt: skip
+    demo.add_argument("--trust-remote-code", action="store_true",
+                      help="run the Python code that the --model folder or hub repo ships "
+                           "(sets training_args.trust_remote_code: true, which the demo's "
+                           "config and --set never turn on by themselves)")  # fmt: skip
     _config_args(demo, required=False)
 
 
@@ -198,15 +203,80 @@ def _add_steer(sub: _Subparsers) -> None:
     st.add_argument("--prompt", action="append", help="repeatable")
     direction = st.add_mutually_exclusive_group()
     direction.add_argument("--target-class", help="the class to strengthen")
-    direction.add_argument("--feature-factor", type=float, help="raw decoder input, e.g. 1 or -1")
-    st.add_argument("--strength", type=float, default=None, help="step size η")
-    st.add_argument("--max-new-tokens", type=int, default=None)
+    direction.add_argument("--feature-factor", type=_feature_factor,
+                           help="raw decoder input, e.g. 1 or -1")  # fmt: skip
+    st.add_argument("--strength", type=_strength, default=None,
+                    help=f"step size η: the model becomes θ + η·decoder (|η| ≤ {MAX_STRENGTH:g})")  # fmt: skip
+    st.add_argument("--max-new-tokens", type=positive_int, default=None,
+                    help="tokens generated per prompt (default: the run config's, else 20)")  # fmt: skip
     st.add_argument("--model", default=None, help="base model (default: the recorded one)")
     _trust_arg(st)
 
 
+# --------------------------------------------------------------------------- argument types
+# steering adds strength × the decoder's update to the weights; the decoder search's default
+# grid tops out at 100, so a step far past it only swamps the weights (and overflows float32)
+MAX_STRENGTH = 1e6
+MAX_FEATURE_FACTOR = 100.0  # the decoder is trained on inputs in [-1, 1] (the classes at ±1)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def strength_problem(value: float) -> str | None:
+    """Why ``value`` is no steering strength (None when it is one); the CLI's one rule."""
+    if not math.isfinite(value):
+        return f"{value} is not a finite number; pass e.g. 0.5"
+    if abs(value) > MAX_STRENGTH:
+        return (
+            f"{value:g} is out of range: steering adds strength × the decoder's update to the "
+            f"weights (θ + strength·decoder), so |strength| above {MAX_STRENGTH:g} swamps every "
+            "weight (the decoder search tries at most 100 by default); pass e.g. 0.5, or leave "
+            "it out to use the step the decoder evaluation selected"
+        )
+    return None
+
+
+def _strength(text: str) -> float:
+    value = _number(text)
+    problem = strength_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def _feature_factor(text: str) -> float:
+    value = _number(text)
+    if abs(value) > MAX_FEATURE_FACTOR:
+        raise argparse.ArgumentTypeError(
+            f"{value:g} is out of range: the decoder is trained on inputs in [-1, 1] (the "
+            f"classes at ±1); pass a value with |value| ≤ {MAX_FEATURE_FACTOR:g}, e.g. 1 or -1"
+        )
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number ≥ 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _topk(text: str) -> int | float:
-    value = float(text)
+    value = _number(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError("topk must be > 0")
+        raise argparse.ArgumentTypeError(
+            f"topk must be > 0 (a count, or a fraction < 1), got {text}"
+        )
     return value if value < 1 else int(value)

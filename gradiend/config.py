@@ -26,9 +26,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
-import json
 import logging
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,14 @@ from typing import Any
 
 from gradiend import run_layout
 from gradiend._io import write_json
+from gradiend.config_read import (
+    ConfigError,
+    DuplicateKeyError,
+    check_contained,
+    parse_yaml,
+    read_config,
+)
+from gradiend.config_values import check, coerce
 from gradiend.data import TextFilterConfig, TextPredictionDataCreator, TextPreprocessConfig
 from gradiend.model.steering import SteeringMixin
 from gradiend.trainer import TextPredictionTrainer, TrainingArguments
@@ -53,15 +59,6 @@ _RESERVED = {
     "trainer": {"args", "training_args"},
     "rewrite_base_model": {"decoder_results"},
 }
-
-
-class ConfigError(ValueError):
-    """A bad config key or value; ``key`` is its dotted name and the message says the fix."""
-
-    def __init__(self, key: str, problem: str, fix: str):
-        self.key, self.problem, self.fix = key, problem, fix
-        what = "argument" if key.startswith("-") or key.isupper() else "config key"
-        super().__init__(f"{what} '{key}': {problem}. Fix: {fix}")
 
 
 @dataclass
@@ -130,18 +127,17 @@ class RunConfig:
     ) -> RunConfig:
         """Read a ``.yaml``/``.yml``/``.json`` file (or a run folder's saved config), apply
         overrides and validate; a file never turns on ``trust_remote_code`` by itself (a run
-        folder from elsewhere must not run code), only the caller's ``trust_remote_code=True``."""
+        folder from elsewhere must not run code), only the caller's ``trust_remote_code=True``.
+        A run folder's saved config (any file named ``gradiend_config.json``) is *received*:
+        its ``${config_dir}``/``${package}`` paths must stay inside their folder."""
         path = run_layout.run_config_file(path)
         if not path.is_file():
             raise ConfigError("--config", f"no config file at {path}", "pass an existing file")
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = _parse_yaml(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except ValueError as err:
-            raise ConfigError(
-                "--config", f"{path} is not valid YAML/JSON ({err})", "fix the syntax"
-            ) from err
-        cfg = cls.from_dict(data or {}, source=str(path.resolve()), overrides=overrides)
+        data = read_config(path)
+        received = path.name == run_layout.RUN_CONFIG
+        cfg = cls.from_dict(
+            data or {}, source=str(path.resolve()), overrides=overrides, received=received
+        )
         if cfg.training_args.get("trust_remote_code") and not trust_remote_code:
             raise ConfigError(
                 "training_args.trust_remote_code",
@@ -154,13 +150,24 @@ class RunConfig:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], source: str | None = None, overrides: Sequence[str] = ()
+        cls,
+        data: Mapping[str, Any],
+        source: str | None = None,
+        overrides: Sequence[str] = (),
+        received: bool = False,
     ) -> RunConfig:
+        """Sections from a mapping, ``overrides`` applied, validated; ``received`` (a run
+        folder's saved config) keeps its placeholder paths inside their folders."""
         if not isinstance(data, Mapping):
             raise ConfigError(
                 "<top>", "the config must be a mapping of sections", "see docs/cli.md"
             )
         data = copy.deepcopy(dict(data))
+        if received:
+            folders = {"${config_dir}": Path(source).parent if source else Path.cwd()}
+            folders["${package}"] = PACKAGE_DIR
+            set_keys = {item.partition("=")[0].strip() for item in overrides}
+            check_contained(data, Path(source or "the config"), folders, set_keys)
         for item in overrides:
             set_dotted(data, item)
         for name, value in data.items():
@@ -202,8 +209,9 @@ class RunConfig:
                     raise ConfigError(
                         dotted, f"not a parameter of {_owner(name)}", _key_fix(key, params, name)
                     )
-                if key in hints:
-                    _check(dotted, self.resolve(value), hints[key])
+                if key in hints:  # numeric text ("1e-3", YAML 1.1) becomes a number first
+                    value = section[key] = coerce(value, hints[key])
+                    check(dotted, self.resolve(value), hints[key])
         try:  # the run folder stays inside experiment_dir (before the trainer is built)
             check_run_id(self.trainer.get("run_id"))
         except ValueError as err:
@@ -283,7 +291,9 @@ def set_dotted(data: dict, item: str) -> None:
             "e.g. --set training_args.max_steps=100",
         )
     try:
-        value = _parse_yaml(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
+    except DuplicateKeyError as err:
+        raise ConfigError(key, f"the value of --set {item} {err}", "give each key once") from err
     except ValueError:
         value = raw
     node = data
@@ -295,17 +305,6 @@ def set_dotted(data: dict, item: str) -> None:
             raise ConfigError(key, f"{p!r} is not a mapping", "override a key inside a section")
         node = child
     node[parts[-1]] = value
-
-
-def _parse_yaml(text: str) -> Any:
-    try:
-        import yaml  # optional extra: PyYAML (JSON configs need none)
-    except ImportError as err:  # pragma: no cover - PyYAML comes with transformers
-        raise ImportError("YAML configs need PyYAML: pip install pyyaml (or use JSON)") from err
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(str(err)) from err
 
 
 # --------------------------------------------------------------------------- checking
@@ -355,53 +354,6 @@ def _key_fix(key: str, params: set[str], section: str) -> str:
     return _did_you_mean(key, sorted(params))
 
 
-def _check(key: str, value: Any, hint: Any) -> None:
-    if not _matches(value, hint):
-        raise ConfigError(
-            key, f"expected {_type_name(hint)}, got {value!r}", f"give a {_type_name(hint)}"
-        )
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether a plain config value (str, number, bool, list, dict, None) fits ``hint``."""
-    if hint is Any or hint is object:
-        return True
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return any(_matches(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in args
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint in (Path,) or (isinstance(hint, type) and issubclass(hint, Path)):
-        return isinstance(value, str)
-    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
-        if not isinstance(value, list):
-            return isinstance(value, str) and str in args  # Sequence[str] given one string
-        inner = args[0] if args else Any
-        return all(_matches(v, inner) for v in value)
-    if origin in (dict, Mapping, typing.Mapping) or hint is dict:
-        return isinstance(value, dict)
-    if dataclasses.is_dataclass(hint):
-        return isinstance(value, dict)
-    return True  # other classes (callables, spaCy objects, …): not expressible in a file
-
-
-def _type_name(hint: Any) -> str:
-    if isinstance(hint, type):
-        return hint.__name__
-    return str(hint).replace("typing.", "").replace("NoneType", "None")
-
-
 def _build(cls: type, value: Any, key: str) -> Any:
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -415,6 +367,8 @@ def _build(cls: type, value: Any, key: str) -> Any:
             raise ConfigError(
                 f"{key}.{k}", f"not a field of {cls.__name__}", _did_you_mean(k, sorted(names))
             )
+    value = coerce(dict(value), cls)
+    check(key, value, cls)
     try:
         return cls(**value)
     except (TypeError, ValueError) as err:

@@ -58,10 +58,18 @@ class DemoConfig:
         ] + ([f"trainer.model={json.dumps(self.model)}"] if self.model else [])
 
 
-def demo_config(cfg: DemoConfig | None = None, overrides: list[str] | tuple = ()) -> RunConfig:
+def demo_config(
+    cfg: DemoConfig | None = None,
+    overrides: list[str] | tuple = (),
+    trust_remote_code: bool = False,
+) -> RunConfig:
     """The shipped demo config with ``cfg``'s values and then ``overrides`` applied; the model
-    defaults to the offline SmolLM2 GGUF."""
-    run = RunConfig.load(DEMO_CONFIG, [*(cfg or DemoConfig()).overrides(), *overrides])
+    defaults to the offline SmolLM2 GGUF. ``trust_remote_code`` as in ``RunConfig.load``."""
+    run = RunConfig.load(
+        DEMO_CONFIG,
+        [*(cfg or DemoConfig()).overrides(), *overrides],
+        trust_remote_code=trust_remote_code,
+    )
     if not run.trainer.get("model"):
         run.trainer["model"] = smollm2_path()
     return run

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradiend.report.collect import find_run_dir
 from gradiend.report.html import render_comparison, render_run
-from gradiend.run_layout import REPORT, report_file
+from gradiend.report.target import mark, report_target, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +26,12 @@ def write_report(
     topk: int | float = 1000,
 ) -> Path:
     """Write the report of one run (default ``<run>/report.html``) or a comparison of several
-    (default ``./report.html``); returns the file's path."""
+    (default ``./report.html``); ``output`` may be a file or an existing folder (the report goes
+    inside it). A folder that is not a run folder, or an existing file gradiend did not write, is
+    refused (``ConfigError``, a ``ValueError``) before anything is rendered. Returns the path."""
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
-    if not runs:
-        raise ValueError("write_report needs at least one run folder")
-    if len(runs) == 1:
-        text = render_run(runs[0], topk)
-        default = report_file(find_run_dir(runs[0])[0])
-    else:
-        text = render_comparison(runs, topk)
-        default = Path(REPORT)
-    path = Path(output) if output is not None else default
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path = report_target(runs, output)
+    text = render_run(runs[0], topk) if len(runs) == 1 else render_comparison(runs, topk)
+    write_text_atomic(path, mark(text))
     logger.info("report written to %s (%d kB)", path, len(text) // 1024)
     return path

@@ -60,6 +60,8 @@ def _demo(ns: argparse.Namespace) -> int:
         max_size_per_class=ns.max_size_per_class,
         learning_rate=ns.learning_rate,
     )
+    if Path(ns.output_dir).exists() and not Path(ns.output_dir).is_dir():
+        raise ConfigError("--output-dir", f"{ns.output_dir} is a file", "pass a folder path")
     trusted = ["training_args.trust_remote_code=true"] if ns.trust_remote_code else []
     run = demo_config(cfg, [*(ns.set or []), *trusted], trust_remote_code=ns.trust_remote_code)
     start = time.perf_counter()
@@ -121,7 +123,7 @@ def _train(ns: argparse.Namespace) -> int:
         return EXIT_OK
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model to train on")
-    out = train(cfg, build_trainer(cfg), plot=not ns.no_plot)
+    out = train(cfg, _checked(build_trainer, cfg), plot=not ns.no_plot)
     _print(
         [
             f"best validation correlation: {_fmt(out['correlation'])} "
@@ -138,7 +140,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
     cfg.require("trainer.model", why="the base model the GRADIEND was trained on")
     out = evaluate(
         cfg,
-        build_evaluation(cfg),
+        _checked(build_evaluation, cfg, require_model=True),
         encoder=not ns.decoder_only,
         decoder=not ns.encoder_only,
         plot=not ns.no_plot,
@@ -163,7 +165,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
 def _rewrite(ns: argparse.Namespace) -> int:
     cfg = _config(ns)
     cfg.require("trainer.model", why="the base model to rewrite")
-    out = rewrite(cfg, build_evaluation(cfg, with_data=False))
+    out = rewrite(cfg, _checked(build_evaluation, cfg, with_data=False, require_model=True))
     _print([f"rewritten model ({out['target_class']}): {out['rewritten_model']}"])
     return EXIT_OK
 
@@ -276,6 +278,30 @@ def _check_runs(runs: list[str], need: int, allow_hub: bool = False, model: bool
                 ) from err
 
 
+def _checked(build, cfg: RunConfig, require_model: bool = False, **kwargs):
+    """``build(cfg)``: a trainer or a saved run's evaluation, whose construction only checks its
+    inputs (no model is loaded yet), so what it refuses is bad input (exit 2)."""
+    if require_model:
+        args = cfg.training_arguments()
+        layout = run_layout.RunLayout.from_args(
+            args.experiment_dir, cfg.section("trainer").get("run_id"), args.output_dir
+        )
+        if not layout.has_model:
+            raise ConfigError(
+                "--config",
+                f"no trained GRADIEND in {layout.model_dir}",
+                "train the run first (gradiend train -c CONFIG), or pass its run folder: -c RUN_DIR",
+            )
+    try:
+        return build(cfg, **kwargs)
+    except (ConfigError, DataInputError):
+        raise
+    except (ValueError, OSError) as err:
+        raise ConfigError(
+            "--config", f"{type(err).__name__}: {err}", "correct the value or path named above"
+        ) from err
+
+
 def _check_steer_defaults(defaults: dict) -> None:
     """The run config's ``steer`` values obey the rules of the flags they stand in for."""
     strength = defaults.get("strength")
@@ -327,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     _log_to_stderr(logging.DEBUG if ns.verbose else logging.INFO)
     try:
         return COMMANDS[ns.command](ns)
-    except ConfigError as err:
+    except (ConfigError, DataInputError) as err:  # bad input, reported before the work
         sys.stderr.write(f"gradiend {ns.command}: error: {err}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

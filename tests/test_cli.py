@@ -162,11 +162,11 @@ def test_every_stage_from_the_command_line(planted, tmp_path, capsys):
     assert cli.main(["steer", str(run_dir), "--target-class", "it"]) == 2
     assert "use one of ['he', 'she']" in capsys.readouterr().err
 
-    # the run folder is a config too; a failure in the run is exit 1
+    # the run folder is a config too; a missing model folder is bad input (exit 2)
     broken = tmp_path / "broken.json"
     _write(broken, {**_config(tmp_path, str(tmp_path / "no-such-model"))})
-    assert cli.main(["train", "-c", str(broken), "--set", "trainer.run_id=other"]) == 1
-    assert "failed:" in capsys.readouterr().err
+    assert cli.main(["train", "-c", str(broken), "--set", "trainer.run_id=other"]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert RunConfig.load(run_dir).trainer["run_id"] == "he_she"
 
 

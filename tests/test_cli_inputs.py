@@ -331,3 +331,27 @@ def test_steer_refuses_an_escaping_received_config(tmp_path, capsys, no_model_lo
     run = _fake_run(tmp_path / "run", {"compare": {"output_dir": "${config_dir}/../../x"}})
     code, err = _run(capsys, "steer", run, "--prompt", "x", "--strength", "1")
     assert code == 2 and "'compare.output_dir'" in _error_line(err)
+
+
+# --------------------------------------------------------------------------- bad input vs failure
+def test_untrained_run_and_missing_model_are_bad_input(tmp_path, capsys, no_model_loads):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"trainer: {{model: {tmp_path / 'no-model'}, run_id: x, target_classes: [he, she]}}\n"
+        f"training_args: {{experiment_dir: {tmp_path / 'runs'}}}\n"
+    )
+    for command in ("evaluate", "rewrite"):
+        code, err = _run(capsys, command, "-c", cfg)
+        assert code == 2 and "no trained GRADIEND in" in _error_line(err), err
+        assert "Fix: train the run first" in err
+    code, err = _run(capsys, "demo", "--output-dir", cfg)
+    assert code == 2 and "is a file" in _error_line(err)
+
+
+def test_a_failure_in_the_run_is_still_exit_1(tmp_path, capsys, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(cli, "run_all", boom)
+    code, err = _run(capsys, "demo", "--model", tmp_path / "m", "--output-dir", tmp_path / "r")
+    assert code == 1 and "failed: RuntimeError: the GPU caught fire" in err

@@ -16,6 +16,15 @@ from tiny import make_model, pretrain, sentence  # noqa: E402
 PRETRAIN_STEPS = {"mlm": 600, "clm": 200}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gguf_cache(tmp_path_factory):
+    """Every GGUF load after the first reads a safetensors copy (de-quantising SmolLM2 takes
+    about 15 s a load; the slow tests and doc pages load it many times)."""
+    if "GRADIEND_GGUF_CACHE" not in os.environ:
+        os.environ["GRADIEND_GGUF_CACHE"] = str(tmp_path_factory.mktemp("gguf"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

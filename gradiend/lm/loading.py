@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gradiend.data.hub import not_found_error
+from gradiend.lm import gguf_cache
 from gradiend.lm.checks import (
     cap_max_length,
     check_gguf_header,
@@ -193,6 +194,14 @@ def _load_gguf(path: Path, dtype: torch.dtype | None = None) -> BaseLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_gguf_header(path)
+    st = os.stat(path)
+    fp = {"model": str(path), "file_size": st.st_size, "file_sha": _file_hash(path)}
+    cached = gguf_cache.entry(path, fp["file_sha"])
+    if cached is not None and gguf_cache.is_complete(cached):
+        model = AutoModelForCausalLM.from_pretrained(
+            cached, attn_implementation="eager", dtype=dtype, use_safetensors=True
+        )
+        return BaseLM(model, AutoTokenizer.from_pretrained(cached), "clm", str(path), fp)
     folder, name = str(path.parent), path.name
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -201,8 +210,8 @@ def _load_gguf(path: Path, dtype: torch.dtype | None = None) -> BaseLM:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except (struct.error, EOFError, IndexError, KeyError, ValueError) as err:
         raise gguf_load_error(path, err) from err
-    st = os.stat(path)
-    fp = {"model": str(path), "file_size": st.st_size, "file_sha": _file_hash(path)}
+    if cached is not None and dtype in (None, torch.float32):
+        gguf_cache.store(cached, model, tokenizer, path)
     return BaseLM(model, tokenizer, "clm", str(path), fp)
 
 

@@ -20,6 +20,7 @@ from gradiend.evaluator.decoder import lms_of
 from gradiend.model.runs import load_gradiend
 from gradiend.report import figures
 from gradiend.report.collect import RunFiles, collect_run, get
+from gradiend.trainer.convergence_check import unconverged_banner
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +284,7 @@ def section_timings(run: RunFiles) -> str:
 def run_sections(run: RunFiles, topk: int | float) -> str:
     model = _load_model(run)
     parts = [
+        unconverged_banner(run.training),
         section_summary(run),
         section_args(run),
         section_convergence(run),

@@ -167,6 +167,7 @@ _SIZES = {  # field: (minimum, optional, what the value means)
     "decoder_eval_max_size_neutral": (1, True, "neutral texts for the LMS (None: all)"),
     "latent_dim": (1, True, "latent units"),
     "seed": (0, False, "the random seed"),
+    "collapse_patience": (0, False, "collapsed evaluations in a row before an early stop"),
     "importance_neutral_texts": (0, False, "neutral texts for the snr importance (0: none)"),
 }
 
@@ -240,6 +241,7 @@ def _check_types(args: TrainingArguments) -> None:
         "add_identity_for_other_classes",
         "do_eval",
         "fail_on_non_convergence",
+        "auto_remedy",
         "trust_remote_code",
         "encoder_decoder_same_device",
     ):

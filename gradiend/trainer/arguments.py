@@ -21,7 +21,9 @@ from gradiend.trainer.argument_checks import (
     check_arguments,
     check_prune_config,
 )
+from gradiend.trainer.collapse import CollapseRule
 from gradiend.trainer.loop import Architecture, LoopConfig, SeedPlan
+from gradiend.trainer.remedy import RemedyPlan
 
 __all__ = [
     "CACHE_DTYPES",
@@ -168,6 +170,11 @@ class TrainingArguments:
         convergent_mean_by_class_threshold: |mean encoding| each target class reaches (default
             0.5).
         fail_on_non_convergence: Raise when fewer than `min_convergent_seeds` converge.
+        auto_remedy: When a seed collapses (both classes encode to one side), retrain it with
+            `source="diff"`, then a 10× smaller learning rate, then both, and keep what
+            converged (training: collapse); `False`: only the next seed.
+        collapse_patience: Validation evaluations in a row that must show a collapse before the
+            attempt is stopped early (0: never stop early, never remedy).
         pre_prune_config: `PrePruneConfig`: pick input dimensions before training (pruning).
         post_prune_config: `PostPruneConfig`: keep the top dimensions after training and re-fit
             the encoder.
@@ -245,6 +252,8 @@ class TrainingArguments:
     convergence_threshold: float | None = None  # alias of convergent_score_threshold
     convergent_mean_by_class_threshold: float | None = None
     fail_on_non_convergence: bool = False
+    auto_remedy: bool = True  # collapse → source="diff", then a smaller learning rate
+    collapse_patience: int = 2
     # pruning
     pre_prune_config: PrePruneConfig | None = None
     post_prune_config: PostPruneConfig | None = None
@@ -311,6 +320,12 @@ class TrainingArguments:
             max_seeds=self.max_seeds,
             min_convergent_seeds=self.min_convergent_seeds,
             fail_on_non_convergence=self.fail_on_non_convergence,
+        )
+
+    def remedy_plan(self) -> RemedyPlan:
+        """Collapse detection and the automatic remedies (``trainer.remedy``)."""
+        return RemedyPlan(
+            enabled=self.auto_remedy, rule=CollapseRule(patience=self.collapse_patience)
         )
 
     def convergence(self) -> ConvergenceRule:

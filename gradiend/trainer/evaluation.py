@@ -29,6 +29,7 @@ from gradiend.model.rewrite import check_rewrite_dirs, read_results
 from gradiend.model.with_gradiend import ModelWithGradiend, load_context
 from gradiend.run_layout import FIG_ENCODER, FIG_SHIFTS, RunLayout
 from gradiend.trainer.argument_checks import check_decoder_call, check_eval_call
+from gradiend.trainer.convergence_check import check_converged, refuses_unconverged
 from gradiend.trainer.decoder_task import build_decoder_task
 from gradiend.trainer.eval_data import EvalData
 from gradiend.visualizer import plot_encoder_distributions, plot_probability_shifts
@@ -75,9 +76,11 @@ class RunEvaluation:
         plot_kwargs: dict | None = None,
         use_cache: bool | None = None,
         neutral: bool = True,
+        allow_unconverged: bool = False,
     ) -> dict:
         """Encode held-out rows (and neutral variants) and return the incumbent's metric keys."""
         check_eval_call(split, max_size)
+        check_converged(self.layout, "evaluate_encoder", allow_unconverged)
         mwg = self.get_model()
         max_size = max_size if max_size is not None else self.encoder_max_size
         task = self._encoder_task(split, max_size, neutral)
@@ -122,6 +125,7 @@ class RunEvaluation:
         return plot_encoder_distributions(encoder_df, **kwargs)
 
     # ------------------------------------------------------------------ decoder
+    @refuses_unconverged("evaluate_decoder")
     def evaluate_decoder(
         self,
         target_class: str | list[str] | None = None,
@@ -205,6 +209,7 @@ class RunEvaluation:
         target_class: str | list[str] | None = None,
         increase_target_probabilities: bool = True,
         output_dir: str | Path | None = None,
+        allow_unconverged: bool = False,
     ):
         """The base model rewritten at the selected point of ``target_class`` (a list gives one
         model per class). With ``output_dir`` the model and tokenizer are saved there (a
@@ -216,6 +221,7 @@ class RunEvaluation:
         if output_dir is not None:
             check_rewrite_dirs(output_dir, classes, isinstance(target_class, list),
                               increase_target_probabilities)  # fmt: skip
+        check_converged(self.layout, "rewrite_base_model", allow_unconverged)
         return self.get_model().rewrite_from_results(
             results, target_class, increase_target_probabilities, output_dir, self.layout
         )

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
+from gradiend.trainer.collapse import CollapseMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class LoopResult:
     evals: list[dict] = field(default_factory=list)
     losses: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    collapse: dict | None = None  # set when a CollapseMonitor stopped the run early
 
 
 def train_loop(
@@ -105,14 +107,16 @@ def train_loop(
     gradiend_batch_size: int = 1,
     seed: int = 0,
     progress: bool = True,
+    monitor: CollapseMonitor | None = None,
 ) -> LoopResult:
-    """Run ``steps`` AdamW steps of MSE(decoder(encoder(s)), t), evaluating every ``eval_steps``."""
+    """Run ``steps`` AdamW steps of MSE(decoder(encoder(s)), t), evaluating every ``eval_steps``;
+    ``monitor`` ends the run early when the encodings collapse (``trainer.collapse``)."""
     start = time.perf_counter()
     opt_cls = torch.optim.AdamW if optim == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=learning_rate, eps=adam_epsilon, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
-    evals, losses = [], []
+    evals, losses, collapse = [], [], None
     pending: list[tuple[int, torch.Tensor]] = []  # losses read at evaluations: no sync per step
     device, dtype = model.W_e.device, model.W_e.dtype
 
@@ -129,25 +133,36 @@ def train_loop(
     bar = tqdm(range(1, steps + 1), desc="training GRADIEND", disable=not progress)
     for step in bar:
         idx = _draw(order, len(batches), gradiend_batch_size, gen)
-        # the cache may hold 16-bit values in host memory: one cast and move per step
-        s = torch.stack([batches[i][0].to(device, dtype, non_blocking=True) for i in idx])
-        t = torch.stack([batches[i][1].to(device, dtype, non_blocking=True) for i in idx])
-        loss = torch.nn.functional.mse_loss(model(s), t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        pending.append((step, loss.detach()))
+        pending.append((step, _step(model, opt, [batches[i] for i in idx], device, dtype)))
         if step % eval_steps == 0 or step == steps:
             losses += [{"step": k, "loss": v.item()} for k, v in pending]
             pending.clear()
             summary = record(step)
             bar.set_postfix(corr=f"{summary['correlation']:.3f}")
-            if abs(summary["correlation"]) > abs(best["correlation"]):
+            improved = abs(summary["correlation"]) > abs(best["correlation"])
+            if improved:
                 best, best_step = summary, step
                 best_state = copy.deepcopy(model.state_dict())
+            collapse = monitor.update(summary, improved) if monitor is not None else None
+            if collapse is not None:
+                break  # the remaining steps would not bring the classes apart
+    bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return LoopResult(model, best_step, best, evals, losses, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return LoopResult(model, best_step, best, evals, losses, seconds, collapse)
+
+
+def _step(model: GradiendModel, opt, pairs: list, device, dtype) -> torch.Tensor:
+    """One optimiser step of MSE(decoder(encoder(s)), t) on ``pairs``; the detached loss."""
+    # the cache may hold 16-bit values in host memory: one cast and move per step
+    s = torch.stack([p[0].to(device, dtype, non_blocking=True) for p in pairs])
+    t = torch.stack([p[1].to(device, dtype, non_blocking=True) for p in pairs])
+    loss = torch.nn.functional.mse_loss(model(s), t)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def _draw(order: list[int], n: int, k: int, gen: torch.Generator) -> list[int]:

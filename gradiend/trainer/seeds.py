@@ -6,6 +6,7 @@ most ``max_seeds``). Each is oriented so that ``decoder(+1)`` strengthens ``targ
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from gradiend.distributed import DistributedError
 from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.model.gradiend import GradiendModel
 from gradiend.run_layout import TRAINING, RunLayout
+from gradiend.trainer.collapse import CollapseMonitor
 from gradiend.trainer.fingerprint import diff_fingerprint
 from gradiend.trainer.loop import Architecture, LoopConfig, SeedPlan, orient_stats, train_loop
 from gradiend.trainer.post_prune import post_prune
+from gradiend.trainer.remedy import Attempt, RemedyPlan, RemedyRun, Variant, advice, status
 
 if TYPE_CHECKING:
     from gradiend.trainer.arguments import PostPruneConfig
@@ -46,6 +49,7 @@ class SeedJob:
     training_args: dict | None = None  # recorded in training.json
     neutral_scale: torch.Tensor | None = None  # the snr ranking's F (None: decoder-fit)
     progress: bool = True
+    remedy: RemedyPlan = RemedyPlan()  # collapse detection and the automatic remedies
 
 
 def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
@@ -53,6 +57,8 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
     model = job.architecture.build(pmap, indices, meta, seed).to(job.device)
     loop = job.loop
     steps = loop.steps(len(batches))
+    rule = job.remedy.rule
+    monitor = CollapseMonitor(rule, job.target_classes) if rule.patience > 0 else None
     res = train_loop(
         model,
         batches,
@@ -66,6 +72,7 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
         gradiend_batch_size=loop.gradiend_batch_size,
         seed=seed,
         progress=job.progress,
+        monitor=monitor,
     )
     flipped = res.best["correlation"] < 0
     evals, best = res.evals, res.best
@@ -85,37 +92,51 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
         "flipped": flipped,
         "steps": steps,
         "seconds": res.seconds,
+        "collapse": res.collapse,
+        "source": meta.get("source"),
+        "learning_rate": loop.learning_rate,
     }
+    if res.collapse is not None:
+        logger.warning(
+            "seed %d collapsed at step %d of %d: %s; stopped early",
+            seed, res.collapse["step"], steps, res.collapse["reason"],
+        )  # fmt: skip
     stats = {"evals": evals, "losses": res.losses, "best_step": res.best_step, "best": best}
     return model, record, stats
 
 
-def run_seeds(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint):
+def run_seeds(
+    job: SeedJob,
+    pmap,
+    indices,
+    batches,
+    evaluate,
+    meta,
+    fingerprint,
+    variant: Variant | None = None,
+):
     """Run the seeds, post-prune the winner and return ``(model, training stats)``.
 
     A seed that raises (e.g. diverges into an error) is recorded as failed and the next seed
-    runs; only when every seed failed is the last error re-raised.
+    runs; only when every seed failed is the last error re-raised. A seed that collapses is
+    stopped early and, with ``job.remedy.enabled``, retried with the remedies of
+    ``trainer.remedy`` (``variant(source)``: the batches and validation callback of another
+    source; ``None``: only the learning-rate remedy).
     """
     t0 = time.perf_counter()
-    records, best = _try_seeds(job, pmap, indices, batches, evaluate, meta, fingerprint)
+    base = Attempt(meta.get("source", "alternative"), job.loop.learning_rate)
+    run = RemedyRun(job.remedy, base, (batches, evaluate), variant)
+    records, best, inputs = _try_seeds(job, pmap, indices, run, meta, fingerprint)
     plan, rule = job.plan, job.convergence
     n_conv = sum(r["converged"] for r in records)
     if plan.max_seeds > 1:
         write_json(job.layout.seed_report, _report(job, records, best[1], n_conv))
-    if n_conv < plan.min_convergent_seeds:
-        msg = (
-            f"{n_conv} of {len(records)} seed(s) converged, {plan.min_convergent_seeds} "
-            f"required (|correlation| ≥ {rule.score_threshold}, class means ≥ "
-            f"{rule.mean_threshold}); try a larger learning_rate or more steps"
-        )
-        if plan.fail_on_non_convergence:
-            raise RuntimeError(msg)
-        logger.warning(msg)
+    _check_count(job, records, run, n_conv)
     model, record, stats = best
     if job.post_prune is not None:
         cfg = job.post_prune
         stats["post_prune"] = post_prune(
-            model, cfg, batches, evaluate, refit=cfg.refit_encoder, before=stats["best"]
+            model, cfg, inputs[0], inputs[1], refit=cfg.refit_encoder, before=stats["best"]
         )
     stats.update(
         {
@@ -130,6 +151,9 @@ def run_seeds(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint)
                 "convergence_metric": rule.metric,
                 "threshold": rule.score_threshold,
             },
+            "convergence_status": status(record),
+            "collapse": record.get("collapse"),
+            "remedies": run.summary(),
             "seed": record["seed"],
             "seeds": records,
             "training_args": job.training_args,
@@ -137,37 +161,55 @@ def run_seeds(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint)
             "timings": {"seeds": time.perf_counter() - t0},
         }
     )
+    if status(record) != "converged":
+        stats["advice"] = advice(records, job.remedy, run.tried)
     return model, stats
 
 
-def _try_seeds(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint):
-    """``(records, best)``: the seeds in order until enough converged; ``best`` is
-    ``(model, record, stats)`` of the winner (an error when every seed failed)."""
+def _check_count(job: SeedJob, records: list[dict], run: RemedyRun, n_conv: int) -> None:
+    """Warn (or raise, with ``fail_on_non_convergence``) when too few seeds converged, with
+    the advice that fits what the attempts showed (``trainer.remedy.advice``)."""
+    plan, rule = job.plan, job.convergence
+    if n_conv >= plan.min_convergent_seeds:
+        return
+    extra = f" (including {len(run.tried)} remedy attempt(s))" if run.tried else ""
+    msg = (
+        f"{n_conv} of {len(records)} seed(s){extra} converged, {plan.min_convergent_seeds} "
+        f"required (|correlation| ≥ {rule.score_threshold}, class means ≥ "
+        f"{rule.mean_threshold}); {advice(records, job.remedy, run.tried)}"
+    )
+    if plan.fail_on_non_convergence:
+        raise RuntimeError(msg)
+    logger.warning(msg)
+
+
+def _try_seeds(job: SeedJob, pmap, indices, run: RemedyRun, meta, fingerprint):
+    """``(records, best, inputs)``: the seeds' attempts in order until enough converged;
+    ``best`` is ``(model, record, stats)`` of the winner (an error when every attempt failed)
+    and ``inputs`` its ``(batches, evaluate)``."""
     records, best, error = [], None, None
     for seed in job.plan.seeds():
-        try:
-            model, record, stats = _seed_run(
-                job, pmap, indices, batches, evaluate, meta, fingerprint, seed
-            )
-        except DistributedError:
-            raise  # another rank is gone: the next seed would fail the same way
-        except Exception as err:  # noqa: BLE001 - one failing seed must not stop the run
-            logger.warning(
-                "seed %d failed (%s: %s); trying the next seed", seed, type(err).__name__, err
-            )
-            records.append(_failed_record(seed, err))
-            error = err
-            continue
-        logger.info(
-            "seed %d: correlation %.3f at step %d, converged=%s",
-            seed,
-            record["correlation"],
-            record["best_step"],
-            record["converged"],
-        )
-        records.append(record)
-        if best is None or _better(record, best[1]):
-            best = (model, record, stats)
+        for attempt in run.attempts(seed):
+            try:
+                inputs = run.inputs(attempt)
+                model, record, stats = _seed_run(
+                    job, pmap, indices, inputs, meta, fingerprint, seed, attempt
+                )
+            except DistributedError:
+                raise  # another rank is gone: the next seed would fail the same way
+            except Exception as err:  # noqa: BLE001 - one failing seed must not stop the run
+                logger.warning(
+                    "seed %d failed (%s: %s); trying the next seed", seed, type(err).__name__, err
+                )
+                records.append(_failed_record(seed, err))
+                run.observe(records[-1])
+                error = err
+                continue
+            _log_seed(seed, record, attempt)
+            records.append(record)
+            run.observe(record)
+            if best is None or _better(record, best[1]):
+                best = (model, record, stats, inputs)
         if sum(r["converged"] for r in records) >= job.plan.min_convergent_seeds:
             break
     if best is None:
@@ -175,14 +217,29 @@ def _try_seeds(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint
             f"all {len(records)} seed(s) failed; the last one with {type(error).__name__}: "
             f"{error} (its traceback follows as the cause)"
         ) from error
-    return records, best
+    return records, best[:3], best[3]
 
 
-def _seed_run(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint, seed):
-    """One seed: reuse its finished run when cached, else train it (and save it)."""
+def _log_seed(seed: int, record: dict, attempt: Attempt) -> None:
+    how = f" with {attempt.remedy}" if attempt.remedy else ""
+    logger.info(
+        "seed %d%s: correlation %.3f at step %d, converged=%s",
+        seed, how, record["correlation"], record["best_step"], record["converged"],
+    )  # fmt: skip
+
+
+def _seed_run(job: SeedJob, pmap, indices, inputs, meta, fingerprint, seed, attempt: Attempt):
+    """One attempt of a seed: reuse its finished run when cached, else train it (and save it).
+    A remedy attempt trains with its source and learning rate; its fingerprint names it."""
+    batches, evaluate = inputs
     seed_dir = job.layout.seed_dir(seed)
+    key = {**fingerprint, "seed": seed}
+    if attempt.remedy is not None:
+        key["remedy"] = attempt.record()
+        loop = dataclasses.replace(job.loop, learning_rate=attempt.learning_rate)
+        job, meta = dataclasses.replace(job, loop=loop), {**meta, "source": attempt.source}
     if job.use_cache:
-        done = _load_seed(job, seed_dir, fingerprint, seed)
+        done = _load_seed(job, seed_dir, key, seed)
         if done is not None:
             logger.info("seed %d: reusing the finished run in %s", seed, seed_dir)
             if done[0].decoder_fit is None:
@@ -191,16 +248,11 @@ def _seed_run(job: SeedJob, pmap, indices, batches, evaluate, meta, fingerprint,
                 done[0].set_neutral_scale(job.neutral_scale)
             return done
     model, record, stats = train_one_seed(job, pmap, indices, batches, evaluate, meta, seed)
+    record["remedy"] = attempt.remedy
     if job.plan.max_seeds > 1:
         model.save_pretrained(
             seed_dir,
-            extra_files={
-                TRAINING: {
-                    **stats,
-                    "record": record,
-                    "cache_fingerprint": {**fingerprint, "seed": seed},
-                }
-            },
+            extra_files={TRAINING: {**stats, "record": record, "cache_fingerprint": key}},
         )
     return model, record, stats
 
@@ -243,11 +295,11 @@ def _better(a: dict, b: dict) -> bool:
     return abs(a["correlation"]) > abs(b["correlation"])
 
 
-def _load_seed(job: SeedJob, seed_dir, fingerprint, seed):
+def _load_seed(job: SeedJob, seed_dir, key, seed):
     stats = read_json_cache(seed_dir / TRAINING)
     if stats is None:
         return None
-    differ = diff_fingerprint(stats.get("cache_fingerprint"), {**fingerprint, "seed": seed})
+    differ = diff_fingerprint(stats.get("cache_fingerprint"), key)
     if differ:
         logger.info("seed %d: cached run in %s not used: %s differ(s)", seed, seed_dir, differ)
         return None

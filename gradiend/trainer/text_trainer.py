@@ -301,9 +301,12 @@ class TextPredictionTrainer:
             t = time.perf_counter()
             scale = self._neutral_scale(setup.computer, objective)
             setup.timings["importance_scale"] = time.perf_counter() - t
+            variant = training.source_variant(
+                setup, args, self.layout, fingerprint, self.labels(setup.val_df), self.progress
+            )  # a remedy for a collapse may read another source
             model, stats = run_seeds(
                 self._seed_job(scale), setup.pmap, setup.indices, setup.batches,
-                setup.evaluate, meta, fingerprint,
+                setup.evaluate, meta, fingerprint, variant,
             )  # fmt: skip
             stats["timings"] = {
                 **setup.timings,
@@ -333,6 +336,7 @@ class TextPredictionTrainer:
             training_args=args.to_dict(),
             neutral_scale=scale,
             progress=self.progress,
+            remedy=args.remedy_plan(),
         )
 
     def _record(self, stats: dict, model: GradiendModel, scale, setup) -> None:

@@ -6,14 +6,17 @@ The trainer wires these steps; each step takes the values it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gradiend import distributed as dist
 from gradiend.data.examples import ExampleTable, cap_per_group
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import GradientComputer
@@ -170,3 +173,28 @@ def add_validation(
         setup.computer, setup.val_items, labels, classes, plan
     )
     setup.timings["validation_gradients"] = time.perf_counter() - t
+
+
+def source_variant(
+    setup: GradientSetup,
+    args: TrainingArguments,
+    layout: RunLayout,
+    fingerprint: dict,
+    labels: np.ndarray,
+    progress: bool,
+) -> Callable[[str], tuple] | None:
+    """``source -> (batches, evaluate)``: the training gradients and the validation callback
+    that a remedy reading another source needs (``trainer.remedy``), computed when first asked
+    for; ``None`` under torch.distributed, where the other ranks serve one source only."""
+    if dist.is_distributed():
+        return None
+
+    def build(source: str) -> tuple:
+        logger.info("computing the source=%r gradients for the automatic remedy", source)
+        other_args = dataclasses.replace(args, source=source)
+        other = dataclasses.replace(setup, batches=None, evaluate=None, shared=None, timings={})
+        add_batches(other, other_args, layout, {**fingerprint, "source": source}, progress)
+        add_validation(other, other_args, labels, progress)
+        return other.batches, other.evaluate
+
+    return build

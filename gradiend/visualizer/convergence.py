@@ -73,7 +73,8 @@ def plot_training_convergence(
     figures are drawn right of the last step: hollow markers after slicing, filled diamonds after
     the encoder re-fit (the saved model). Returns ``{"path", "figure", "data": {"steps",
     "losses", "correlation", "mean_by_class", "band_by_class", "best_step", "post_prune",
-    "colours"}}``.
+    "colours", "unconverged"}}`` (``unconverged``: the title's note on a run that did not
+    converge, else ``None``).
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     if class_spread is not None and class_spread not in CLASS_SPREADS:
@@ -95,8 +96,24 @@ def plot_training_convergence(
         ax_corr.plot([], [], color="red", linestyle="--", label=f"best step {data['best_step']}")
         ax_corr.legend(loc="lower right", fontsize=8)
     ax_corr.set_xlabel("training step")
+    data["unconverged"] = unconverged_note(stats)
+    if data["unconverged"]:  # a run that did not converge is marked on its figure
+        ax_loss.set_title(f"NOT CONVERGED: {data['unconverged']}", color="#b00020", fontsize=10)
     fig.tight_layout()
     return finish(fig, data, output, FIG_CONVERGENCE, show, img_format, dpi)
+
+
+def unconverged_note(stats: Mapping[str, Any]) -> str | None:
+    """What the figure's title says of a run that did not converge (``None``: it converged or
+    the stats do not say)."""
+    info = stats.get("convergence_info") or {}
+    if info.get("converged", True):
+        return None
+    note = str(stats.get("convergence_status") or "not_converged").replace("_", " ")
+    collapse = stats.get("collapse")
+    if collapse:
+        note += f" at step {collapse.get('step')}: {collapse.get('reason')}"
+    return note + f"; best step {stats.get('best_step')}"
 
 
 def _convergence_data(stats: Mapping[str, Any], class_spread: str | None) -> dict[str, Any]:

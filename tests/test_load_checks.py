@@ -358,6 +358,7 @@ def test_an_overflowing_float16_batch_widens_the_cache_with_a_warning(tmp_path, 
 def test_a_cache_that_fits_keeps_its_dtype_and_distributed_refuses(tmp_path, monkeypatch):
     assert _cache(None, [1.0, 100.0]).dtype == torch.float16
     assert _cache(None, [1e5], dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert cache_dtype_for(torch.tensor([1e38]), torch.bfloat16, "x") == torch.bfloat16
     nan = torch.tensor([float("nan"), 1.0])  # non-finite already: not an overflow of the cast
     assert cache_dtype_for(nan, torch.float16, "x") == torch.float16
     cache = _cache(None, [1.0])

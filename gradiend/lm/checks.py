@@ -248,8 +248,10 @@ def cache_dtype_for(
     """The dtype to cache gradients ``x`` in: ``dtype``, or float32 when ``x`` overflows a
     16-bit ``dtype`` (a value beyond its largest would be stored as inf). The widening is
     warned; with ``can_widen=False`` it is refused instead."""
-    if x.dtype == dtype or torch.finfo(dtype).bits > 16 or x.numel() == 0:
+    if x.dtype == dtype or not x.is_floating_point() or x.numel() == 0:
         return dtype
+    if torch.finfo(dtype).bits > 16 or torch.finfo(dtype).max > torch.finfo(x.dtype).max / 2:
+        return dtype  # e.g. bfloat16 has float32's exponent range: no pass over the values
     peak = float(x.detach().abs().max())
     limit = torch.finfo(dtype).max
     if not math.isfinite(peak) or peak <= limit:  # non-finite already: not the cast's doing

@@ -6,7 +6,9 @@ A run folder is the contract between training, evaluation, comparison, the repor
         model/                      the GRADIEND (config.json, model.safetensors, training.json, …)
         seeds/seed_<n>/             each seed's GRADIEND (with more than one seed)
         seeds/seed_report.json      every tried seed and the winner
-        decoder_results.json        selected points of evaluate_decoder (read by the rewrite)
+        decoder_results.json        selected points of evaluate_decoder (read by the rewrite):
+                                    the latest per class, and an index of every evaluation
+        decoder_evaluations/<key>.json  each evaluate_decoder call's results (settings hash)
         decoder_grid_cache.json     scored decoder points, reused with use_cache
         decoder_fisher.safetensors  the neutral texts' Fisher (precondition="fisher")
         encoded_values_*.csv/.json  encoder evaluation (per split and size)
@@ -45,6 +47,7 @@ SEED_PREFIX = "seed_"
 SEED_REPORT = "seed_report.json"
 DECODER_RESULTS = "decoder_results.json"
 DECODER_GRID = "decoder_grid_cache.json"
+DECODER_HISTORY = "decoder_evaluations"
 FISHER = "decoder_fisher.safetensors"
 ENCODED_PREFIX = "encoded_values"
 CACHE = "cache"
@@ -163,6 +166,10 @@ class RunLayout:
     @property
     def decoder_results(self) -> Path:
         return self.run_dir / DECODER_RESULTS
+
+    def decoder_evaluation(self, key: str) -> Path:
+        """The results of one ``evaluate_decoder`` settings key (kept when others follow)."""
+        return self.run_dir / DECODER_HISTORY / f"{safe_name(key)}.json"
 
     @property
     def decoder_grid(self) -> Path:

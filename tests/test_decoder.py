@@ -20,6 +20,8 @@ from gradiend.evaluator.decoder import (
     metric_for,
     select,
 )
+from gradiend.evaluator.decoder_eval import MIN_DISTINCT_LMS_TEXTS
+from gradiend.evaluator.decoder_heldout import HeldoutConfig, split_texts
 from gradiend.evaluator.decoder_search import search_direction
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer
 from gradiend.trainer.decoder_task import decoder_rows, lms_texts_of, row_targets
@@ -279,7 +281,15 @@ def test_nll_budget_filters_and_is_reported():
     out = select(grid, ["he"], ["he", "she"], True, max_nll_increase=0.01)["he"]
     assert out["learning_rate"] == 0.1 and out["passed"]
     assert out["nll_increase"] == pytest.approx(0.01 / 3) and out["base_nll"] == 3.0
-    assert out["budget"] == {"lms_ratio": 0.99, "max_nll_increase": 0.01}
+    assert out["budget"] == {
+        "lms_ratio": 0.99,
+        "max_nll_increase": 0.01,
+        "margin": 0.0,
+        "selection_max_nll_increase": 0.01,
+    }
+    kept = select(grid, ["he"], ["he", "she"], True, max_nll_increase=0.01, margin=0.5)["he"]
+    assert kept["budget"]["selection_max_nll_increase"] == pytest.approx(0.005)
+    assert kept["learning_rate"] == 0.1  # +0.33 % is inside half the budget
     assert out["best_inside"]["learning_rate"] == 0.1
     assert out["best_outside"]["learning_rate"] == 10.0 and out["best_outside"]["value"] == 0.9
     # no NLL bound: the incumbent's rule alone
@@ -384,7 +394,8 @@ def test_adaptive_search_against_a_dense_grid(trained, kind):
     assert len(ids) == info["n_points"] == len(res["grid"]) > 3
     assert any(e["scored"] == "screen" for e in res["grid"])
     out = s["best_outside"]  # what the budget cost: the best point outside it
-    assert out["nll_increase"] > 0.01 or out["lms"] < 0.99 * s["base_lms"]
+    bound = s["budget"]["selection_max_nll_increase"]  # the budget less its held-out margin
+    assert out["nll_increase"] > bound or out["lms"] < 0.99 * s["base_lms"]
     assert out["learning_rate"] > s["learning_rate"]
     pytest.importorskip("matplotlib")
     data = tr.plot_probability_shifts(res, show=False)["data"]
@@ -553,14 +564,22 @@ def test_smollm2_selected_rewrite_meets_the_goals(tmp_path, corpus):
         tr.rewrite_base_model(res, target_class="she", output_dir=out)
         rewritten = AutoModelForCausalLM.from_pretrained(out).eval()
         tok = AutoTokenizer.from_pretrained(out)
-        p0, nll0 = _recompute(base, tok, prefixes, words, texts)
-        p1, nll1 = _recompute(rewritten, tok, prefixes, words, texts)
+        # the search selected on one part of the texts; the budget must hold on the other
+        split = split_texts(texts, HeldoutConfig(), MIN_DISTINCT_LMS_TEXTS)
+        assert res["search"]["split"]["heldout_texts"] == len(split.heldout) > 0
+        p0, nll0 = _recompute(base, tok, prefixes, words, split.selection)
+        p1, nll1 = _recompute(rewritten, tok, prefixes, words, split.selection)
+        _, held0 = _recompute(base, tok, prefixes[:1], words, split.heldout)
+        _, held1 = _recompute(rewritten, tok, prefixes[:1], words, split.heldout)
         assert p1 >= MIN_GAIN[corpus][label] * p0, (label, p0, p1)
         assert nll1 <= 1.01 * nll0, (label, nll0, nll1)
+        assert held1 <= 1.01 * held0, (label, held0, held1)  # out of sample
         assert s["base_value"] == pytest.approx(p0, rel=0.01)
         assert s["value"] == pytest.approx(p1, rel=0.01)
         assert s["nll"] == pytest.approx(nll1, rel=0.01)
         assert s["base_nll"] == pytest.approx(nll0, rel=0.01)
+        assert s["heldout_nll"] == pytest.approx(held1, rel=0.01)
+        assert s["heldout_nll_increase"] == pytest.approx(held1 / held0 - 1, abs=1e-3)
 
 
 def test_plot_probability_shifts(trained, tmp_path):

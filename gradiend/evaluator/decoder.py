@@ -303,9 +303,11 @@ def select(
     strengthen: bool,
     selector: Any = None,
     max_nll_increase: float | None = None,
+    margin: float = 0.0,
 ) -> dict[str, Entry]:
     """Summary entry per requested class, chosen by ``selector`` (default LMSThresholdPolicy)
-    among the fully scored points that keep the neutral-NLL bound ``max_nll_increase``.
+    among the fully scored points that keep the neutral-NLL bound ``max_nll_increase`` less
+    the ``margin`` (a share of it kept back for the held-out check).
 
     Besides the chosen point each summary reports what the budget cost: the best metric
     inside the budget and the best outside it, with their LMS and NLL (``best_inside``,
@@ -313,18 +315,18 @@ def select(
     """
     selector = as_policy(selector)
     base = next(e for e in grid if lr_of(e) == 0)
-    nll_bound = Budget(None, max_nll_increase)
-    budget = budget_for(selector, max_nll_increase)
+    bound = selection_bound(max_nll_increase, margin)
+    nll_bound = Budget(None, bound)
     out = {}
     for cls in classes:
         ff = direction_factor(cls, target_classes, strengthen)
-        metric = metric_for(cls, strengthen)
-        points = sorted((e for e in grid if lr_of(e) != 0 and ff_of(e) == ff), key=lr_of)
+        points = direction_points(grid, ff)
         cands = [e for e in points if not is_estimate(e)]
         key = summary_key(cls, strengthen)
         if not cands:
             raise ValueError(f"no grid point with feature_factor {ff} to select {key!r} from")
         within = [e for e in cands if nll_bound.inside(e, base)]
+        metric = metric_for(cls, strengthen)
         if within:
             sel = _as_selection(selector(within, metric, base))
         else:
@@ -335,22 +337,51 @@ def select(
                 "learning rate %g",
                 key,
                 selector,
-                "∞" if max_nll_increase is None else f"{100 * max_nll_increase:g} %",
+                "∞" if bound is None else f"{100 * bound:g} %",
                 lr_of(sel.entry),
             )
-        out[key] = {
-            **point_report(sel.entry, metric, base),
-            "feature_factor": float(sel.entry["id"]["feature_factor"]),
-            "id": dict(sel.entry["id"]),
-            "strengthen": strengthen,
-            "base_lms": lms_of(base),
-            "base_nll": nll_of(base),
-            "base_value": metric(base),
-            "passed": bool(sel.passed),
-            "budget": budget.to_dict(),
-            **budget_cost(points, metric, base, budget),
-        }
-        out[key].pop("estimated")
+        out[key] = summarize(sel, points, metric, base, selector, max_nll_increase, margin)
+        out[key]["strengthen"] = strengthen
+    return out
+
+
+def selection_bound(max_nll_increase: float | None, margin: float) -> float | None:
+    """The NLL bound the selection keeps: the budget less its margin (``None``: no bound)."""
+    return None if max_nll_increase is None else max_nll_increase * (1.0 - margin)
+
+
+def direction_points(grid: list[Entry], ff: float) -> list[Entry]:
+    """The evaluated points of one direction (the base model aside), by step size."""
+    return sorted((e for e in grid if lr_of(e) != 0 and ff_of(e) == ff), key=lr_of)
+
+
+def summarize(
+    sel: Selection,
+    points: list[Entry],
+    metric: Metric,
+    base: Entry,
+    selector: Any,
+    max_nll_increase: float | None,
+    margin: float = 0.0,
+) -> Entry:
+    """The summary of one selected point: its report, the base's values, the budget (the
+    user's bound, the margin and the bound the selection kept) and what the budget cost."""
+    bound = selection_bound(max_nll_increase, margin)
+    budget = budget_for(as_policy(selector), bound)
+    record = {**budget.to_dict(), "max_nll_increase": max_nll_increase, "margin": margin}
+    record["selection_max_nll_increase"] = bound
+    out = {
+        **point_report(sel.entry, metric, base),
+        "feature_factor": float(sel.entry["id"]["feature_factor"]),
+        "id": dict(sel.entry["id"]),
+        "base_lms": lms_of(base),
+        "base_nll": nll_of(base),
+        "base_value": metric(base),
+        "passed": bool(sel.passed),
+        "budget": record,
+        **budget_cost(points, metric, base, budget),
+    }
+    out.pop("estimated")
     return out
 
 

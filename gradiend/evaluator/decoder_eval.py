@@ -11,6 +11,7 @@ last grid; read by the rewrite when no results are passed).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,9 +25,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gradiend import distributed as dist
-from gradiend._io import read_json_cache, write_json
 from gradiend.data.fingerprint import data_hash
 from gradiend.evaluator import decoder as dec
+from gradiend.evaluator.decoder_checks import (
+    CheckContext,
+    PointChecks,
+    build_checker,
+    check_selections,
+)
+from gradiend.evaluator.decoder_heldout import HeldoutConfig, TextSplit, split_texts
+from gradiend.evaluator.decoder_results import decoder_settings, save_results
 from gradiend.evaluator.decoder_scoring import PointScorer, PointStore, screen_groups
 from gradiend.evaluator.decoder_search import (
     AdaptiveSearchConfig,
@@ -65,6 +73,13 @@ class DecoderTask:
     ignore_words: tuple[str, ...] = ()
     neutral_pool: tuple[str, ...] = ()
     model_fingerprint: Any = None  # the training run's cache fingerprint (part of the cache key)
+    # the specificity checks: every class's test rows, and the control pairs' sentences
+    check_targets: tuple[RowTargets, ...] = ()
+    check_row_classes: tuple[str, ...] = ()
+    control_pairs: tuple[tuple[str, str, Any], ...] = ()
+    control_targets: tuple[RowTargets, ...] = ()
+    control_classes: tuple[str, ...] = ()
+    control_owner: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,11 +99,19 @@ class DecoderEvalConfig:
     max_nll_increase: float | None = 0.01
     search_config: AdaptiveSearchConfig = field(default_factory=AdaptiveSearchConfig)
     precondition: FisherConfig | None = None
+    heldout: HeldoutConfig | None = field(default_factory=HeldoutConfig)  # None: no split
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
             raise ValueError(f"search must be 'adaptive' or 'grid', not {self.search!r}")
         object.__setattr__(self, "precondition", as_fisher_config(self.precondition))
+
+    @property
+    def margin(self) -> float:
+        """The share of the NLL budget the selection keeps back for the held-out check."""
+        if self.heldout is None or self.max_nll_increase is None:
+            return 0.0
+        return self.heldout.margin
 
 
 @dataclass
@@ -123,17 +146,19 @@ def evaluate_decoder(
     t0 = time.perf_counter()
     tcs = list(task.target_classes)
     check_classes(classes, tcs)
+    split = split_texts(task.lms_texts, cfg.heldout, MIN_DISTINCT_LMS_TEXTS)
+    fisher_texts = fisher_mod.select_texts(  # neither the selection nor the held-out texts
+        cfg.precondition, list(task.neutral_pool), list(task.lms_texts)
+    )
+    task = dataclasses.replace(task, lms_texts=split.selection)
     check_lms_texts(task, mwg)
     ffs = list(cfg.feature_factors or dec.default_feature_factors(classes, tcs, strengthen))
     selector = dec.as_policy(selector)
-    budget = dec.budget_for(selector, cfg.max_nll_increase)
+    budget = dec.budget_for(selector, dec.selection_bound(cfg.max_nll_increase, cfg.margin))
     mode = "grid" if cfg.lrs or cfg.search == "grid" else "adaptive"
     if mode == "adaptive" and not budget.constrained:
         logger.info("no LMS or NLL bound to search the edge of; scoring the grid instead")
         mode = "grid"
-    fisher_texts = fisher_mod.select_texts(
-        cfg.precondition, list(task.neutral_pool), list(task.lms_texts)
-    )
     key, pre = _cache_key(mwg, task, cfg, fisher_texts)
     store = PointStore(layout.decoder_grid, key, cfg.use_cache)
     run = _Run(mwg, task, cfg, store, _point_scorer(mwg, task, cfg), key, progress)
@@ -148,16 +173,77 @@ def evaluate_decoder(
                 for c in classes
             }
             grid = [base] + _run_search(run, ffs, base, budget, metrics)
+        results = dec.select(
+            grid, classes, tcs, strengthen, selector, cfg.max_nll_increase, cfg.margin
+        )
+        check_selections(results, grid, classes, strengthen, _check_context(run, split, selector))
     dist.on_main(store.save, "writing the decoder cache")
-    results = dec.select(grid, classes, tcs, strengthen, selector, cfg.max_nll_increase)
-    fingerprint = gradiend_fingerprint(mwg.gradiend)  # the rewrite checks it is this GRADIEND
-    for entry in results.values():
-        entry.update(part=cfg.part, search=mode, gradiend_fingerprint=fingerprint)
-        entry["precondition"] = pre
-    results["grid"] = grid
-    results["search"] = _search_info(mode, t0, run.scorer, grid, task)
-    _write(layout, results, on_written)
+    settings = decoder_settings(cfg, classes, strengthen, mode, selector, pre, task)
+    _finish(run, results, grid, mode, pre, _hash(settings)[:12])
+    results["search"] = _search_info(mode, t0, run.scorer, results["grid"], task)
+    results["search"]["split"] = _split_info(mwg, task, split, cfg)
+    _write(layout, results, on_written, settings)
     return results
+
+
+def _finish(run: _Run, results: dict, grid: list, mode: str, pre: dict | None, key: str) -> None:
+    """Each summary's provenance, and the grid (points of a step back in their place)."""
+    fingerprint = gradiend_fingerprint(run.mwg.gradiend)  # the rewrite checks its GRADIEND
+    for entry in results.values():
+        entry.update(part=run.cfg.part, search=mode, gradiend_fingerprint=fingerprint)
+        entry["precondition"] = pre
+        entry["settings_key"] = key
+    results["grid"] = [grid[0], *sorted(grid[1:], key=lambda e: (dec.ff_of(e), dec.lr_of(e)))]
+
+
+def _check_context(run: _Run, split: TextSplit, selector: Any) -> CheckContext:
+    """The held-out/specificity checks of this evaluation (see ``decoder_checks``)."""
+    task, cfg, store = run.task, run.cfg, run.store
+    texts = split.heldout or split.selection
+    ignore = _ignored_ids(run.mwg, task)
+    checker = build_checker(run.mwg, task, texts, ignore, cfg.batch_size)
+    store.load_checks(_hash([run.key, texts, [(t.text, t.words) for t in task.check_targets],
+                             [(t.text, t.words) for t in task.control_targets],
+                             checker.id_sets]))  # fmt: skip
+    updates: dict[float, Any] = {}
+    base_stats = store.stats[dec.point_key(0, 0)]
+    base = store.entries[dec.point_key(0, 0)]
+    bar = tqdm(disable=True)
+
+    def new_point(ff: float, lr: float) -> dict:
+        if ff not in updates:
+            updates[ff] = run.mwg.get_update_vector(ff, cfg.part)
+        return _point_evaluator(run, ff, updates[ff], base, base_stats, bar)(lr, True)
+
+    return CheckContext(
+        checks=PointChecks(run.mwg, cfg.part, checker, store),
+        new_point=new_point,
+        target_classes=list(task.target_classes),
+        row_classes=list(task.check_row_classes),
+        pairs=task.control_pairs,
+        control_owner=task.control_owner,
+        heldout=cfg.heldout,
+        has_heldout=bool(split.heldout),
+        selector=selector,
+        max_nll_increase=cfg.max_nll_increase,
+        margin=cfg.margin,
+    )
+
+
+def _split_info(mwg, task: DecoderTask, split: TextSplit, cfg: DecoderEvalConfig) -> dict:
+    """How the neutral texts were split, and how many distinct tokens each part scored."""
+    h = cfg.heldout
+    return {
+        "selection_texts": len(split.selection),
+        "heldout_texts": len(split.heldout),
+        "selection_distinct_tokens": _distinct_tokens(mwg, task, split.selection),
+        "heldout_distinct_tokens": _distinct_tokens(mwg, task, split.heldout),
+        "fraction": None if h is None else h.fraction,
+        "min_texts": None if h is None else h.min_texts,
+        "seed": None if h is None else h.seed,
+        "margin": cfg.margin,
+        "fallback": split.fallback,
+    }
 
 
 def _preconditioner(run: _Run, layout: RunLayout, texts: list[str], pre: dict | None):
@@ -171,9 +257,9 @@ def _preconditioner(run: _Run, layout: RunLayout, texts: list[str], pre: dict | 
     return fisher_mod.scale_vector(fisher, run.cfg.precondition.damping)
 
 
-def _write(layout: RunLayout, results: dict, on_written) -> None:
+def _write(layout: RunLayout, results: dict, on_written, settings: dict | None = None) -> None:
     def write() -> None:  # rank 0 writes; the others see the files after it
-        save_results(layout, results)
+        save_results(layout, results, settings)
         if on_written is not None:
             on_written(results)
 
@@ -184,13 +270,6 @@ def check_classes(classes: list[str], target_classes: list[str]) -> None:
     """Every requested class is one of the run's two target classes (an error names them)."""
     for c in classes:
         dec.feature_factor(c, target_classes)
-
-
-def save_results(layout: RunLayout, results: dict) -> None:
-    """Merge ``results`` into the run's ``decoder_results.json`` (other classes' entries stay)."""
-    merged = read_json_cache(layout.decoder_results) or {}
-    merged.update(results)
-    write_json(layout.decoder_results, merged)
 
 
 # --------------------------------------------------------------------------- cache key
@@ -252,14 +331,20 @@ def _ignored_ids(mwg, task: DecoderTask) -> set[int]:
     return {i for w in task.ignore_words for i in obj.word_ids(w)}
 
 
+def _distinct_tokens(mwg, task: DecoderTask, texts) -> int:
+    """Distinct token ids the LMS scores in ``texts`` (special and ignored ids aside)."""
+    texts = list(dict.fromkeys(texts))
+    tok = mwg.lm.tokenizer
+    rows = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+    skip = _ignored_ids(mwg, task) | set(tok.all_special_ids)
+    return len({i for row in rows for i in row} - skip)
+
+
 def check_lms_texts(task: DecoderTask, mwg) -> tuple[int, int]:
     """``(distinct texts, distinct scored tokens)`` of the LMS texts; too few to measure the
     budget (see ``MIN_DISTINCT_LMS_TEXTS``) logs a warning with the numbers and the fix."""
     texts = list(dict.fromkeys(task.lms_texts))
-    tok = mwg.lm.tokenizer
-    rows = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
-    skip = _ignored_ids(mwg, task) | set(tok.all_special_ids)
-    n_tokens = len({i for row in rows for i in row} - skip)
+    n_tokens = _distinct_tokens(mwg, task, texts)
     too_few = len(texts) < MIN_DISTINCT_LMS_TEXTS or n_tokens < MIN_DISTINCT_LMS_TOKENS
     if too_few and dist.is_main():
         logger.warning(

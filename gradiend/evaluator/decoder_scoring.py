@@ -148,12 +148,28 @@ class PointStore:
         self.path, self.key = path, key
         self.entries: dict[str, Entry] = {}
         self.stats: dict[str, TextStats] = {}
+        self.checks: dict[str, dict] = {}  # held-out and specificity scores of checked points
+        self.check_key: str | None = None
         self.dirty = False
+        self._cached: dict = {}
         if use_cache and path.exists():
             cached = read_json(path)
             if cached.get("key") == key:
+                self._cached = cached
                 self.entries = cached.get("points", {})
                 self.stats = {k: TextStats.from_dict(v) for k, v in cached.get("stats", {}).items()}
+
+    def load_checks(self, check_key: str) -> None:
+        """Use the cached checks when they were made on the same held-out texts, rows and
+        control sentences (``check_key``)."""
+        self.check_key = check_key
+        if self._cached.get("check_key") == check_key:
+            self.checks = dict(self._cached.get("checks", {}))
+
+    def put_check(self, pk: str, check: dict) -> dict:
+        self.checks[pk] = check
+        self.dirty = True
+        return check
 
     def get(self, pk: str, full: bool) -> Entry | None:
         """The stored entry if it is good enough. A screen request for a confirmed point gets
@@ -182,6 +198,8 @@ class PointStore:
                 "key": self.key,
                 "points": self.entries,
                 "stats": {k: v.to_dict() for k, v in self.stats.items()},
+                "check_key": self.check_key,
+                "checks": self.checks,
             },
         )
         self.dirty = False

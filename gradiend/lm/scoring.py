@@ -270,6 +270,9 @@ class LMSScorer:
     def _batch_stats(self, model: nn.Module, b: dict) -> TextStats:
         """Per-text sums of one batch."""
         logits, labels = predicted_logits(model, self.kind, b)
+        return self._sums(logits, labels, b)
+
+    def _sums(self, logits: torch.Tensor, labels: torch.Tensor, b: dict) -> TextStats:
         keep = labels != -100
         row, col = keep.nonzero(as_tuple=True)
         picked, gold = logits[row, col].float(), labels[row, col]
@@ -281,6 +284,23 @@ class LMSScorer:
             sums[2].index_add_(0, row, (picked.argmax(-1) == gold).double())
         nll, n, hits = sums.cpu().numpy()
         return TextStats(b["text"], nll, n, hits)
+
+    @torch.no_grad()
+    def with_token_probs(
+        self, model: nn.Module, id_sets: Sequence[Sequence[int]]
+    ) -> tuple[TextStats, np.ndarray]:
+        """Per-text sums of all texts (as ``per_text``, one process) and, per id set, the
+        probability of its tokens summed over every scored position: the same pass gives the
+        NLL of a held-out check and how likely a target word became on neutral text."""
+        parts, totals = [], np.zeros(len(id_sets))
+        for b in self.batches:
+            logits, labels = predicted_logits(model, self.kind, b)
+            parts.append(self._sums(logits, labels, b))
+            probs = torch.softmax(logits[labels != -100].float(), dim=-1).double()
+            for k, ids in enumerate(id_sets):
+                if len(ids):
+                    totals[k] += float(probs[:, list(ids)].sum())
+        return (TextStats.join(parts) if parts else TextStats.empty()), totals
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``{"lms", "nll", "n_tokens", "n_texts"}`` over all texts (see ``lms_summary``)."""

@@ -10,6 +10,11 @@ import pandas as pd
 
 from gradiend.data.examples import cap_per_group, row_words
 from gradiend.evaluator.decoder_eval import DecoderTask
+from gradiend.evaluator.decoder_specificity import (
+    control_rows,
+    control_sentences,
+    parse_control_pairs,
+)
 from gradiend.evaluator.encoder_rows import fill_masks
 from gradiend.lm.objectives import Objective
 from gradiend.lm.scoring import RowTargets, case_variants
@@ -26,11 +31,17 @@ def build_decoder_task(
     max_rows: int | None,
     max_neutral: int | None,
     model_fingerprint: Any = None,
+    controls: tuple[tuple, list] = ((), []),
 ) -> DecoderTask:
-    """The frozen task of one ``evaluate_decoder`` call."""
+    """The frozen task of one ``evaluate_decoder`` call; ``controls``: the parsed control
+    pairs and their sentences (``control_sentences``), found before the model loads."""
     rows = decoder_rows(data, classes, strengthen, max_rows)
     targets, mode = row_targets(data, objective, rows)
     lms_texts, ignore = lms_texts_of(data, objective.mask, rows, max_neutral)
+    check_rows = decoder_rows(data, list(data.target_classes), True, max_rows)
+    check_targets, _ = row_targets(data, objective, check_rows)
+    pairs, found = controls
+    control_targets, control_classes, owner = control_rows(pairs, found, objective.mask)
     return DecoderTask(
         target_classes=tuple(data.target_classes),
         rows=rows,
@@ -40,7 +51,23 @@ def build_decoder_task(
         ignore_words=tuple(ignore),
         neutral_pool=tuple(data.neutral_texts()),
         model_fingerprint=model_fingerprint,
+        check_targets=tuple(check_targets),
+        check_row_classes=tuple(check_rows["factual_class"].astype(str)),
+        control_pairs=tuple(pairs),
+        control_targets=tuple(control_targets),
+        control_classes=tuple(control_classes),
+        control_owner=tuple(owner),
     )
+
+
+def find_controls(data: EvalData, control_pairs: Any) -> tuple[tuple, list]:
+    """The checked control pairs and their sentences (the pair's own texts, else the run's
+    neutral texts): bad pairs are refused before any model is loaded."""
+    pairs = parse_control_pairs(control_pairs)
+    if not pairs:
+        return (), []
+    pool = data.neutral_texts() if data.neutral is not None else []
+    return pairs, control_sentences(pairs, pool)
 
 
 def decoder_rows(

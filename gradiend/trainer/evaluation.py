@@ -22,15 +22,17 @@ from gradiend import distributed as dist
 from gradiend._io import read_json, read_json_cache
 from gradiend.data.examples import cap_per_group
 from gradiend.evaluator import decoder_eval, encoder_eval
+from gradiend.evaluator.decoder_describe import describe_summary
 from gradiend.evaluator.decoder_eval import DecoderEvalConfig
+from gradiend.evaluator.decoder_heldout import as_heldout_config
 from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
 from gradiend.evaluator.encoder_eval import EncoderTask
-from gradiend.model.rewrite import check_rewrite_dirs, read_results
+from gradiend.model.rewrite import check_rewrite_dirs, read_results, summary_key
 from gradiend.model.with_gradiend import ModelWithGradiend, load_context
 from gradiend.run_layout import FIG_ENCODER, FIG_SHIFTS, RunLayout
 from gradiend.trainer.argument_checks import check_decoder_call, check_eval_call
 from gradiend.trainer.convergence_check import check_converged, refuses_unconverged
-from gradiend.trainer.decoder_task import build_decoder_task
+from gradiend.trainer.decoder_task import build_decoder_task, find_controls
 from gradiend.trainer.eval_data import EvalData
 from gradiend.visualizer import plot_encoder_distributions, plot_probability_shifts
 
@@ -142,6 +144,8 @@ class RunEvaluation:
         max_nll_increase: float | None = 0.01,
         search_config: AdaptiveSearchConfig | None = None,
         precondition: Any = None,
+        heldout: Any = None,
+        control_pairs: Any = None,
     ) -> dict[str, Any]:
         """Score ``θ + η·decoder(ff)`` along each direction and select a point per class.
 
@@ -155,9 +159,11 @@ class RunEvaluation:
         Selection``, or a float LMS ratio. ``precondition="fisher"`` (or a ``FisherConfig``)
         rewrites along ``decoder(ff) ⊘ (F + λ)``, ``F`` the neutral texts' diagonal Fisher
         (``gradiend.lm.fisher``): a stronger rewrite inside the same budget. Unset keywords
-        take the run's ``TrainingArguments.decoder_eval()`` defaults.
+        take the run's defaults. ``heldout`` (``HeldoutConfig``/share/``False``): the budget's
+        held-out check; ``control_pairs=[("was", "were")]``: their transfer in ``specificity``.
         """
         check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
+        controls = find_controls(self.data, control_pairs)  # before the model loads
         cfg = dataclasses.replace(
             self._decoder_config(
                 lrs=tuple(lrs) if lrs else None,
@@ -168,13 +174,14 @@ class RunEvaluation:
             ),
             part=part, search=search, max_nll_increase=max_nll_increase,
             search_config=search_config or AdaptiveSearchConfig(), precondition=precondition,
+            heldout=as_heldout_config(heldout),
         )  # fmt: skip
         classes = _as_list(target_class) or self.target_classes
         decoder_eval.check_classes(classes, self.target_classes)
         mwg, strengthen = self.get_model(), increase_target_probabilities
         task = build_decoder_task(
             self.data, mwg.objective, classes, strengthen, cfg.max_size_training_like,
-            cfg.max_size_neutral, self.model_fingerprint(),
+            cfg.max_size_neutral, self.model_fingerprint(), controls,
         )  # fmt: skip
         on_written = (lambda results: self.plot_probability_shifts(results)) if plot else None
         return decoder_eval.evaluate_decoder(
@@ -222,9 +229,16 @@ class RunEvaluation:
             check_rewrite_dirs(output_dir, classes, isinstance(target_class, list),
                               increase_target_probabilities)  # fmt: skip
         check_converged(self.layout, "rewrite_base_model", allow_unconverged)
-        return self.get_model().rewrite_from_results(
+        models = self.get_model().rewrite_from_results(
             results, target_class, increase_target_probabilities, output_dir, self.layout
         )
+        for cls in classes:  # what the rewrite does, beside what it costs
+            key = summary_key(cls, increase_target_probabilities)
+            if isinstance(results.get(key), dict):
+                logger.info(
+                    "rewrite at the selected point: %s", describe_summary(key, results[key])
+                )
+        return models
 
 
 def _as_list(x: Any) -> list:

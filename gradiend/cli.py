@@ -25,6 +25,7 @@ from gradiend.cli_parser import build_parser, strength_problem
 from gradiend.config import ConfigError, RunConfig
 from gradiend.data.inputs import DataInputError
 from gradiend.demo import DemoConfig, demo_config
+from gradiend.evaluator.decoder_describe import describe as describe_decoder
 from gradiend.model.hub import is_repo_id, resolve_pretrained
 from gradiend.model.with_gradiend import load_context
 from gradiend.pipeline import (
@@ -150,13 +151,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
         enc = out["encoder"]
         lines.append(f"test correlation: {_fmt(enc.get('correlation'))}")
         lines.append(f"mean encoding by class: {json.dumps(_round(enc['mean_by_feature_class']))}")
-    for key, d in out.get("decoder", {}).items():
-        lines.append(
-            f"decoder {key}: feature_factor={d.get('feature_factor')} learning_rate="
-            f"{d.get('learning_rate')} value {_fmt(d.get('base_value'))} -> "
-            f"{_fmt(d.get('value'))} at LMS {_fmt(d.get('lms'))} "
-            f"(base {_fmt(d.get('base_lms'))}, passed={d.get('passed')})"
-        )
+    lines += describe_decoder(out.get("decoder") or {})  # selections, specificity, the search
     lines.append(f"run directory: {out['run_dir']}")
     _print(lines)
     return EXIT_OK

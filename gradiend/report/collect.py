@@ -28,6 +28,7 @@ class RunFiles:
     encoder_metrics: dict = field(default_factory=dict)  # newest of RunLayout.encoder_results()
     encoder_csv: Path | None = None
     decoder: dict = field(default_factory=dict)  # RunLayout.decoder_results
+    decoder_evaluations: dict = field(default_factory=dict)  # RunLayout.decoder_evaluation(key)
     seed_report: dict = field(default_factory=dict)  # RunLayout.seed_report
     seed_dirs: list[Path] = field(default_factory=list)  # RunLayout.seed_runs()
     timings: dict = field(default_factory=dict)  # RunLayout.timings
@@ -75,6 +76,9 @@ def collect_run(path: str | Path) -> RunFiles:
         run.training = _json(layout.training)
     run.run_config = _json(layout.run_config)
     run.decoder = _json(layout.decoder_results)
+    index = run.decoder.get("evaluations")
+    for key in index if isinstance(index, dict) else {}:
+        run.decoder_evaluations[key] = _json(layout.decoder_evaluation(str(key)))
     run.seed_report = _json(layout.seed_report)
     run.seed_dirs = layout.seed_runs()
     run.timings = _json(layout.timings)

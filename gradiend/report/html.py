@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from gradiend import __version__
-from gradiend.evaluator.decoder import lms_of
 from gradiend.model.runs import load_gradiend
+from gradiend.report import decoder as report_decoder
 from gradiend.report import figures
 from gradiend.report.collect import RunFiles, collect_run, get
 from gradiend.trainer.convergence_check import unconverged_banner
@@ -108,7 +108,9 @@ def section_summary(run: RunFiles) -> str:
                 f"decoder: {esc(key)}",
                 f"ff={num(entry.get('feature_factor'), 1)}, η={num(entry.get('learning_rate'), 4)}"
                 f", {num(entry.get('base_value'), 4)} → {num(entry.get('value'), 4)}, LMS "
-                f"{num(entry.get('lms'), 4)} (base {num(entry.get('base_lms'), 4)})",
+                f"{num(entry.get('lms'), 4)} (base {num(entry.get('base_lms'), 4)}), neutral NLL "
+                f"{report_decoder.pct(entry.get('nll_increase'))} (held-out "
+                f"{report_decoder.pct(entry.get('heldout_nll_increase'))})",
             )
         )
     return "<h2>Summary</h2>" + table(rows)
@@ -175,49 +177,11 @@ def section_encoder(run: RunFiles) -> str:
 
 
 def _decoder_summaries(run: RunFiles) -> dict[str, dict]:
-    return {
-        k: v
-        for k, v in run.decoder.items()
-        if k != "grid" and isinstance(v, dict) and "learning_rate" in v
-    }
+    return report_decoder.decoder_summaries(run)
 
 
 def section_decoder(run: RunFiles) -> str:
-    summaries = _decoder_summaries(run)
-    grid = run.decoder.get("grid") if isinstance(run.decoder.get("grid"), list) else []
-    if not summaries and not grid:
-        return '<h2>Decoder search</h2><p class="note">not evaluated (run `gradiend evaluate`)</p>'
-    out = "<h2>Decoder search</h2>"
-    out += table(
-        [
-            (esc(k), num(e.get("feature_factor"), 1), num(e.get("learning_rate"), 4),
-             num(e.get("base_value"), 4), num(e.get("value"), 4), num(e.get("lms"), 4),
-             num(e.get("base_lms"), 4), esc(e.get("passed")))
-            for k, e in summaries.items()
-        ],
-        ["selection", "ff", "η", "base value", "value", "LMS", "base LMS", "passed"],
-    )  # fmt: skip
-    if grid:
-        out += figure(figures.decoder(run), "probability of each class's words and LMS against η; "
-                      "the selected points are starred", "decoder")  # fmt: skip
-        chosen = {(e.get("feature_factor"), e.get("learning_rate")) for e in summaries.values()}
-        rows, sel = [], set()
-        classes = sorted({c for e in grid for c in (e.get("probs") or {})})
-        for i, e in enumerate(grid):
-            ident = e.get("id") or {}
-            ff, lr = ident.get("feature_factor"), ident.get("learning_rate")
-            if (ff, lr) in chosen:
-                sel.add(i)
-            probs = e.get("probs") or {}
-            rows.append(
-                [num(ff, 1), num(lr, 4)]
-                + [num(probs.get(c), 4) for c in classes]
-                + [num(lms_of(e), 4)]
-            )
-        out += "<details open><summary>every grid point (selected rows highlighted)</summary>"
-        out += table(rows, ["ff", "η", *[f"P({c})" for c in classes], "LMS"], selected=sel)
-        out += "</details>"
-    return out
+    return report_decoder.section_decoder(run, table, figure, figures.decoder)
 
 
 def section_location(run: RunFiles, model: Any) -> str:
@@ -330,7 +294,6 @@ def render_comparison(paths: Sequence[str | Path], topk: int | float = 1000) -> 
     labels = _unique([r.name for r in runs], runs)
     rows = []
     for label, r in zip(labels, runs, strict=True):
-        dec = next(iter(_decoder_summaries(r).items()), (None, {}))
         rows.append((
             f'<a href="#run-{esc(label)}">{esc(label)}</a>',
             esc(" vs ".join(r.target_classes)),
@@ -338,7 +301,7 @@ def render_comparison(paths: Sequence[str | Path], topk: int | float = 1000) -> 
             esc(get(r.config, "architecture", "input_dim", default="?")),
             num(get(r.training, "best_score_checkpoint", "correlation")),
             num(r.encoder_metrics.get("correlation")),
-            esc(f"{dec[0]}: η={dec[1].get('learning_rate')}" if dec[0] else "—"),
+            report_decoder.comparison_cell(r),
             num(get(r.training, "timings", "training_total"), 1),
         ))  # fmt: skip
     body = "<h2>Runs</h2>" + table(

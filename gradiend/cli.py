@@ -188,10 +188,11 @@ def _report(ns: argparse.Namespace) -> int:
 
 
 def _steer(ns: argparse.Namespace) -> int:
-    _check_runs([ns.run], need=1, allow_hub=True, model=True)
+    _check_runs([ns.run], need=1, allow_hub=True)
     saved = Path(ns.run) / run_layout.RUN_CONFIG
     trusted = ns.trust_remote_code
     defaults = RunConfig.load(saved, trust_remote_code=trusted).steer if saved.is_file() else {}
+    _check_runs([ns.run], need=1, allow_hub=True, model=True)  # after the config's own checks
     _check_steer_defaults(defaults)
     prompts = ns.prompt or defaults.get("prompts")
     if not prompts:

@@ -81,6 +81,10 @@ def test_the_flag_accepts_it(tmp_path, monkeypatch, no_model_loads):
         seen["trust"] = cfg.training_arguments().trust_remote_code
         return {"run_dir": str(run)}
 
+    layout = RunLayout(run, run / "model")  # evaluate needs a trained run (checked first)
+    layout.model_dir.mkdir()
+    layout.model_config.write_text("{}")
+    (layout.model_dir / "model.safetensors").write_bytes(b"")
     monkeypatch.setattr(cli, "build_evaluation", lambda cfg, **kw: None)
     monkeypatch.setattr(cli, "evaluate", fake_evaluate)
     assert cli.main(["evaluate", "-c", str(run), "--encoder-only", "--trust-remote-code"]) == 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from torch import nn
 
 from gradiend._io import atomic_dir
+from gradiend.run_layout import HF_CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def entry(path: Path, file_hash: str) -> Path | None:
 
 def is_complete(folder: Path) -> bool:
     """A cache folder is used only when this module wrote it completely (its mark is there)."""
-    return (folder / MARK).is_file() and (folder / "config.json").is_file()
+    return (folder / MARK).is_file() and (folder / HF_CONFIG).is_file()
 
 
 def store(folder: Path, model: nn.Module, tokenizer, source: Path) -> None:

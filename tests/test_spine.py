@@ -168,7 +168,7 @@ def test_encoder_progress_bars_say_what_they_encode(planted, tmp_path, monkeypat
     )
     trainer.train()
     monkeypatch.setattr(wg, "tqdm", recording)
-    trainer.evaluate_encoder(max_size=5)
+    trainer.evaluate_encoder(max_size=5, allow_unconverged=True)  # 4 steps may not converge
     assert len(descs) == 3, descs
     assert descs[0].startswith("encoding") and ("(he, she)" in descs[0] or "(she, he)" in descs[0])
     assert "word filled in" in descs[1] and "eval_neutral_data" in descs[2]

@@ -24,6 +24,7 @@ from gradiend.evaluator.figures import (
 )
 from gradiend.model import ModelWithGradiend
 from gradiend.model.runs import label_runs
+from gradiend.model.word_rows import DEFAULT_REGION
 from gradiend.run_layout import (
     FIG_SHIFTS,
     FIG_SIMILARITY_HEATMAP,
@@ -241,16 +242,18 @@ def compare_runs(
     measure: str = "topk_overlap",
     output_dir: str | Path | None = None,
     img_format: str = "png",
+    region: str = DEFAULT_REGION,
 ) -> dict[str, Any]:
     """Similarity matrix of several runs (run or model folders), its heatmap and the top-k
     Venn diagram (UpSet bars beyond three runs), by importance ``part`` (default: each run's
-    own ranking, see ``GradiendModel.resolve_part``). Every run is loaded once (``compare``).
+    own ranking, see ``GradiendModel.resolve_part``) over ``region`` (default ``rest``: all but
+    the feature words' own embedding rows). Every run is loaded once (``compare``).
     Writes ``similarity.csv``, ``topk_heatmap.<fmt>`` (``similarity_heatmap.<fmt>`` for a
     measure other than ``topk_overlap``) and ``topk_venn.<fmt>`` into ``output_dir`` when given."""
     runs = [str(r) for r in runs or []]
     if len(runs) < 2:
         raise ValueError(f"compare needs at least two runs, got {len(runs)}")
-    found = compare(label_runs(runs), measure=measure, topk=topk, part=part)
+    found = compare(label_runs(runs), measure=measure, topk=topk, part=part, region=region)
     out_dir = Path(output_dir) if output_dir is not None else None
 
     def path(stem: str) -> Path | None:
@@ -266,6 +269,7 @@ def compare_runs(
         "labels": list(found.frame.index),
         "matrix": found.frame.to_numpy().tolist(),
         "part": found.part,  # the ranking used (each run's default when part=None)
+        "region": found.region,
         "heatmap": heat["path"],
         "venn": venn["path"],
         "regions": venn["data"]["regions"],

@@ -27,7 +27,7 @@ SECTIONS = [
     "Convergence",
     "Encoder",
     "Decoder search",
-    "Rewrite location",
+    "Where the feature lives",
     "Seeds",
     "Timings",
 ]
@@ -54,7 +54,7 @@ def test_report_has_every_section_and_is_self_contained(run_dir):
     assert not re.search(r"(src|href)=\"(https?:|//)", text)
     assert "<script" not in text and "<link" not in text
     assert '<tr class="sel">' in text  # the selected decoder point and the best seed
-    assert "model.layers." in text  # where the rewrite changes the model
+    assert "model.layers." in text  # where the feature lives (the importance ranking)
 
 
 def test_report_of_a_partial_run_leaves_out_what_is_missing(run_dir, tmp_path):
@@ -62,7 +62,7 @@ def test_report_of_a_partial_run_leaves_out_what_is_missing(run_dir, tmp_path):
     shutil.copytree(run_dir / "model", partial / "model")
     text = write_report(partial).read_text()
     assert "not evaluated (run `gradiend evaluate`)" in text
-    assert text.count("data:image/png;base64,") == 2  # convergence and location
+    assert text.count("data:image/png;base64,") == 2  # convergence and the importance heatmap
 
 
 def test_comparison_report(run_dir, tmp_path):

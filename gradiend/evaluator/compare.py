@@ -20,6 +20,12 @@ Measures (``compute_similarity_matrix``):
   ``part`` (default as for ``topk_overlap``) and ``shared`` the dimensions both runs have.
 
 For the vector measures a ``topk`` restricts each run to its own top-k dimensions first.
+
+Every measure looks at one ``region`` of the dimensions (``gradiend.model.word_rows``): by
+default ``rest``, everything but the feature words' own embedding rows. Those rows take the top
+of every ranking (they are where the trained words are), so over ``"all"`` two runs whose
+encoders are unrelated still share almost every top-k dimension; ``"word_rows"`` compares only
+them.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import pandas as pd
 from gradiend.evaluator.comparable import check_comparable
 from gradiend.model.gradiend import DEFAULT_PART, GradiendModel
 from gradiend.model.runs import RunLike, label_runs, load_gradiend
+from gradiend.model.word_rows import DEFAULT_REGION, check_region, region_positions
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +92,25 @@ def topk_sets(
     models: Mapping[str, ModelLike] | Sequence[ModelLike],
     topk: int | float = 1000,
     part: str = DEFAULT_PART,
+    region: str = DEFAULT_REGION,
 ) -> dict[str, set[int]]:
-    """Base-global indices of each run's ``topk`` most important dimensions of ``part``.
+    """Base-global indices of each run's ``topk`` most important dimensions of ``part`` in
+    ``region`` (default ``rest``: all but the feature words' embedding rows).
 
-    ``topk`` is a count or a fraction of each run's own input dimension. Runs given as paths are
-    loaded one at a time and released, so many large runs fit in memory.
+    ``topk`` is a count or a fraction of each run's own dimensions in the region. Runs given as
+    paths are loaded one at a time and released, so many large runs fit in memory.
     """
+    check_region(region)
     labelled = label_runs(models)
     check_comparable({label: [model] for label, model in labelled.items()})
-    return {label: _topk_set(load_gradiend(model), topk, part) for label, model in labelled.items()}
+    return {
+        label: _topk_set(load_gradiend(model), topk, part, region)
+        for label, model in labelled.items()
+    }
 
 
-def _topk_set(model: GradiendModel, topk: int | float, part: str) -> set[int]:
-    return set(model.get_topk_weights(part=part, topk=topk, global_indices=True).tolist())
+def _topk_set(model: GradiendModel, topk: int | float, part: str, region: str) -> set[int]:
+    return set(model.get_topk_weights(part, topk, global_indices=True, region=region).tolist())
 
 
 def venn_region_counts(sets: Mapping[str, set[int]]) -> dict[tuple[str, ...], int]:
@@ -132,12 +145,16 @@ class _Aligned:
     value: np.ndarray
 
 
-def _aligned(model: GradiendModel, part: str, signed: bool, topk: int | float | None) -> _Aligned:
+def _aligned(
+    model: GradiendModel, part: str, signed: bool, topk: int | float | None, region: str
+) -> _Aligned:
     values = model.weight_vector(part) if signed else model.get_weight_importance(part)
     index = model.global_indices()
+    keep = region_positions(model, region)
     if topk is not None:
-        keep = model.get_topk_weights(part=part, topk=topk, global_indices=False)
-        values, index = values[keep], index[keep]
+        keep = model.get_topk_weights(part, topk, global_indices=False, region=region)
+    if keep is not None:
+        values, index = values[keep.to(values.device)], index[keep.to(index.device)]
     index_np = index.cpu().numpy().astype(np.int64, copy=False)
     order = np.argsort(index_np, kind="stable")
     return _Aligned(index_np[order], values.cpu().double().numpy()[order])
@@ -186,7 +203,7 @@ def _pair_score(measure: str, value: str) -> Callable[[Any, Any], float]:
     if measure == "topk_overlap":
         if value == "intersection":
             return lambda a, b: float(len(a & b))
-        return lambda a, b: len(a & b) / min(len(a), len(b))
+        return lambda a, b: len(a & b) / min(len(a), len(b)) if a and b else float("nan")
     pair_fns = {"cosine": _cosine, "spearman": _spearman, "mass_overlap": _mass_overlap}
     return pair_fns[measure.removesuffix("_signed")]
 
@@ -206,7 +223,8 @@ class RunComparison:
     """Everything one comparison of runs found, computed from each run loaded once.
 
     ``part`` is the ranking the similarity ``frame`` used (each run's own, joined when they
-    differ); ``topk_sets`` (label → base-global indices of the run's top ``topk`` by
+    differ), ``region`` the dimensions it looked at (``rest``, ``word_rows`` or ``all``);
+    ``topk_sets`` (label → base-global indices of the run's top ``topk`` by
     ``sets_part``) and their Venn ``regions`` are there when ``topk`` was given and every label is
     a single run. ``requested_part`` is the ``part`` asked for (None: each run's default).
     """
@@ -220,6 +238,7 @@ class RunComparison:
     regions: dict[tuple[str, ...], int] | None = None
     sets_part: str | None = None
     requested_part: str | None = None
+    region: str = DEFAULT_REGION
 
     def overlap(self, value: str = "intersection") -> pd.DataFrame:
         """Pairwise top-k overlaps (``intersection`` counts or ``intersection_frac``), from the
@@ -237,6 +256,7 @@ class RunComparison:
         if value == "intersection":
             frame = frame.astype(np.int64)
         attrs = {"measure": "topk_overlap", "part": self.sets_part, "topk": self.topk}
+        attrs["region"] = self.region
         frame.attrs.update(attrs, value=value, aggregate="mean")
         return frame
 
@@ -250,6 +270,7 @@ def compare(
     aggregate: str = "mean",
     *,
     vector_topk: int | float | None = None,
+    region: str = DEFAULT_REGION,
 ) -> RunComparison:
     """Compare runs once: the similarity frame of ``measure``, each run's top-``topk`` set and
     their Venn regions, every run loaded (and its ranking resolved) a single time.
@@ -258,9 +279,12 @@ def compare(
     ``topk`` sizes the top-k sets (and is the ``topk_overlap`` measure's k); the vector measures
     use all dimensions unless ``vector_topk`` restricts each run to its own top-k first. The
     top-k sets rank by ``part`` (default each run's own ranking), also for a vector measure.
+    Sets, vectors and masses are of ``region``'s dimensions (default ``rest``: all but the
+    feature words' own embedding rows; ``word_rows`` or ``all``).
     """
     frame_topk = topk if measure == "topk_overlap" else vector_topk
     _check_args(measure, value, aggregate, frame_topk)
+    check_region(region)
     groups = {label: _members(m) for label, m in label_runs(models).items()}
     check_comparable(groups)
     want_sets = topk is not None and all(len(ms) == 1 for ms in groups.values())
@@ -272,13 +296,15 @@ def compare(
     for label, members in groups.items():
         for model in members:
             gradiend = load_gradiend(model)  # released at the next run: one in memory at a time
-            features, used = _features(gradiend, measure, frame_part, frame_topk)
+            features, used = _features(gradiend, measure, frame_part, frame_topk, region)
             flat.append(features)
             resolved.add(used)
             if want_sets:
-                sets[label], ranking = _set_of(gradiend, measure, (features, used), part, topk)
+                found = _set_of(gradiend, measure, (features, used), part, topk, region)
+                sets[label], ranking = found
                 sets_resolved.add(ranking)
     frame = _frame(groups, flat, measure, value, aggregate, frame_topk, resolved)
+    frame.attrs["region"] = region
     return RunComparison(
         labels=tuple(groups),
         measure=measure,
@@ -289,6 +315,7 @@ def compare(
         regions=venn_region_counts(sets) if want_sets else None,
         sets_part=", ".join(sorted(sets_resolved)) if want_sets else None,
         requested_part=part,
+        region=region,
     )
 
 
@@ -299,6 +326,7 @@ def compute_similarity_matrix(
     topk: int | float | None = None,
     value: str = "intersection_frac",
     aggregate: str = "mean",
+    region: str = DEFAULT_REGION,
 ) -> pd.DataFrame:
     """Pairwise similarity of runs as a DataFrame labelled by run on both axes.
 
@@ -306,10 +334,13 @@ def compute_similarity_matrix(
     folder, or a list of those (a *seed group*: the cell is ``aggregate`` over all pairs of
     distinct members). ``part`` defaults per measure (see the module docstring); ``topk`` is
     required for ``topk_overlap`` and optional otherwise. ``value`` applies to
-    ``topk_overlap`` only. The DataFrame's ``attrs`` record measure, part, topk and value.
+    ``topk_overlap`` only; ``region`` as for ``compare``. The DataFrame's ``attrs`` record
+    measure, part, topk, value and region.
     """
     sets_topk = topk if measure == "topk_overlap" else None
-    found = compare(models, measure, sets_topk, part, value, aggregate, vector_topk=topk)
+    found = compare(
+        models, measure, sets_topk, part, value, aggregate, vector_topk=topk, region=region
+    )
     return found.frame
 
 
@@ -329,14 +360,19 @@ def _check_args(measure: str, value: str, aggregate: str, topk: int | float | No
 
 
 def _features(
-    gradiend: GradiendModel, measure: str, part: str | None, topk: int | float | None
+    gradiend: GradiendModel,
+    measure: str,
+    part: str | None,
+    topk: int | float | None,
+    region: str,
 ) -> tuple[Any, str]:
     """What a measure needs of one run (its top-k set or its aligned vector) and the ranking it
     used, resolved once and passed on."""
     part = gradiend.resolve_part(part)
     if measure == "topk_overlap":
-        return _topk_set(gradiend, topk, part), part
-    return _aligned(gradiend, part, signed=measure != "mass_overlap", topk=topk), part
+        return _topk_set(gradiend, topk, part, region), part
+    signed = measure != "mass_overlap"
+    return _aligned(gradiend, part, signed=signed, topk=topk, region=region), part
 
 
 def _set_of(
@@ -345,13 +381,14 @@ def _set_of(
     features: tuple[Any, str],
     part: str | None,
     topk: int | float,
+    region: str,
 ) -> tuple[set[int], str]:
     """A run's top-k set and its ranking: the ``topk_overlap`` features themselves, else the
-    top ``topk`` by ``part`` (each run's default ranking when None)."""
+    top ``topk`` of ``region`` by ``part`` (each run's default ranking when None)."""
     if measure == "topk_overlap":
         return features
     ranking = gradiend.resolve_part(part)
-    return _topk_set(gradiend, topk, ranking), ranking
+    return _topk_set(gradiend, topk, ranking, region), ranking
 
 
 def _frame(

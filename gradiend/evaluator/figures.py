@@ -19,6 +19,7 @@ from gradiend.evaluator.compare import ModelLike, RunComparison, compare
 from gradiend.model.gradiend import DEFAULT_PART
 from gradiend.model.localise import by_layer
 from gradiend.model.runs import label_runs, load_gradiend
+from gradiend.model.word_rows import DEFAULT_REGION
 from gradiend.visualizer._common import DEFAULT_DPI, import_pyplot
 from gradiend.visualizer.importance import plot_importance_by_layer as draw_importance_by_layer
 from gradiend.visualizer.topk import draw_similarity_heatmap, draw_topk_heatmap, draw_topk_venn
@@ -37,15 +38,17 @@ def plot_topk_overlap_heatmap(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    region: str = DEFAULT_REGION,
 ) -> dict[str, Any]:
-    """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set).
+    """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set) of
+    the runs' top-k sets in ``region`` (default ``rest``: all but the feature words' rows).
 
     ``models`` are runs (see ``compute_similarity_matrix``) or a ``RunComparison``, drawn with
-    its own ``topk`` and ranking. Returns ``{"path", "figure", "data": {"labels", "matrix"
-    (list of rows), "topk", "part", "value"}}``.
+    its own ``topk``, ranking and region. Returns ``{"path", "figure", "data": {"labels",
+    "matrix" (list of rows), "topk", "part", "value", "region"}}``.
     """
     import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
-    found = _comparison(models, topk, part, value)
+    found = _comparison(models, topk, part, value, region)
     return draw_topk_heatmap(
         found.overlap(value), found.topk, value, output_path, show, img_format, dpi
     )
@@ -59,16 +62,18 @@ def plot_topk_overlap_venn(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    region: str = DEFAULT_REGION,
 ) -> dict[str, Any]:
-    """Venn diagram of the runs' top-k sets: matplotlib-venn for 2–3 runs, UpSet bars for 4–6.
+    """Venn diagram of the runs' top-k sets in ``region``: matplotlib-venn for 2–3 runs, UpSet
+    bars for 4–6; identical sets are drawn as one circle named after all of them.
 
-    ``models`` are runs or a ``RunComparison`` (its own ``topk`` and ranking). Returns
-    ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part"}}`` where
-    ``regions`` maps the tuple of labels of the sets a region lies in (exactly those) to its
-    element count.
+    ``models`` are runs or a ``RunComparison`` (its own ``topk``, ranking and region). Returns
+    ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part", "region",
+    "identical"}}`` where ``regions`` maps the tuple of labels of the sets a region lies in
+    (exactly those) to its element count.
     """
     import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
-    found = _comparison(models, topk, part)
+    found = _comparison(models, topk, part, region=region)
     if found.topk_sets is None or found.regions is None:
         raise ValueError("a Venn diagram needs the top-k sets of single runs (not seed groups)")
     return draw_topk_venn(
@@ -80,6 +85,7 @@ def plot_topk_overlap_venn(
         show,
         img_format,
         dpi,
+        region=found.region,
     )
 
 
@@ -93,9 +99,10 @@ def plot_similarity_heatmap(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    region: str = DEFAULT_REGION,
 ) -> dict[str, Any]:
-    """Heatmap of any ``compute_similarity_matrix`` measure, of a ready similarity DataFrame,
-    or of a ``RunComparison``'s frame.
+    """Heatmap of any ``compute_similarity_matrix`` measure (over ``region``), of a ready
+    similarity DataFrame, or of a ``RunComparison``'s frame.
 
     Signed measures (``cosine_signed``, ``spearman_signed``) use a diverging −1…1 scale; the
     others 0…1 (or 0…max for top-k counts). Returns ``{"path", "figure", "data": {"labels",
@@ -108,7 +115,8 @@ def plot_similarity_heatmap(
         frame = models.frame
     else:
         sets_topk = topk if measure == "topk_overlap" else None
-        frame = compare(models, measure, sets_topk, part, value, vector_topk=topk).frame
+        found = compare(models, measure, sets_topk, part, value, vector_topk=topk, region=region)
+        frame = found.frame
     args = (measure, part, topk, value, output_path, show, img_format, dpi)
     return draw_similarity_heatmap(frame, *args)
 
@@ -122,9 +130,12 @@ def plot_importance_by_layer(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    region: str = DEFAULT_REGION,
+    scale: str = "log",
 ) -> dict[str, Any]:
     """Heatmap of each run's importance share (``mass_share`` or ``topk_share`` of the top-k
-    dimensions) per layer × module type; several runs side by side on one colour scale.
+    dimensions) of ``region`` (default ``rest``: all but the feature words' own embedding rows)
+    per layer × module type; several runs side by side on one (``log`` or ``linear``) scale.
 
     ``models`` is one run or several, as for ``compute_similarity_matrix`` (GradiendModel,
     ModelWithGradiend or run folder), or ready importance tables. Returns ``{"path",
@@ -136,17 +147,21 @@ def plot_importance_by_layer(
     tables = {
         label: run
         if isinstance(run, pd.DataFrame)
-        else by_layer(load_gradiend(run), part, topk, by_module_type=True)
+        else by_layer(load_gradiend(run), part, topk, by_module_type=True, region=region)
         for label, run in label_runs(models).items()
     }
     args = (part, topk, value, output_path, show, img_format, dpi)
-    return draw_importance_by_layer(tables, *args)
+    return draw_importance_by_layer(tables, *args, region=region, scale=scale)
 
 
 def _comparison(
-    models: Runs, topk: int | float, part: str | None, value: str = "intersection_frac"
+    models: Runs,
+    topk: int | float,
+    part: str | None,
+    value: str = "intersection_frac",
+    region: str = DEFAULT_REGION,
 ) -> RunComparison:
     """The comparison to draw: ``models`` itself, or the top-k comparison of the runs."""
     if isinstance(models, RunComparison):
         return models
-    return compare(models, "topk_overlap", topk, part, value)
+    return compare(models, "topk_overlap", topk, part, value, region=region)

@@ -28,6 +28,7 @@ from gradiend.model.files import finite_weights, inside, read_tensors
 from gradiend.model.hub import GradiendHubMixin, model_card, resolve_pretrained
 from gradiend.model.importance import DEFAULT_PART, PARTS, SNR_EPS
 from gradiend.model.localise import by_layer, by_module
+from gradiend.model.word_rows import DEFAULT_REGION
 
 __all__ = [
     "DEFAULT_PART",
@@ -220,32 +221,44 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         return importance_mod.bias(self)
 
     def get_topk_weights(
-        self, part: str | None = None, topk: int | float = 1000, global_indices: bool = True
+        self,
+        part: str | None = None,
+        topk: int | float = 1000,
+        global_indices: bool = True,
+        region: str = DEFAULT_REGION,
     ) -> torch.Tensor:
         """Top dimensions by importance of ``part`` (default: ``snr`` or ``decoder-fit``, see
         ``resolve_part``), most important first; base-global indices by default.
 
-        ``topk`` is a count (int) or a fraction of ``input_dim`` (float, rounded up).
+        ``topk`` is a count (int) or a fraction (float, rounded up) of the dimensions in
+        ``region``: ``"rest"`` (default: all but the feature words' embedding rows),
+        ``"word_rows"`` or ``"all"`` (``gradiend.model.word_rows``).
         """
-        k = _resolve_k(topk, self.input_dim)
-        local = torch.topk(self.get_weight_importance(part), k).indices.cpu()
-        return self.global_indices()[local] if global_indices else local
+        return importance_mod.topk_indices(self, part, topk, global_indices, region)
 
     def importance_by_module(
-        self, part: str | None = None, topk: int | float = 1000, level: str = "param"
+        self,
+        part: str | None = None,
+        topk: int | float = 1000,
+        level: str = "param",
+        region: str = DEFAULT_REGION,
     ) -> Any:
         """Where the feature lives: share of importance mass and of the top-``topk`` dimensions
-        per parameter tensor (``level="param"``: columns param, layer, module, dims, mass,
-        mass_share, topk, topk_share) or per module type (``level="module"``), as a DataFrame,
-        largest mass first (see ``gradiend.model.localise``)."""
-        return by_module(self, part, topk, level)
+        of ``region`` per parameter tensor (``level="param"``: columns param, layer, module,
+        dims, mass, mass_share, topk, topk_share) or per module type (``level="module"``), as a
+        DataFrame, largest mass first (see ``gradiend.model.localise``)."""
+        return by_module(self, part, topk, level, region)
 
     def importance_by_layer(
-        self, part: str | None = None, topk: int | float = 1000, by_module_type: bool = False
+        self,
+        part: str | None = None,
+        topk: int | float = 1000,
+        by_module_type: bool = False,
+        region: str = DEFAULT_REGION,
     ) -> Any:
-        """Share of importance mass and of top-``topk`` dimensions per layer (or per layer and
-        module type with ``by_module_type``), as a DataFrame in layer order."""
-        return by_layer(self, part, topk, by_module_type)
+        """Share of importance mass and of top-``topk`` dimensions of ``region`` per layer (or
+        per layer and module type with ``by_module_type``), as a DataFrame in layer order."""
+        return by_layer(self, part, topk, by_module_type, region)
 
     def get_update_vector(self, feature_factor: float = 1.0, part: str = "decoder") -> torch.Tensor:
         """The vector added to the base parameters: ``decoder(ff)`` or the raw vector of ``part``."""

@@ -18,15 +18,22 @@ the diagonal Fisher; ``set_neutral_scale``): the feature's signal over the dimen
 sensitivity to any text, i.e. where the feature lives rather than where every text moves the
 model (``docs/pruning.md`` has the measurements). ``decoder-weight`` (|W_d|, the incumbent's)
 stays.
+
+Rankings look at one ``region`` of the dimensions (``gradiend.model.word_rows``): by default the
+``rest``, i.e. everything but the feature tokens' own embedding rows, which otherwise take the
+top of every ranking; ``topk_indices`` ranks inside a region.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
+
+from gradiend.model.word_rows import DEFAULT_REGION, region_positions
 
 if TYPE_CHECKING:
     from gradiend.model.gradiend import GradiendModel
@@ -102,6 +109,38 @@ def weight_vector(model: GradiendModel, part: str = "encoder-weight") -> torch.T
     weights, divisor = _WEIGHTS[model.resolve_part(part)](model)
     out = weights[:, 0].float()
     return out.clone() if divisor is None else out / divisor
+
+
+def resolve_k(topk: int | float, n: int) -> int:
+    """``topk`` as a count out of ``n``: an int as it is (at most ``n``), a float a fraction of
+    ``n`` rounded up (at least 1 when ``n`` > 0)."""
+    if isinstance(topk, float):
+        if not 0 < topk <= 1:
+            raise ValueError(f"a fractional topk must be in (0, 1], got {topk}")
+        return max(min(1, n), min(n, math.ceil(topk * n)))
+    if topk < 1:
+        raise ValueError(f"topk must be ≥ 1, got {topk}")
+    return min(int(topk), n)
+
+
+@torch.no_grad()
+def topk_indices(
+    model: GradiendModel,
+    part: str | None = None,
+    topk: int | float = 1000,
+    global_indices: bool = True,
+    region: str = DEFAULT_REGION,
+) -> torch.Tensor:
+    """The ``topk`` most important dimensions of ``region`` by ``part``, most important first;
+    base-global indices (or local positions). A fractional ``topk`` is of the region's size."""
+    scores = importance(model, part)
+    positions = region_positions(model, region)
+    if positions is None:
+        local = torch.topk(scores, resolve_k(topk, len(scores))).indices.cpu()
+    else:
+        k = resolve_k(topk, len(positions))
+        local = positions[torch.topk(scores[positions.to(scores.device)], k).indices.cpu()]
+    return model.global_indices()[local] if global_indices else local
 
 
 @torch.no_grad()

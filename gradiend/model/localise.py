@@ -4,8 +4,10 @@ Every input dimension is a base-global index inside one base parameter (``ParamM
 importance vector (``GradiendModel.get_weight_importance``) and the top-k dimensions can be
 attributed to parameter tensors, and tensors to a layer (the number after ``layers.``, ``h.``,
 ``layer.``, ``blocks.``) and a module type (the name without the layer part and without
-``.weight``/``.bias``, e.g. ``mlp.down_proj``). Shares are of the model's total importance mass
-and of its top-k dimensions, so they add up to 1 over all tensors.
+``.weight``/``.bias``, e.g. ``mlp.down_proj``). Shares are of the total importance mass and of
+the top-k dimensions of one ``region`` (default ``rest``: every dimension but the feature words'
+own embedding rows, ``gradiend.model.word_rows``), so they add up to 1 over all tensors; the
+ranking is ``GradiendModel.get_topk_weights`` with the same region.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
+
+from gradiend.model.word_rows import DEFAULT_REGION, region_positions, word_mask
 
 if TYPE_CHECKING:
     from gradiend.model.gradiend import GradiendModel
@@ -44,12 +48,17 @@ def split_name(name: str) -> tuple[int | None, str]:
 
 
 def importance_table(
-    model: GradiendModel, part: str | None = None, topk: int | float = 1000
+    model: GradiendModel,
+    part: str | None = None,
+    topk: int | float = 1000,
+    region: str = DEFAULT_REGION,
 ) -> pd.DataFrame:
-    """One row per base parameter tensor holding GRADIEND dimensions (see ``COLUMNS``).
+    """One row per base parameter tensor holding GRADIEND dimensions of ``region`` (see
+    ``COLUMNS``).
 
-    ``mass`` is the summed importance of ``part`` over the tensor's dimensions, ``topk`` the
-    number of the model's top-``topk`` dimensions inside it; ``*_share`` divide by the totals.
+    ``mass`` is the summed importance of ``part`` over the tensor's dimensions in the region,
+    ``topk`` the number of the region's top-``topk`` dimensions inside it; ``*_share`` divide by
+    the totals.
     """
     pmap = model.param_map
     if pmap is None:
@@ -59,9 +68,12 @@ def importance_table(
         )
     importance = model.get_weight_importance(part).double().cpu()
     gidx = model.global_indices().cpu()
+    positions = region_positions(model, region)
+    if positions is not None:
+        gidx, importance = gidx[positions], importance[positions]
     order = torch.argsort(gidx)
     gidx, importance = gidx[order], importance[order]
-    top_local = model.get_topk_weights(part=part, topk=topk, global_indices=True).cpu()
+    top_local = model.get_topk_weights(part, topk, global_indices=True, region=region).cpu()
     top_sorted = torch.sort(top_local).values
     rows = []
     for spec in pmap.specs:
@@ -105,11 +117,15 @@ def group_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def by_module(
-    model: GradiendModel, part: str | None = None, topk: int | float = 1000, level: str = "param"
+    model: GradiendModel,
+    part: str | None = None,
+    topk: int | float = 1000,
+    level: str = "param",
+    region: str = DEFAULT_REGION,
 ) -> pd.DataFrame:
-    """Shares per parameter tensor (``level="param"``) or per module type (``"module"``),
-    largest importance mass first."""
-    frame = importance_table(model, part, topk)
+    """Shares per parameter tensor (``level="param"``) or per module type (``"module"``) of
+    ``region``, largest importance mass first."""
+    frame = importance_table(model, part, topk, region)
     if level == "module":
         frame = group_table(frame, ["module"])
     elif level != "param":
@@ -122,8 +138,30 @@ def by_layer(
     part: str | None = None,
     topk: int | float = 1000,
     by_module_type: bool = False,
+    region: str = DEFAULT_REGION,
 ) -> pd.DataFrame:
-    """Shares per layer (``layer`` is ``<NA>`` for parameters outside the layer stack), or per
-    (layer, module type) with ``by_module_type`` — the table behind the localisation figure."""
-    frame = importance_table(model, part, topk)
+    """Shares of ``region`` per layer (``layer`` is ``<NA>`` for parameters outside the layer
+    stack), or per (layer, module type) with ``by_module_type`` — the table behind the
+    localisation figure."""
+    frame = importance_table(model, part, topk, region)
     return group_table(frame, ["layer", "module"] if by_module_type else ["layer"])
+
+
+def region_summary(
+    model: GradiendModel, part: str | None = None, topk: int | float = 1000
+) -> dict[str, float | int | None]:
+    """How much of the ranking over every dimension the feature words' own rows take: their
+    number of dimensions, share of the importance mass and of the top-``topk`` of ``"all"``
+    (None when the GRADIEND records no word rows)."""
+    words = region_positions(model, "word_rows") if word_mask(model) is not None else None
+    if words is None:
+        return {"word_row_dims": None, "mass_share": None, "topk_share": None}
+    importance = model.get_weight_importance(part).double().cpu()
+    total = float(importance.sum())
+    top = model.get_topk_weights(part, topk, global_indices=False, region="all")
+    in_words = torch.isin(top, words)
+    return {
+        "word_row_dims": len(words),
+        "mass_share": float(importance[words].sum()) / total if total > 0 else None,
+        "topk_share": float(in_words.double().mean()) if len(top) else None,
+    }

@@ -12,17 +12,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from gradiend.evaluator.compare import RunComparison, compare
 from gradiend.evaluator.figures import plot_topk_overlap_heatmap, plot_topk_overlap_venn
+from gradiend.model.localise import region_summary
 from gradiend.report.collect import RunFiles
-from gradiend.run_layout import FIG_LOCATION
-from gradiend.visualizer._common import finish, import_pyplot
 from gradiend.visualizer.convergence import plot_training_convergence
 from gradiend.visualizer.decoder import plot_probability_shifts
 from gradiend.visualizer.encoder import plot_encoder_distributions
+from gradiend.visualizer.importance import plot_importance_by_layer
 
 logger = logging.getLogger(__name__)
 
@@ -88,38 +87,19 @@ def overlap(models: dict[str, str], topk: int | float) -> dict[str, Drawn]:
     }
 
 
-def location(rows: list[dict]) -> Drawn:
-    """Horizontal bars: share of the decoder update's L1 mass per parameter tensor."""
-
-    def make() -> dict:
-        plt = import_pyplot(False)
-        top = rows[:12][::-1]
-        fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
-        ax.barh([r["param"] for r in top], [r["share"] for r in top], color="#4C72B0")
-        ax.set_xlabel("share of |decoder update| mass")
-        ax.tick_params(axis="y", labelsize=8)
-        fig.tight_layout()
-        return finish(fig, {}, None, FIG_LOCATION, False)
-
-    return draw("rewrite location", make)
+def location(model: Any, topk: int | float) -> Drawn:
+    """The importance heatmap (layer × module type) of the run's default ranking and region,
+    the same numbers as ``location_rows``."""
+    return draw(
+        "importance by layer", lambda: plot_importance_by_layer(model, topk=topk, show=False)
+    )
 
 
-def location_rows(model: Any, feature_factor: float = 1.0) -> list[dict]:
-    """Per base-model tensor: dimensions of the GRADIEND in it and its share of the update mass
-    ``|decoder(ff)|`` (largest first) — where a rewrite changes the model."""
-    pmap = model.param_map
-    if pmap is None:
-        return []
-    update = model.get_update_vector(feature_factor).abs().double().cpu().numpy()
-    gidx = model.global_indices().cpu().numpy()
-    offsets = np.array([s.offset for s in pmap.specs])
-    which = np.searchsorted(offsets, gidx, side="right") - 1
-    mass = np.bincount(which, weights=update, minlength=len(pmap.specs))
-    count = np.bincount(which, minlength=len(pmap.specs))
-    total = float(mass.sum()) or 1.0
-    rows = [
-        {"param": s.name, "dims": int(count[i]), "numel": s.numel, "share": float(mass[i] / total)}
-        for i, s in enumerate(pmap.specs)
-        if count[i]
-    ]
-    return sorted(rows, key=lambda r: -r["share"])
+def location_rows(model: Any, topk: int | float) -> tuple[list[dict], dict]:
+    """Where the feature lives, by the ranking itself (``GradiendModel.importance_by_module``,
+    default region ``rest``): per tensor, largest importance mass first; and how much of the
+    ranking over every dimension the feature words' own rows take (``region_summary``)."""
+    if model.param_map is None:
+        return [], {}
+    frame = model.importance_by_module(topk=topk)
+    return frame.to_dict("records"), region_summary(model, topk=topk)

@@ -184,25 +184,35 @@ def section_decoder(run: RunFiles) -> str:
     return report_decoder.section_decoder(run, table, figure, figures.decoder)
 
 
-def section_location(run: RunFiles, model: Any) -> str:
-    out = "<h2>Rewrite location</h2>"
+def section_location(run: RunFiles, model: Any, topk: int | float = 1000) -> str:
+    """Where the feature lives, by the importance ranking itself (``importance_by_module``,
+    region ``rest``), so this section and ``get_topk_weights`` name the same places."""
+    out = "<h2>Where the feature lives</h2>"
     if model is None:
         return out + '<p class="note">no GRADIEND weights</p>'
-    summaries = _decoder_summaries(run)
-    entry = next(iter(summaries.values()), {})
-    ff = float(entry.get("feature_factor", 1.0) or 1.0)
-    rows = figures.location_rows(model, ff)
+    rows, words = figures.location_rows(model, topk)
     if not rows:
         return out + '<p class="note">no parameter map</p>'
     out += (
-        f"<p>Where <code>θ + η·decoder({num(ff, 1)})</code> changes the base model: the share of the "
-        f"update's L1 mass in each parameter tensor ({len(rows)} tensors touched).</p>"
+        "<p>Share of the default ranking's importance mass and of its top-"
+        f"{esc(topk)} dimensions per parameter tensor, over every dimension but the feature "
+        "words' own embedding rows (<code>region='rest'</code>, as "
+        "<code>importance_by_module()</code>).</p>"
     )
-    out += figure(figures.location(rows), "update mass per tensor (largest 12)", "location")
+    if words.get("word_row_dims") is not None:
+        out += (
+            f"<p>The feature words' rows ({words['word_row_dims']:,} dimensions) hold "
+            f"{num(words['mass_share'])} of the mass and {num(words['topk_share'])} of the "
+            f"top-{esc(topk)} over all dimensions (<code>region='word_rows'</code>).</p>"
+        )
+    else:
+        out += '<p class="note">this run records no word rows: every dimension is ranked</p>'
+    out += figure(figures.location(model, topk), "importance share per layer and module type "
+                  "(log scale)", "importance by layer")  # fmt: skip
     out += table(
-        [(f"<code>{esc(r['param'])}</code>", f"{r['dims']:,} of {r['numel']:,}", num(r["share"]))
-         for r in rows[:20]],
-        ["parameter", "dimensions", "share of mass"],
+        [(f"<code>{esc(r['param'])}</code>", f"{r['dims']:,}", num(r["mass_share"]),
+          num(r["topk_share"])) for r in rows[:20]],
+        ["parameter", "dimensions", "share of mass", f"share of top-{topk}"],
     )  # fmt: skip
     if run.rewritten:
         out += (
@@ -254,7 +264,7 @@ def run_sections(run: RunFiles, topk: int | float) -> str:
         section_convergence(run),
         section_encoder(run),
         section_decoder(run),
-        section_location(run, model),
+        section_location(run, model, topk),
         section_seeds(run, topk),
         section_timings(run),
     ]

@@ -9,6 +9,11 @@ The bias is kept: a bias fitted to the two classes' (saturated, asymmetric) pre-
 neutral encodings far from 0 (SmolLM2 demo: −0.09 / 0.02 became 0.37 / 0.54). The decoder is
 not touched. The validation
 summary of the unpruned, the sliced and the re-fitted model is returned for ``training.json``.
+
+Post-pruning ranks every dimension (``region="all"``), the feature words' own embedding rows
+included: they carry the trained words themselves and a rewrite needs them, so they are kept
+when they rank high. The views that ask *where* the feature lives (``get_topk_weights``,
+localisation, ``compare``) rank the ``rest`` by default (``gradiend.model.word_rows``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from gradiend.trainer.arguments import PostPruneConfig
 
 logger = logging.getLogger(__name__)
 
+REGION = "all"  # post-pruning keeps the most important dimensions overall, word rows included
 _SUMMARY_KEYS = ("correlation", "mean_by_class", "std_by_class", "n_by_class")
 
 
@@ -81,6 +87,7 @@ def post_prune(
         full = pre_activations(model, sources)
     record: dict = {
         "part": model.resolve_part(cfg.part),
+        "region": REGION,
         "topk": cfg.topk,
         "threshold": cfg.threshold,
         "dims_before": before_dim,

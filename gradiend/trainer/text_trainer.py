@@ -26,9 +26,11 @@ from gradiend.data.examples import ExampleTable
 from gradiend.data.fingerprint import data_hash
 from gradiend.lm import fisher as fisher_mod
 from gradiend.lm.devices import model_devices
+from gradiend.lm.items import build_items
 from gradiend.lm.loading import BaseLM, describe_model
 from gradiend.lm.mlm_head import MLMHead
 from gradiend.lm.objectives import Objective
+from gradiend.model import word_rows
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.run_layout import CONTEXT, FIG_CONVERGENCE, FIG_IMPORTANCE, TRAINING, RunLayout
@@ -295,7 +297,10 @@ class TextPredictionTrainer:
         )  # fmt: skip
         training.add_batches(setup, args, self.layout, fingerprint, self.progress)
         training.add_validation(setup, args, self.labels(setup.val_df), self.progress)
-        meta = self._metadata()
+        meta = self._metadata()  # + the feature tokens' embedding rows (their own region)
+        meta[word_rows.METADATA_KEY] = word_rows.record(
+            lm.model, word_rows.target_token_ids(setup.train_items)
+        )
 
         def fit() -> None:  # rank 0 trains (the GRADIEND is small) and writes every artefact
             t = time.perf_counter()
@@ -416,6 +421,9 @@ class TextPredictionTrainer:
 
     def _wrap(self, gradiend: GradiendModel) -> ModelWithGradiend:
         objective = objective_mod.objective_for(self._objective(), gradiend.metadata)
+        if word_rows.METADATA_KEY not in gradiend.metadata:  # saved before they were recorded
+            items = build_items(self.table.split("train"), self._objective())
+            word_rows.set_word_rows(gradiend, word_rows.target_token_ids(items), self._base().model)
         return ModelWithGradiend(self._base(), gradiend, objective=objective)
 
     # ------------------------------------------------------------------ results

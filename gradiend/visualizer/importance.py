@@ -1,6 +1,12 @@
 """Where the feature lives: a heatmap of importance share per layer (rows) and module type
 (columns), one panel per run, drawn from (layer, module) importance tables
-(``GradiendModel.importance_by_layer(by_module_type=True)``).
+(``GradiendModel.importance_by_layer(by_module_type=True)``, by default of the ``rest`` region:
+every dimension but the feature words' own embedding rows).
+
+Every layer from the first to the last gets a labelled row (a layer without selected
+parameters is an empty row, not a gap), parameters outside the layer stack are the ``other``
+row, and the colour scale is logarithmic by default, so shares of 0.001 and 0.5 are both
+visible; empty cells stay blank.
 
 Runs given as folders are loaded by the public ``gradiend.visualizer.plot_importance_by_layer``
 (``gradiend.evaluator.figures``); this module draws tables, and asks an object that computes its
@@ -23,11 +29,13 @@ from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot
 logger = logging.getLogger(__name__)
 
 VALUES = ("mass_share", "topk_share")
+SCALES = ("log", "linear")
+LOG_RANGE = 1e4  # a log scale spans four decades below its largest share
 Tables = Mapping[str, Any] | Sequence[Any] | Any
 
 
 def importance_tables(
-    runs: Tables, part: str | None = None, topk: int | float = 1000
+    runs: Tables, part: str | None = None, topk: int | float = 1000, region: str = "rest"
 ) -> dict[str, pd.DataFrame]:
     """Label → (layer, module) table of one run or several (a mapping keeps its labels, others
     are ``model <i>``): a table is taken as it is, any other run is asked for its table."""
@@ -38,10 +46,10 @@ def importance_tables(
         labelled = {f"model {i}": run for i, run in enumerate(runs)}
     if not labelled:
         raise ValueError("no runs to draw")
-    return {label: _table(run, part, topk) for label, run in labelled.items()}
+    return {label: _table(run, part, topk, region) for label, run in labelled.items()}
 
 
-def _table(run: Any, part: str | None, topk: int | float) -> pd.DataFrame:
+def _table(run: Any, part: str | None, topk: int | float, region: str) -> pd.DataFrame:
     if isinstance(run, pd.DataFrame):
         return run
     source = run if hasattr(run, "importance_by_layer") else getattr(run, "gradiend", None)
@@ -50,7 +58,7 @@ def _table(run: Any, part: str | None, topk: int | float) -> pd.DataFrame:
             f"cannot draw {type(run).__name__}: pass an importance table or a GradiendModel; "
             "gradiend.visualizer.plot_importance_by_layer also loads run folders"
         )
-    return source.importance_by_layer(part, topk, by_module_type=True)
+    return source.importance_by_layer(part, topk, by_module_type=True, region=region)
 
 
 def importance_grid(
@@ -58,13 +66,15 @@ def importance_grid(
     part: str | None = None,
     topk: int | float = 1000,
     value: str = "mass_share",
+    region: str = "rest",
 ) -> dict[str, Any]:
-    """The numbers of the figure: shared ``layers`` and ``modules`` axes and per run a matrix
-    ``[layer][module]`` of ``value`` (0 where a run has no dimension there)."""
+    """The numbers of the figure: shared ``layers`` (every layer from the first to the last,
+    then ``other``) and ``modules`` axes and per run a matrix ``[layer][module]`` of ``value``
+    (0 where a run has no dimension there)."""
     if value not in VALUES:
         raise ValueError(f"value must be one of {VALUES}, got {value!r}")
-    tables = importance_tables(runs, part, topk)
-    layers = sorted({_layer_label(x) for t in tables.values() for x in t["layer"]}, key=_order)
+    tables = importance_tables(runs, part, topk, region)
+    layers = _all_layers({_layer_label(x) for t in tables.values() for x in t["layer"]})
     modules = sorted({m for t in tables.values() for m in t["module"]})
     matrices = {}
     for label, table in tables.items():
@@ -81,8 +91,11 @@ def _layer_label(layer: Any) -> str:
     return "other" if layer is None or layer is np.nan or str(layer) == "<NA>" else str(layer)
 
 
-def _order(label: str) -> tuple[int, int]:
-    return (1, 0) if label == "other" else (0, int(label))
+def _all_layers(found: set[str]) -> list[str]:
+    """Every layer number from the smallest to the largest found (no gaps), then ``other``."""
+    numbers = sorted(int(x) for x in found if x != "other")
+    layers = [str(i) for i in range(numbers[0], numbers[-1] + 1)] if numbers else []
+    return layers + (["other"] if "other" in found else [])
 
 
 def plot_importance_by_layer(
@@ -94,38 +107,68 @@ def plot_importance_by_layer(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    region: str = "rest",
+    scale: str = "log",
 ) -> dict[str, Any]:
     """Heatmap of each run's importance share (``mass_share`` or ``topk_share`` of the top-k
-    dimensions) per layer × module type; several runs side by side on one colour scale.
+    dimensions) of ``region`` per layer × module type; several runs side by side on one colour
+    scale (``log`` by default, or ``linear``).
 
     ``models`` is one run or several: importance tables, or GradiendModels (or anything with a
     ``.gradiend`` one) that compute theirs. Returns ``{"path", "figure", "data":
     importance_grid}``.
     """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     plt = import_pyplot(show)  # fail early when the plot extra is missing
-    data = importance_grid(models, part, topk, value)
-    data.update(part=part, topk=topk)
+    data = importance_grid(models, part, topk, value, region)
+    data.update(part=part, topk=topk, region=region, scale=scale)
     labels, layers, modules = list(data["matrices"]), data["layers"], data["modules"]
-    width = max(3.0, 0.45 * len(modules) + 1.5)
-    height = max(3.0, 0.28 * len(layers) + 2.0)
+    width = max(3.5, 0.5 * len(modules) + 2.0)
+    height = max(3.5, 0.3 * len(layers) + 0.12 * max(map(len, modules), default=0) + 1.5)
     fig, axes = plt.subplots(
-        1, len(labels), figsize=(width * len(labels) + 1.2, height), squeeze=False
-    )
-    vmax = max((max(map(max, m)) for m in data["matrices"].values() if m), default=1.0) or 1.0
+        1, len(labels), figsize=(width * len(labels) + 1.5, height), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    norm = _norm(data["matrices"], scale)
     image = None
     for ax, label in zip(axes[0], labels, strict=True):
-        grid = np.asarray(data["matrices"][label])
-        image = ax.imshow(grid, cmap="magma_r", vmin=0.0, vmax=vmax, aspect="auto")
+        grid = np.asarray(data["matrices"][label], dtype=float)
+        shown = np.ma.masked_less_equal(grid, 0.0)  # empty cells stay blank
+        image = ax.imshow(shown, cmap="magma_r", norm=norm, aspect="auto")
         if len(layers) * len(modules) <= 120:
-            for (i, j), v in np.ndenumerate(grid):
-                if v >= 0.005:
-                    colour = "white" if v > 0.55 * vmax else "black"
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=colour)
+            _annotate(ax, grid, norm)
         ax.set_xticks(range(len(modules)), modules, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(len(layers)), layers, fontsize=8)
-        ax.set_title(label if len(labels) > 1 else "Importance by layer and module", fontsize=9)
+        ax.set_yticks(range(len(layers)), layers, fontsize=8 if len(layers) <= 40 else 6)
+        ax.set_title(label if len(labels) > 1 else f"Importance by layer and module ({region})")
         ax.set_xlabel("module type")
     axes[0][0].set_ylabel("layer")
     what = "importance mass" if value == "mass_share" else f"top-{topk} dimensions"
-    fig.colorbar(image, ax=list(axes[0]), fraction=0.046, pad=0.04, label=f"share of {what}")
+    colour_label = f"share of {what}" + (" (log scale)" if scale == "log" else "")
+    fig.colorbar(image, ax=list(axes[0]), fraction=0.046, pad=0.04, label=colour_label)
     return finish(fig, data, output_path, FIG_IMPORTANCE, show, img_format, dpi)
+
+
+def _norm(matrices: dict[str, list], scale: str) -> Any:
+    """One colour normalisation for every panel: log over ``LOG_RANGE`` below the largest share
+    (or down to the smallest positive one), else linear from 0."""
+    from matplotlib import colors  # the optional plot extra, imported with pyplot above
+
+    values = np.concatenate([np.ravel(np.asarray(m, dtype=float)) for m in matrices.values()])
+    positive = values[values > 0]
+    vmax = float(positive.max()) if positive.size else 1.0
+    if scale == "linear":
+        return colors.Normalize(vmin=0.0, vmax=vmax)
+    smallest = float(positive.min()) / 2 if positive.size else vmax  # the smallest stays tinted
+    vmin = max(smallest, vmax / LOG_RANGE)
+    return colors.LogNorm(vmin=min(vmin, vmax / 10), vmax=vmax)
+
+
+def _annotate(ax: Any, grid: np.ndarray, norm: Any) -> None:
+    """The share in each non-empty cell, white on dark cells."""
+    for (i, j), v in np.ndenumerate(grid):
+        if v <= 0:
+            continue
+        colour = "white" if float(norm(max(v, norm.vmin))) > 0.6 else "black"
+        text = f"{v:.2f}" if v >= 0.01 else f"{v:.0e}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)

@@ -49,7 +49,7 @@ def draw_topk_heatmap(
     fig = _draw_matrix(
         plt,
         frame,
-        title=f"Top-{topk} overlap ({frame.attrs.get('part')})",
+        title=f"Top-{topk} overlap ({_ranking(frame.attrs.get('part'), frame.attrs.get('region'))})",
         colour_label=_value_label(value, topk),
         limits=(0.0, _colour_max(matrix, value)),
         integer=value == "intersection",
@@ -60,8 +60,15 @@ def draw_topk_heatmap(
         "topk": topk,
         "part": frame.attrs.get("part"),  # the ranking used (each run's default when not asked)
         "value": value,
+        "region": frame.attrs.get("region"),
     }
     return finish(fig, data, output_path, FIG_TOPK_OVERLAP_HEATMAP, show, img_format, dpi)
+
+
+def _ranking(part: str | None, region: str | None) -> str:
+    """``part`` and, when known, the region of dimensions it ranked (e.g. ``snr, rest``)."""
+    part = part or "each run by its default ranking"
+    return f"{part}, {region}" if region else part
 
 
 def _colour_max(matrix: np.ndarray, value: str) -> float:
@@ -108,7 +115,7 @@ def draw_similarity_heatmap(
         limits = (-1.0, 1.0)
     else:
         limits = (0.0, _colour_max(matrix, "intersection") if counts else 1.0)
-    title = f"{attrs['measure']} ({attrs['part']})"
+    title = f"{attrs['measure']} ({_ranking(attrs['part'], attrs.get('region'))})"
     fig = _draw_matrix(plt, frame, title, str(attrs["measure"]), limits, integer=counts)
     data = {"labels": [str(x) for x in frame.index], "matrix": matrix.tolist()}
     data.update({k: attrs[k] for k in ("measure", "part", "topk", "value")})
@@ -171,23 +178,27 @@ def draw_topk_venn(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    region: str | None = None,
 ) -> dict[str, Any]:
     """Venn diagram of top-k sets and their regions (``RunComparison.topk_sets``/``regions``):
-    matplotlib-venn for 2–3 runs, UpSet bars for 4–6.
+    matplotlib-venn for 2–3 runs, UpSet bars for 4–6. Identical sets are drawn once, as one
+    circle named after all of them (``A = B``), so identical runs look identical.
 
-    Returns ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part"}}``
-    where ``regions`` maps the tuple of labels of the sets a region lies in (exactly those) to
-    its element count.
+    Returns ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part",
+    "region", "identical"}}`` where ``regions`` maps the tuple of labels of the sets a region
+    lies in (exactly those) to its element count and ``identical`` lists the groups of labels
+    whose sets are equal (drawn as one).
     """
     plt = import_pyplot(show)
     if not 2 <= len(sets) <= 6:
         raise ValueError(f"a Venn diagram compares 2 to 6 runs, got {len(sets)}")
     regions = dict(regions)
+    merged = merge_identical(sets)
     if len(sets) <= 3:
-        fig = _draw_venn(plt, sets)
+        fig = _draw_venn(plt, merged)
     else:
         fig = _draw_upset(plt, sets, regions)
-    fig.suptitle(f"Top-{topk} overlap ({part or 'each run by its default ranking'})")
+    fig.suptitle(f"Top-{topk} overlap ({_ranking(part, region)})")
     fig.tight_layout()
     data = {
         "labels": list(sets),
@@ -195,13 +206,38 @@ def draw_topk_venn(
         "regions": regions,
         "topk": topk,
         "part": part,
+        "region": region,
+        "identical": [label.split(" = ") for label in merged if " = " in label],
     }
     return finish(fig, data, output_path, FIG_TOPK_OVERLAP_VENN, show, img_format, dpi)
 
 
+def merge_identical(sets: Mapping[str, set[int]]) -> dict[str, set[int]]:
+    """The distinct sets, each labelled by every label that has it (``"A = B"``), in order."""
+    merged: dict[str, set[int]] = {}
+    for label, members in sets.items():
+        same = next((k for k, v in merged.items() if v == members), None)
+        if same is None:
+            merged[label] = members
+        else:
+            merged[f"{same} = {label}"] = merged.pop(same)
+    return merged
+
+
 def _draw_venn(plt: Any, sets: Mapping[str, set[int]]) -> Any:
-    venn = import_venn()
+    """A Venn diagram of 1–3 distinct sets; a single set (every run identical) is one circle."""
     fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    if len(sets) == 1:
+        ((label, members),) = sets.items()
+        ax.add_patch(plt.Circle((0.0, 0.0), 1.0, color="#3b6ea8", alpha=0.5))
+        ax.text(0.0, 0.0, str(len(members)), ha="center", va="center", fontsize=14)
+        ax.text(0.0, -1.15, f"{label} (identical sets)", ha="center", va="top", fontsize=11)
+        ax.set_xlim(-1.4, 1.4)
+        ax.set_ylim(-1.5, 1.2)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        return fig
+    venn = import_venn()
     draw = venn.venn2 if len(sets) == 2 else venn.venn3
     draw(list(sets.values()), set_labels=list(sets), ax=ax)
     return fig

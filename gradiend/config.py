@@ -45,6 +45,7 @@ from gradiend.config_read import (
 from gradiend.config_values import check, coerce
 from gradiend.data import TextFilterConfig, TextPredictionDataCreator, TextPreprocessConfig
 from gradiend.model.steering import SteeringMixin
+from gradiend.model.word_rows import DEFAULT_REGION
 from gradiend.trainer import TextPredictionTrainer, TrainingArguments
 from gradiend.trainer.data_checks import check_run_id
 
@@ -72,6 +73,7 @@ class CompareArgs:
     measure: str = "topk_overlap"
     output_dir: str | Path | None = None
     img_format: str = "png"
+    region: str = DEFAULT_REGION
 
 
 def _targets() -> dict[str, Callable]:

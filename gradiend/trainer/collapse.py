@@ -21,14 +21,17 @@ logger = logging.getLogger(__name__)
 class CollapseRule:
     """When validation encodings count as collapsed (see the module docstring).
 
-    ``min_offset``: both class means on one side and their midpoint at least this far from 0
-    (encodings lie in [−1, 1]); ``max_separation``: half the gap between the class means below
-    this fraction of their pooled standard deviation; ``patience``: evaluations in a row.
+    ``min_offset``: both class means on one side, each at least this far from 0 (encodings
+    lie in [−1, 1]: ``tanh`` saturated); ``max_separation``: half the gap between the class
+    means below this fraction of their pooled standard deviation and below ``max_gap``;
+    ``patience``: evaluations in a row. (A first rule, midpoint ≥ 0.5 from 0, also fired on
+    healthy planted runs whose bias moves before the classes separate.)
     """
 
     patience: int = 2
-    min_offset: float = 0.5
+    min_offset: float = 0.9
     max_separation: float = 0.1
+    max_gap: float = 0.02
 
     def reason(self, summary: dict, target_classes: tuple[str, ...]) -> str | None:
         """Why this evaluation looks collapsed, or ``None`` when the classes are apart."""
@@ -39,13 +42,13 @@ class CollapseRule:
         a, b = (float(means[c]) for c in target_classes[:2])
         if not (math.isfinite(a) and math.isfinite(b)):
             return None
-        offset, gap = (a + b) / 2, abs(a - b) / 2
+        gap = abs(a - b) / 2
         names = f"{target_classes[0]} {a:+.2f}, {target_classes[1]} {b:+.2f}"
-        if a * b > 0 and abs(offset) >= self.min_offset:
+        if a * b > 0 and min(abs(a), abs(b)) >= self.min_offset:
             return f"both classes encode to one side ({names})"
         sa, sb = (float(stds.get(c) or 0.0) for c in target_classes[:2])
         spread = math.sqrt((sa * sa + sb * sb) / 2)
-        if gap <= self.max_separation * spread or gap < 1e-6:
+        if gap <= min(self.max_separation * spread, self.max_gap) or gap < 1e-6:
             return f"the class means are not apart ({names}, spread {spread:.2f})"
         return None
 

@@ -17,6 +17,7 @@ from gradiend.lm.checks import (
     nonfinite_error,
     read_safetensors,
 )
+from gradiend.run_layout import HF_CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def inside(folder: Path, name: Any, key: str) -> Path:
         outside = not any(real.is_relative_to(root) for root in _roots(folder))
     if outside:
         raise ValueError(
-            f"{folder / 'config.json'}: {key} {text!r} leads outside the GRADIEND folder "
+            f"{folder / HF_CONFIG}: {key} {text!r} leads outside the GRADIEND folder "
             f"{folder} (an absolute path, a '..' part or a symlink out), and a GRADIEND reads "
             "only files inside its own folder. Fix: name a file in the folder (as "
             "save_pretrained writes it, e.g. 'mapping_indices.safetensors'), or re-save the "

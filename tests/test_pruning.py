@@ -79,7 +79,8 @@ def test_post_pruned_model_stores_only_kept_global_indices(runs, kind):
     full = _unpruned_seed_model(trainer)
     k = pruned.input_dim
     assert k == pytest.approx(0.05 * full.input_dim, abs=1)
-    expected = torch.sort(full.get_topk_weights("decoder-fit", k)).values
+    # post-pruning ranks every dimension, the feature words' own rows included (region="all")
+    expected = torch.sort(full.get_topk_weights("decoder-fit", k, region="all")).values
     assert torch.equal(pruned.indices, expected)
     reloaded = GradiendModel.from_pretrained(trainer.model_dir)
     assert torch.equal(reloaded.indices, pruned.indices)
@@ -92,17 +93,16 @@ def test_topk_global_indices_agree_between_pruned_and_unpruned(runs, kind):
     pruned, full = trainer.get_model().gradiend, _unpruned_seed_model(trainer)
     for topk in (1, 10, 100, pruned.input_dim):
         for part in ("decoder-fit",):  # the ranking post-pruning kept the dimensions by
-            a = pruned.get_topk_weights(part, topk)
-            b = full.get_topk_weights(part, topk)
+            a = pruned.get_topk_weights(part, topk, region="all")  # post-pruning's region
+            b = full.get_topk_weights(part, topk, region="all")
             # the same dimensions (the order of near-ties may differ by float rounding)
             assert torch.equal(torch.sort(a).values, torch.sort(b).values), (topk, part)
     # the pre-pruned run's post-pruned selection stays inside its pre-pruned dimensions
     pre = runs[kind]["pre"].get_model()
     sub = pre.prune_gradiend(topk=50, inplace=False)
-    assert set(sub.get_topk_weights(topk=50).tolist()) <= set(pre.gradiend.indices.tolist())
-    assert set(sub.get_topk_weights(topk=50).tolist()) == set(
-        pre.get_topk_weights(topk=50).tolist()
-    )
+    top = sub.get_topk_weights(topk=50, region="all")
+    assert set(top.tolist()) <= set(pre.gradiend.indices.tolist())
+    assert set(top.tolist()) == set(pre.gradiend.get_topk_weights(topk=50, region="all").tolist())
 
 
 @pytest.mark.parametrize("kind", KINDS)

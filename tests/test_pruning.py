@@ -100,7 +100,7 @@ def test_topk_global_indices_agree_between_pruned_and_unpruned(runs, kind):
     # the pre-pruned run's post-pruned selection stays inside its pre-pruned dimensions
     pre = runs[kind]["pre"].get_model()
     sub = pre.prune_gradiend(topk=50, inplace=False)
-    top = sub.get_topk_weights(topk=50, region="all")
+    top = sub.gradiend.get_topk_weights(topk=50, region="all")
     assert set(top.tolist()) <= set(pre.gradiend.indices.tolist())
     assert set(top.tolist()) == set(pre.gradiend.get_topk_weights(topk=50, region="all").tolist())
 

@@ -345,8 +345,12 @@ def test_duplicates_across_splits_warn(planted, tmp_path):
     for df in data.values():
         df["split"] = ["train"] * 30 + ["validation"] * 5 + ["test"] * 5
         df.loc[35, "masked"] = df.loc[0, "masked"]  # a training sentence also in test
-    with pytest.warns(MeaninglessResultWarning, match="more than one split.*drop_duplicates"):
+    with pytest.warns(
+        MeaninglessResultWarning, match="more than one split.*drop_duplicates"
+    ) as rec:
         make_trainer(planted, tmp_path, data=data)
+    # the warning names the caller's line, not the constructor wrapper inside the library
+    assert [w.filename for w in rec if w.category is MeaninglessResultWarning] == [__file__]
 
 
 # --------------------------------------------------------------------------- the base model

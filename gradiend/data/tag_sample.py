@@ -203,7 +203,7 @@ def check_sample(sample: TagSample | None, pipeline: str) -> None:
         ) + " (tag_sample_size=0 skips this check)"
         if len(r.toks) >= MIN_EVIDENCE:
             raise DataInputError("feature_targets", problem, fix)
-        warn(logger, f"{problem}. Fix: {fix}", stacklevel=5)
+        warn(logger, f"{problem}. Fix: {fix}")
 
 
 def _warn_dead_words(r: RuleSample, hits: int) -> None:

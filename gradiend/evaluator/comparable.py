@@ -63,7 +63,7 @@ def check_comparable(models: Mapping[str, list[Any]]) -> None:
                     f"({_name(ref_base)} vs {_name(base)}) of the same layout: the same index "
                     "is the same parameter, but of different weights"
                 )
-                warn(logger, msg, stacklevel=4)
+                warn(logger, msg)
                 ref_base = base  # warn once per change
 
 

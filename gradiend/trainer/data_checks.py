@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 def warn(message: str) -> None:
     """Log and raise a ``MeaninglessResultWarning`` (visible in scripts and notebooks), pointing
     at the user's call (check → stage → trainer method → user)."""
-    _warn(logger, message, stacklevel=6)
+    _warn(logger, message)
 
 
 # --------------------------------------------------------------------------- trainer inputs

@@ -522,8 +522,10 @@ def _recompute(model, tok, prefixes, words, texts) -> tuple[float, float]:
 # issue's (base P ≈ 0.02). On the Ding sentences (base P 0.026) the budget's edge gives 6.9×
 # along decoder(ff) and 13× along the Fisher-preconditioned direction. The demo's template
 # sentences have ambiguous subjects (base P 0.079, so 10× would be P ≈ 0.8): 3-4× plain, 6×
-# Fisher. The test holds the measured effects with some margin.
-MIN_GAIN = {"demo": {"plain": 2.5, "fisher": 5.0}, "ding": {"plain": 5.0, "fisher": 10.0}}
+# Fisher. Since the selection keeps a 20 % margin for the held-out check (+0.8 % on the
+# selection texts), Fisher on Ding gives 8.1× (0.026 → 0.212). The test holds the measured
+# effects with some margin.
+MIN_GAIN = {"demo": {"plain": 2.5, "fisher": 5.0}, "ding": {"plain": 5.0, "fisher": 7.0}}
 N_BUDGET, N_FISHER = 150, 32
 
 

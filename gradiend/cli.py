@@ -25,6 +25,7 @@ from gradiend.cli_parser import build_parser, strength_problem
 from gradiend.config import ConfigError, RunConfig
 from gradiend.data.inputs import DataInputError
 from gradiend.demo import DemoConfig, demo_config
+from gradiend.evaluator.converged_runs import unconverged_of
 from gradiend.evaluator.decoder_describe import describe as describe_decoder
 from gradiend.model.hub import is_repo_id, resolve_pretrained
 from gradiend.model.with_gradiend import load_context
@@ -43,13 +44,33 @@ from gradiend.pipeline import (
 )
 from gradiend.report import write_report
 from gradiend.report.target import report_target
+from gradiend.trainer.convergence_check import UnconvergedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 # --------------------------------------------------------------------------- subcommands
-def _config(ns: argparse.Namespace) -> RunConfig:
-    return RunConfig.load(ns.config, ns.set or [], trust_remote_code=ns.trust_remote_code)
+def _config(ns: argparse.Namespace, allowed: tuple[str, ...] = ()) -> RunConfig:
+    """The run config with ``--set``; with ``--allow-unconverged`` the ``allowed`` sections get
+    ``allow_unconverged: true``."""
+    sets = list(ns.set or [])
+    if getattr(ns, "allow_unconverged", False):
+        sets += [f"{section}.allow_unconverged=true" for section in allowed]
+    return RunConfig.load(ns.config, sets, trust_remote_code=ns.trust_remote_code)
+
+
+def _check_trained(model_dirs: list[str], allow: bool) -> list[str]:
+    """Lines naming each saved GRADIEND that did not converge; refused (``UnconvergedError``,
+    exit 1) unless ``--allow-unconverged``, so a script does not go on with it silently."""
+    found = {d: what for d in model_dirs if (what := unconverged_of(d)) is not None}
+    if found and not allow:
+        listed = "; ".join(f"{d}: {what}" for d, what in found.items())
+        raise UnconvergedError(
+            f"the GRADIEND did not converge ({listed}). It is saved, but evaluate, rewrite and "
+            "compare refuse it: retrain it (the training log and training.json's advice say "
+            "what to change), or pass --allow-unconverged to go on with it"
+        )
+    return [f"NOT CONVERGED (allowed by --allow-unconverged): {d}: {w}" for d, w in found.items()]
 
 
 def _demo(ns: argparse.Namespace) -> int:
@@ -120,6 +141,7 @@ def _train(ns: argparse.Namespace) -> int:
                     f"(converged: {o['converged']}) -> {o['model_dir']}"
                     for o in outs
                 ]
+                + _check_trained([o["model_dir"] for o in outs], ns.allow_unconverged)
             )
         return EXIT_OK
     cfg = _config(ns)
@@ -132,12 +154,13 @@ def _train(ns: argparse.Namespace) -> int:
             f"GRADIEND: {out['model_dir']}",
             f"run directory: {out['run_dir']}",
         ]
+        + _check_trained([out["model_dir"]], ns.allow_unconverged)
     )
     return EXIT_OK
 
 
 def _evaluate(ns: argparse.Namespace) -> int:
-    cfg = _config(ns)
+    cfg = _config(ns, ("evaluate_encoder", "evaluate_decoder"))
     cfg.require("trainer.model", why="the base model the GRADIEND was trained on")
     out = evaluate(
         cfg,
@@ -158,7 +181,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
 
 
 def _rewrite(ns: argparse.Namespace) -> int:
-    cfg = _config(ns)
+    cfg = _config(ns, ("rewrite_base_model",))
     cfg.require("trainer.model", why="the base model to rewrite")
     out = rewrite(cfg, _checked(build_evaluation, cfg, with_data=False, require_model=True))
     _print([f"rewritten model ({out['target_class']}): {out['rewritten_model']}"])
@@ -167,7 +190,8 @@ def _rewrite(ns: argparse.Namespace) -> int:
 
 def _compare(ns: argparse.Namespace) -> int:
     _check_runs(ns.runs, need=2, model=True)
-    out = compare_runs(ns.runs, ns.topk, ns.part, ns.measure, ns.output_dir)
+    out = compare_runs(ns.runs, ns.topk, ns.part, ns.measure, ns.output_dir,
+                       allow_unconverged=ns.allow_unconverged)  # fmt: skip
     width = max(len(label) for label in out["labels"])
     lines = [f"{ns.measure} (top {ns.topk}, {out['part']}):"]
     for label, row in zip(out["labels"], out["matrix"], strict=True):
@@ -175,6 +199,7 @@ def _compare(ns: argparse.Namespace) -> int:
     for key in ("csv", "heatmap", "venn"):
         if out.get(key):
             lines.append(f"{key}: {out[key]}")
+    lines += [f"NOT CONVERGED: {label}: {what}" for label, what in out["unconverged"].items()]
     _print(lines)
     return EXIT_OK
 
@@ -182,7 +207,7 @@ def _compare(ns: argparse.Namespace) -> int:
 def _report(ns: argparse.Namespace) -> int:
     _check_runs(ns.runs, need=1)
     report_target(ns.runs, ns.output)  # refused here (exit 2) before any figure is drawn
-    path = write_report(ns.runs, ns.output, topk=ns.topk)
+    path = write_report(ns.runs, ns.output, topk=ns.topk, allow_unconverged=ns.allow_unconverged)
     _print([f"report: {path}"])
     return EXIT_OK
 
@@ -352,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataInputError) as err:  # bad input, reported before the work
         sys.stderr.write(f"gradiend {ns.command}: error: {err}\n")
         return EXIT_USAGE
+    except UnconvergedError as err:  # the run failed to train a feature: not bad input
+        hint = "" if "--allow-unconverged" in str(err) else " (command line: --allow-unconverged)"
+        sys.stderr.write(f"gradiend {ns.command}: not converged: {err}{hint}\n")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("gradiend: interrupted\n")
         return 130

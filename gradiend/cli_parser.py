@@ -144,6 +144,13 @@ def _add_demo(sub: _Subparsers) -> None:
     _config_args(demo, required=False)
 
 
+def _unconverged_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--allow-unconverged``: go on with a GRADIEND whose training did not converge."""
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help=f"{what} a GRADIEND whose training did not converge (collapsed or too "
+                        "short), marked as such; refused without (docs/training.md#collapse)")  # fmt: skip
+
+
 def _add_stages(sub: _Subparsers) -> None:
     """``data``, ``train``, ``evaluate`` and ``rewrite``: the stages that run on a config."""
     _config_args(
@@ -155,15 +162,19 @@ def _add_stages(sub: _Subparsers) -> None:
     train.add_argument("--pairs", nargs="+", metavar="A,B",
                        help="train one run per class pair (run_id/<A>_<B>); under torchrun the "
                             "pairs are spread over the ranks (docs/distributed.md)")  # fmt: skip
+    train.add_argument("--allow-unconverged", action="store_true",
+                       help="exit 0 when the trained GRADIEND did not converge (it is saved "
+                            "either way; without the flag that exits 1)")  # fmt: skip
     ev = _subcommand(sub, "evaluate", "evaluate the trained GRADIEND's encoder and/or decoder")
     _config_args(ev)
     only = ev.add_mutually_exclusive_group()
     only.add_argument("--encoder-only", action="store_true")
     only.add_argument("--decoder-only", action="store_true")
     ev.add_argument("--no-plot", action="store_true", help="skip the figures")
-    _config_args(
-        _subcommand(sub, "rewrite", "save the base model rewritten at the selected decoder point")
-    )
+    _unconverged_arg(ev, "evaluate")
+    rw = _subcommand(sub, "rewrite", "save the base model rewritten at the selected decoder point")
+    _config_args(rw)
+    _unconverged_arg(rw, "rewrite the base model with")
 
 
 def _add_compare(sub: _Subparsers) -> None:
@@ -183,6 +194,7 @@ def _add_compare(sub: _Subparsers) -> None:
                      choices=["topk_overlap", "cosine", "cosine_signed", "spearman",
                               "spearman_signed", "mass_overlap"])  # fmt: skip
     cmp.add_argument("-o", "--output-dir", default=None, help="where the files go")
+    _unconverged_arg(cmp, "compare")
 
 
 def _add_report(sub: _Subparsers) -> None:
@@ -194,6 +206,7 @@ def _add_report(sub: _Subparsers) -> None:
     rep.add_argument("-o", "--output", default=None,
                      help="HTML file (default RUN_DIR/report.html; comparison: ./report.html)")  # fmt: skip
     rep.add_argument("--topk", type=_topk, default=1000, help="top-k for the overlap figures")
+    _unconverged_arg(rep, "compare (several runs)")
 
 
 def _add_steer(sub: _Subparsers) -> None:

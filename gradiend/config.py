@@ -74,6 +74,7 @@ class CompareArgs:
     output_dir: str | Path | None = None
     img_format: str = "png"
     region: str = DEFAULT_REGION
+    allow_unconverged: bool = False
 
 
 def _targets() -> dict[str, Callable]:

@@ -243,17 +243,20 @@ def compare_runs(
     output_dir: str | Path | None = None,
     img_format: str = "png",
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> dict[str, Any]:
     """Similarity matrix of several runs (run or model folders), its heatmap and the top-k
     Venn diagram (UpSet bars beyond three runs), by importance ``part`` (default: each run's
     own ranking, see ``GradiendModel.resolve_part``) over ``region`` (default ``rest``: all but
     the feature words' own embedding rows). Every run is loaded once (``compare``).
     Writes ``similarity.csv``, ``topk_heatmap.<fmt>`` (``similarity_heatmap.<fmt>`` for a
-    measure other than ``topk_overlap``) and ``topk_venn.<fmt>`` into ``output_dir`` when given."""
+    measure other than ``topk_overlap``) and ``topk_venn.<fmt>`` into ``output_dir`` when given.
+    A run that did not converge is refused unless ``allow_unconverged`` (then marked)."""
     runs = [str(r) for r in runs or []]
     if len(runs) < 2:
         raise ValueError(f"compare needs at least two runs, got {len(runs)}")
-    found = compare(label_runs(runs), measure=measure, topk=topk, part=part, region=region)
+    found = compare(label_runs(runs), measure=measure, topk=topk, part=part, region=region,
+                    allow_unconverged=allow_unconverged)  # fmt: skip
     out_dir = Path(output_dir) if output_dir is not None else None
 
     def path(stem: str) -> Path | None:
@@ -273,6 +276,7 @@ def compare_runs(
         "heatmap": heat["path"],
         "venn": venn["path"],
         "regions": venn["data"]["regions"],
+        "unconverged": found.unconverged,
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +318,7 @@ def run_all(cfg: RunConfig, plot: bool = True) -> dict[str, Any]:
     seeds = seed_dirs(trainer.run_dir)
     if len(seeds) >= 2 and plot:
         kw = {k: v for k, v in cfg.section("compare").items() if k not in ("runs", "output_dir")}
+        kw.setdefault("allow_unconverged", True)  # the kept GRADIEND converged; a seed is marked
         cmp = compare_runs(seeds, output_dir=trainer.run_dir, **kw)
         out.update(
             topk_heatmap_plot=cmp["heatmap"], topk_venn_plot=cmp["venn"], topk_overlap=cmp["matrix"]

@@ -26,6 +26,11 @@ default ``rest``, everything but the feature words' own embedding rows. Those ro
 of every ranking (they are where the trained words are), so over ``"all"`` two runs whose
 encoders are unrelated still share almost every top-k dimension; ``"word_rows"`` compares only
 them.
+
+Runs that did not converge (their ``training.json`` says so) are refused with
+``UnconvergedError`` unless ``allow_unconverged=True``; then their labels carry
+``" (NOT CONVERGED)"`` in the frame, the top-k sets and every figure drawn from them
+(``gradiend.evaluator.converged_runs``).
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gradiend.evaluator.comparable import check_comparable
+from gradiend.evaluator.converged_runs import check_runs, marked
 from gradiend.model.gradiend import DEFAULT_PART, GradiendModel
 from gradiend.model.runs import RunLike, label_runs, load_gradiend
 from gradiend.model.word_rows import DEFAULT_REGION, check_region, region_positions
@@ -93,18 +99,22 @@ def topk_sets(
     topk: int | float = 1000,
     part: str = DEFAULT_PART,
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> dict[str, set[int]]:
     """Base-global indices of each run's ``topk`` most important dimensions of ``part`` in
     ``region`` (default ``rest``: all but the feature words' embedding rows).
 
     ``topk`` is a count or a fraction of each run's own dimensions in the region. Runs given as
-    paths are loaded one at a time and released, so many large runs fit in memory.
+    paths are loaded one at a time and released, so many large runs fit in memory. An
+    unconverged run is refused unless ``allow_unconverged`` (then its label is marked).
     """
     check_region(region)
     labelled = label_runs(models)
-    check_comparable({label: [model] for label, model in labelled.items()})
+    groups = {label: [model] for label, model in labelled.items()}
+    bad = check_runs(groups, "topk_sets", allow_unconverged)
+    check_comparable(groups)
     return {
-        label: _topk_set(load_gradiend(model), topk, part, region)
+        marked(label, bad): _topk_set(load_gradiend(model), topk, part, region)
         for label, model in labelled.items()
     }
 
@@ -227,6 +237,8 @@ class RunComparison:
     ``topk_sets`` (label → base-global indices of the run's top ``topk`` by
     ``sets_part``) and their Venn ``regions`` are there when ``topk`` was given and every label is
     a single run. ``requested_part`` is the ``part`` asked for (None: each run's default).
+    ``unconverged`` maps the (marked) label of each run that did not converge, compared because
+    ``allow_unconverged=True`` was passed, to what its training record says.
     """
 
     labels: tuple[str, ...]
@@ -239,6 +251,7 @@ class RunComparison:
     sets_part: str | None = None
     requested_part: str | None = None
     region: str = DEFAULT_REGION
+    unconverged: dict[str, str] = field(default_factory=dict)
 
     def overlap(self, value: str = "intersection") -> pd.DataFrame:
         """Pairwise top-k overlaps (``intersection`` counts or ``intersection_frac``), from the
@@ -271,6 +284,7 @@ def compare(
     *,
     vector_topk: int | float | None = None,
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> RunComparison:
     """Compare runs once: the similarity frame of ``measure``, each run's top-``topk`` set and
     their Venn regions, every run loaded (and its ranking resolved) a single time.
@@ -280,12 +294,16 @@ def compare(
     use all dimensions unless ``vector_topk`` restricts each run to its own top-k first. The
     top-k sets rank by ``part`` (default each run's own ranking), also for a vector measure.
     Sets, vectors and masses are of ``region``'s dimensions (default ``rest``: all but the
-    feature words' own embedding rows; ``word_rows`` or ``all``).
+    feature words' own embedding rows; ``word_rows`` or ``all``). A run whose training did not
+    converge raises ``UnconvergedError`` unless ``allow_unconverged=True``, which compares it
+    with its label marked ``" (NOT CONVERGED)"`` (listed in ``unconverged``).
     """
     frame_topk = topk if measure == "topk_overlap" else vector_topk
     _check_args(measure, value, aggregate, frame_topk)
     check_region(region)
     groups = {label: _members(m) for label, m in label_runs(models).items()}
+    bad = check_runs(groups, "compare", allow_unconverged)
+    groups = {marked(label, bad): members for label, members in groups.items()}
     check_comparable(groups)
     want_sets = topk is not None and all(len(ms) == 1 for ms in groups.values())
     frame_part = part or _DEFAULT_PART[measure]
@@ -305,6 +323,8 @@ def compare(
                 sets_resolved.add(ranking)
     frame = _frame(groups, flat, measure, value, aggregate, frame_topk, resolved)
     frame.attrs["region"] = region
+    unconverged = {marked(label, bad): what for label, what in bad.items()}
+    frame.attrs["unconverged"] = list(unconverged)
     return RunComparison(
         labels=tuple(groups),
         measure=measure,
@@ -316,6 +336,7 @@ def compare(
         sets_part=", ".join(sorted(sets_resolved)) if want_sets else None,
         requested_part=part,
         region=region,
+        unconverged=unconverged,
     )
 
 
@@ -327,6 +348,7 @@ def compute_similarity_matrix(
     value: str = "intersection_frac",
     aggregate: str = "mean",
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> pd.DataFrame:
     """Pairwise similarity of runs as a DataFrame labelled by run on both axes.
 
@@ -334,13 +356,14 @@ def compute_similarity_matrix(
     folder, or a list of those (a *seed group*: the cell is ``aggregate`` over all pairs of
     distinct members). ``part`` defaults per measure (see the module docstring); ``topk`` is
     required for ``topk_overlap`` and optional otherwise. ``value`` applies to
-    ``topk_overlap`` only; ``region`` as for ``compare``. The DataFrame's ``attrs`` record
-    measure, part, topk, value and region.
+    ``topk_overlap`` only; ``region`` and ``allow_unconverged`` as for ``compare``. The
+    DataFrame's ``attrs`` record measure, part, topk, value, region and the unconverged runs.
     """
     sets_topk = topk if measure == "topk_overlap" else None
     found = compare(
-        models, measure, sets_topk, part, value, aggregate, vector_topk=topk, region=region
-    )
+        models, measure, sets_topk, part, value, aggregate, vector_topk=topk, region=region,
+        allow_unconverged=allow_unconverged,
+    )  # fmt: skip
     return found.frame
 
 

@@ -3,7 +3,9 @@
 These are the public ``gradiend.visualizer.plot_topk_overlap_heatmap``,
 ``plot_topk_overlap_venn``, ``plot_similarity_heatmap`` and ``plot_importance_by_layer``; the
 drawing itself is in ``gradiend.visualizer`` and sees only values. Each accepts a
-``RunComparison`` in place of the runs, so one comparison can feed several figures.
+``RunComparison`` in place of the runs, so one comparison can feed several figures. A run
+that did not converge is refused unless ``allow_unconverged=True``; its label then carries
+``" (NOT CONVERGED)"`` on every axis, legend and Venn circle.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def plot_topk_overlap_heatmap(
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> dict[str, Any]:
     """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set) of
     the runs' top-k sets in ``region`` (default ``rest``: all but the feature words' rows).
@@ -48,7 +51,7 @@ def plot_topk_overlap_heatmap(
     "matrix" (list of rows), "topk", "part", "value", "region"}}``.
     """
     import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
-    found = _comparison(models, topk, part, value, region)
+    found = _comparison(models, topk, part, value, region, allow_unconverged)
     return draw_topk_heatmap(
         found.overlap(value), found.topk, value, output_path, show, img_format, dpi
     )
@@ -63,6 +66,7 @@ def plot_topk_overlap_venn(
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> dict[str, Any]:
     """Venn diagram of the runs' top-k sets in ``region``: matplotlib-venn for 2–3 runs, UpSet
     bars for 4–6; identical sets are drawn as one circle named after all of them.
@@ -73,7 +77,7 @@ def plot_topk_overlap_venn(
     (exactly those) to its element count.
     """
     import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
-    found = _comparison(models, topk, part, region=region)
+    found = _comparison(models, topk, part, region=region, allow_unconverged=allow_unconverged)
     if found.topk_sets is None or found.regions is None:
         raise ValueError("a Venn diagram needs the top-k sets of single runs (not seed groups)")
     return draw_topk_venn(
@@ -100,6 +104,7 @@ def plot_similarity_heatmap(
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> dict[str, Any]:
     """Heatmap of any ``compute_similarity_matrix`` measure (over ``region``), of a ready
     similarity DataFrame, or of a ``RunComparison``'s frame.
@@ -115,7 +120,8 @@ def plot_similarity_heatmap(
         frame = models.frame
     else:
         sets_topk = topk if measure == "topk_overlap" else None
-        found = compare(models, measure, sets_topk, part, value, vector_topk=topk, region=region)
+        found = compare(models, measure, sets_topk, part, value, vector_topk=topk, region=region,
+                        allow_unconverged=allow_unconverged)  # fmt: skip
         frame = found.frame
     args = (measure, part, topk, value, output_path, show, img_format, dpi)
     return draw_similarity_heatmap(frame, *args)
@@ -160,8 +166,13 @@ def _comparison(
     part: str | None,
     value: str = "intersection_frac",
     region: str = DEFAULT_REGION,
+    allow_unconverged: bool = False,
 ) -> RunComparison:
-    """The comparison to draw: ``models`` itself, or the top-k comparison of the runs."""
+    """The comparison to draw: ``models`` itself, or the top-k comparison of the runs (an
+    unconverged run refused unless ``allow_unconverged``; its label is marked then)."""
     if isinstance(models, RunComparison):
         return models
-    return compare(models, "topk_overlap", topk, part, value, region=region)
+    return compare(
+        models, "topk_overlap", topk, part, value, region=region,
+        allow_unconverged=allow_unconverged,
+    )  # fmt: skip

@@ -72,11 +72,16 @@ def decoder(run: RunFiles) -> Drawn:
     )
 
 
-def overlap(models: dict[str, str], topk: int | float) -> dict[str, Drawn]:
+def overlap(
+    models: dict[str, str], topk: int | float, allow_unconverged: bool = False
+) -> dict[str, Drawn]:
     """The top-k heatmap and Venn diagram of the runs, both drawn from one comparison (each run
-    loaded once); when the runs cannot be compared, both figures carry the reason."""
+    loaded once; an unconverged run marked when allowed); when the runs cannot be compared, both
+    figures carry the reason."""
     try:
-        found: RunComparison = compare(models, "topk_overlap", topk)
+        found: RunComparison = compare(
+            models, "topk_overlap", topk, allow_unconverged=allow_unconverged
+        )
     except Exception as err:  # noqa: BLE001 - the comparison must not take down the report
         logger.warning("report: overlap figures left out: %s: %s", type(err).__name__, err)
         reason = (None, f"{type(err).__name__}: {err}")

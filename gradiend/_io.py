@@ -32,18 +32,25 @@ def tmp_prefix(name: str) -> str:
     return f".gradiend-tmp-{os.getpid()}-{name}."
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON to ``path`` atomically (temp file in the same folder, then rename)."""
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then one rename.
+    The file gets the mode a plain write gives (mkstemp's 0600 would hide it from others)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_json_default)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON to ``path`` atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def read_json(path: str | Path) -> Any:

@@ -26,6 +26,15 @@ def warn(logger: logging.Logger, message: str, stacklevel: int | None = None) ->
 def _user_level() -> int:
     """``stacklevel`` of the first frame outside the package, counted from ``warn``'s caller."""
     frame, level = sys._getframe(2), 2
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+    while frame is not None and (_inside(frame.f_code) or _dataclass_init(frame.f_code)):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _inside(code) -> bool:
+    return str(Path(code.co_filename).resolve()).startswith(_PACKAGE)
+
+
+def _dataclass_init(code) -> bool:
+    """The ``__init__`` that ``dataclasses`` generates (its file is ``<string>``)."""
+    return code.co_filename == "<string>" and code.co_name == "__init__"

@@ -6,6 +6,7 @@ A run folder is the contract between training, evaluation, comparison, the repor
         model/                      the GRADIEND (config.json, model.safetensors, training.json, …)
         seeds/seed_<n>/             each seed's GRADIEND (with more than one seed)
         seeds/seed_report.json      every tried seed and the winner
+        seeds/seed_stability.json   top-k overlap of the convergent seeds (seed analysis)
         decoder_results.json        selected points of evaluate_decoder (read by the rewrite):
                                     the latest per class, and an index of every evaluation
         decoder_evaluations/<key>.json  each evaluate_decoder call's results (settings hash)
@@ -16,6 +17,7 @@ A run folder is the contract between training, evaluation, comparison, the repor
         decoder_mlm_head/           the MLM head of a decoder-only model (clm_mlm_head)
         gradiend_config.json        the resolved CLI config
         timings.json                wall time per stage
+        lr_search.json              the learning-rate search's probes (learning_rate="auto")
         <class>_rewritten/          rewritten base models saved by the CLI
         *.png                       figures
 
@@ -45,6 +47,7 @@ CARD = "README.md"
 SEEDS = "seeds"
 SEED_PREFIX = "seed_"
 SEED_REPORT = "seed_report.json"
+SEED_STABILITY = "seed_stability.json"
 DECODER_RESULTS = "decoder_results.json"
 DECODER_GRID = "decoder_grid_cache.json"
 DECODER_HISTORY = "decoder_evaluations"
@@ -59,6 +62,14 @@ RUN_CONFIG = "gradiend_config.json"
 # a base model's Hugging Face folder (same name as a GRADIEND's config, another file)
 HF_CONFIG = "config.json"
 TIMINGS = "timings.json"
+LR_SEARCH = "lr_search.json"
+# periodic checkpoints, the runtime monitor's heartbeat and the trackers' logs (docs/training.md)
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_PREFIX = "step_"
+CHECKPOINT_STATE = "state.json"
+CHECKPOINT_TENSORS = "state.safetensors"
+RUNTIME_MONITOR = "runtime_monitor.jsonl"
+TRACKING_LOGS = "logs"
 REWRITTEN_SUFFIX = "_rewritten"
 SIMILARITY_CSV = "similarity.csv"
 # figure stems (``<stem>.<img_format>``)
@@ -69,6 +80,9 @@ FIG_SHIFTS = "decoder_probability_shifts"
 FIG_TOPK_HEATMAP = "topk_heatmap"
 FIG_SIMILARITY_HEATMAP = "similarity_heatmap"
 FIG_VENN = "topk_venn"
+FIG_SEED_ENCODER = "multi_seed_encoder_by_target"
+FIG_SEED_CONVERGENCE = "multi_seed_training_convergence"
+FIG_SEED_DISPERSION = "seed_dispersion_heatmap"
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -96,17 +110,23 @@ class RunLayout:
 
     run_dir: Path
     model_dir: Path
+    seeds_root: Path | None = None  # TrainingArguments.seed_runs_dir (default <run>/seeds)
 
     @classmethod
     def from_args(
-        cls, experiment_dir: str | Path | None, run_id: str | None, output_dir: str | Path | None
+        cls,
+        experiment_dir: str | Path | None,
+        run_id: str | None,
+        output_dir: str | Path | None,
+        seed_runs_dir: str | Path | None = None,
     ) -> RunLayout:
         """The layout ``TrainingArguments`` describe: ``experiment_dir/run_id`` (default
-        ``runs``), the model in ``output_dir`` or ``<run>/model``."""
+        ``runs``), the model in ``output_dir`` or ``<run>/model``, the seeds in
+        ``seed_runs_dir`` or ``<run>/seeds``."""
         base = Path(experiment_dir or "runs")
         run_dir = base / run_id if run_id else base
         model_dir = Path(output_dir) if output_dir else run_dir / MODEL_DIR
-        return cls(run_dir, model_dir)
+        return cls(run_dir, model_dir, Path(seed_runs_dir) if seed_runs_dir else None)
 
     @classmethod
     def find(cls, path: str | Path) -> RunLayout:
@@ -149,7 +169,7 @@ class RunLayout:
     # ------------------------------------------------------------------ seeds
     @property
     def seeds_dir(self) -> Path:
-        return self.run_dir / SEEDS
+        return self.seeds_root if self.seeds_root is not None else self.run_dir / SEEDS
 
     def seed_dir(self, seed: int) -> Path:
         return self.seeds_dir / f"{SEED_PREFIX}{seed}"
@@ -157,6 +177,14 @@ class RunLayout:
     @property
     def seed_report(self) -> Path:
         return self.seeds_dir / SEED_REPORT
+
+    @property
+    def seed_stability(self) -> Path:
+        return self.seeds_dir / SEED_STABILITY
+
+    def seed_layout(self, seed: int) -> RunLayout:
+        """One seed's folder as a run of its own (its evaluations are written beside it)."""
+        return RunLayout(self.seed_dir(seed), self.seed_dir(seed))
 
     def seed_runs(self) -> list[Path]:
         """Saved seed runs (``seeds/seed_*`` holding a GRADIEND), in name order."""
@@ -198,6 +226,23 @@ class RunLayout:
     def mlm_head(self) -> Path:
         return self.run_dir / MLM_HEAD
 
+    def checkpoint_dir(self, seed: int, key: str) -> Path:
+        """The periodic checkpoints of one seed attempt (``key``: its fingerprint's hash)."""
+        return self.run_dir / CHECKPOINTS / f"{SEED_PREFIX}{seed}-{key}"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.run_dir / CHECKPOINTS
+
+    @property
+    def runtime_monitor(self) -> Path:
+        return self.run_dir / RUNTIME_MONITOR
+
+    @property
+    def tracking_logs(self) -> Path:
+        """Where the trackers of ``report_to`` write by default (``logging_dir`` overrides)."""
+        return self.run_dir / TRACKING_LOGS
+
     @property
     def run_config(self) -> Path:
         return self.run_dir / RUN_CONFIG
@@ -205,6 +250,10 @@ class RunLayout:
     @property
     def timings(self) -> Path:
         return self.run_dir / TIMINGS
+
+    @property
+    def lr_search(self) -> Path:
+        return self.run_dir / LR_SEARCH
 
     def rewritten_dir(self, target_class: str) -> Path:
         """``<run>/<class>_rewritten``, the class id made one safe folder name."""

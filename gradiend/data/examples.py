@@ -9,6 +9,7 @@ a ``datasets`` object or a hub id. See ``docs/data-format.md``.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradiend._warn import _user_level
 from gradiend.data.heldout import vocabulary_split
 from gradiend.data.hub import load_hub_data
+from gradiend.data.pairing import (
+    ClassOptions,
+    draw_transitions,
+    fill_paired_classes,
+    match_case,
+    merge_classes,
+    pre_paired,
+    restrict_classes,
+)
+from gradiend.data.transitions import resolve_selection, transition_id
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +42,8 @@ _SPLIT_ALIASES = {
     "eval": "validation",
 }
 _WORD_FALLBACKS = ("label", "token", "source", "target")
+HELDOUT, RANDOM = "heldout", "random"  # split_col values that name a split instead of a column
+SPLIT_MODES = (HELDOUT, RANDOM)
 
 
 @dataclass
@@ -40,9 +54,14 @@ class ExampleTable:
     target_classes: list[str]
     all_classes: list[str]
     split_info: dict = field(default_factory=dict)
+    transitions: list[str] = field(default_factory=list)  # the trained ones, as "a→b"
+    base: pd.DataFrame | None = field(default=None, repr=False)  # split sentences, for others
+    draw: tuple | None = field(default=None, repr=False)  # (options, seed, by_split)
+    _others: pd.DataFrame | None = field(default=None, repr=False)
 
-    def split(self, name: str) -> pd.DataFrame:
-        """Rows of split ``name`` (falling back as the incumbent does when it is empty)."""
+    def split(self, name: str, include_other: bool = False) -> pd.DataFrame:
+        """Rows of split ``name`` (falling back as the incumbent does when it is empty);
+        ``include_other``: with the rows of every untrained transition (``other_rows``)."""
         order = {
             "train": SPLITS,
             "validation": ("validation", "test", "train"),
@@ -53,8 +72,29 @@ class ExampleTable:
             if len(rows):
                 if s != name:
                     logger.warning("no %s rows; using the %s split instead", name, s)
+                if include_other:
+                    other = self.other_rows()
+                    rows = pd.concat([rows, other[other["split"] == s]], ignore_index=True)
                 return rows
         raise ValueError("the data has no rows in any split")
+
+    def other_rows(self) -> pd.DataFrame:
+        """Rows of every transition between the classes that is not trained (evaluation only,
+        ``include_other_classes``); drawn once, with their own seeded generator."""
+        if self._others is None:
+            if self.base is None or self.draw is None:
+                return self.df.iloc[:0]
+            options, seed, by_split = self.draw
+            done = set(self.transitions)
+            todo = [(a, b) for a in self.all_classes for b in self.all_classes
+                    if a != b and transition_id(a, b) not in done]  # fmt: skip
+            rows = draw_transitions(self.base, todo, options, seed + 7919, by_split)
+            rows["transition"] = rows["factual_class"] + "→" + rows["alternative_class"]
+            start = int(self.df["feature_class_id"].max()) + 1 if len(self.df) else 0
+            ids = {t: start + i for i, t in enumerate(dict.fromkeys(rows["transition"]))}
+            rows["feature_class_id"] = rows["transition"].map(ids).astype(int)
+            self._others = rows.reset_index(drop=True)
+        return self._others
 
 
 def read_table(
@@ -116,50 +156,79 @@ def build_examples(
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     hf_config: str | None = None,
     hf_split: str | list[str] | None = None,
+    options: ClassOptions | None = None,
 ) -> ExampleTable:
-    """Validate the data and build the canonical pair (and identity) rows. Cheap: no model use.
+    """Validate the data and build the canonical transition rows. Cheap: no model use.
 
-    ``split_col=None`` splits by held-out vocabulary (``gradiend.data.heldout``); a missing split
-    column gives a seeded random split per class.
+    ``split_col``: a column of train/validation/test; ``"heldout"`` (or ``None``) splits by
+    held-out vocabulary (``gradiend.data.heldout``); ``"random"`` a seeded random split per
+    class. A missing split column also gives the random split. ``options``: merged classes,
+    ``all_classes``, counterfactuals per sentence, ratios and the trained transitions
+    (``gradiend.data.pairing.ClassOptions``).
     """
-    needed = None if target_classes is None or add_identity_for_other_classes else target_classes
-    table = read_table(data, needed, hf_config, hf_split)
+    options = options or ClassOptions(split_ratios=split_ratios)
+    table = read_table(data, _needed(target_classes, options, add_identity_for_other_classes),
+                       hf_config, hf_split)  # fmt: skip
     if isinstance(table, dict):
         base = _from_per_class(table, masked_col, split_col)
     else:
-        base = _from_unified(
-            table,
-            masked_col,
-            split_col,
-            label_col,
-            label_class_col,
-            alternative_col,
-            alternative_class_col,
-        )
+        cols = (label_col, label_class_col, alternative_col, alternative_class_col)
+        base = _from_unified(table, masked_col, split_col, *cols)
+    base = restrict_classes(merge_classes(base, options), options)
     all_classes = list(dict.fromkeys(base["factual_class"]))
     targets = _resolve_targets(target_classes, all_classes)
-    if split_col is None:
-        base["split"], split_info = vocabulary_split(base, seed, split_ratios)
-    elif "split" not in base.columns or base["split"].isna().all():
-        logger.info("data has no split column: making a seeded %s split per class", split_ratios)
-        base["split"] = _random_split(base, seed, split_ratios)
-        split_info = {"mode": "random", "ratios": list(split_ratios), "seed": seed}
-    else:
-        base["split"] = base["split"].map(_norm_split)
-        split_info = {"mode": "column", "column": split_col}
-    rows = _pair_rows(base, targets, seed, by_split=split_col is None)
+    fill_paired_classes(base, targets, all_classes)
+    base["split"], split_info, by_split = _assign_splits(base, split_col, seed, options)
+    transitions = resolve_selection(options.transition_selection, all_classes, targets)
     if add_identity_for_other_classes:
-        others = base[~base["factual_class"].isin(targets)]
-        others = others.drop_duplicates(subset=["masked", "factual", "factual_class"]).copy()
-        others["alternative"] = others["factual"]
-        others["alternative_class"] = others["factual_class"]
-        rows = pd.concat([rows, others], ignore_index=True)
+        transitions += [(c, c) for c in all_classes if c not in targets]
+    transitions = list(dict.fromkeys(transitions))
+    rows = draw_transitions(base, transitions, options, options.seed(seed), by_split)
     rows["transition"] = rows["factual_class"] + "→" + rows["alternative_class"]
     order = {f"{targets[0]}→{targets[1]}": 0, f"{targets[1]}→{targets[0]}": 1}
     for t in rows["transition"]:
         order.setdefault(t, len(order))
     rows["feature_class_id"] = rows["transition"].map(order).astype(int)
-    return ExampleTable(rows.reset_index(drop=True), targets, all_classes, split_info)
+    ids = [transition_id(a, b) for a, b in transitions]
+    draw = (options, options.seed(seed), by_split)
+    return ExampleTable(rows.reset_index(drop=True), targets, all_classes, split_info, ids,
+                        base, draw)  # fmt: skip
+
+
+def _needed(targets, options: ClassOptions, identity: bool) -> list[str] | None:
+    """The raw classes (hub configs) the run reads; None: all of them."""
+    if options.all_classes is not None:
+        wanted = [str(c) for c in options.all_classes]
+    elif targets is None or identity or options.transition_selection is not None:
+        return None
+    else:
+        wanted = [str(c) for c in targets]
+    merge = options.class_merge_map or {}
+    return [str(m) for c in wanted for m in merge.get(c, [c])]
+
+
+def _assign_splits(base: pd.DataFrame, split_col, seed: int, options: ClassOptions):
+    """The ``split`` of every base row, the record saved with the run, and whether the
+    split holds words out (then alternatives are drawn from the row's own split)."""
+    ratios = options.split_ratios
+    if split_col is None or split_col == HELDOUT:
+        if split_col is None:
+            message = (
+                "split_col=None splits by held-out vocabulary here (as gradiend 0.2.3 does); "
+                "later incumbent versions read it as a random row split. Pass "
+                "split_col='heldout' to ask for the held-out split by name (and silence this), "
+                "or split_col='random' for the random split"
+            )
+            logger.warning(message)
+            warnings.warn(message, UserWarning, stacklevel=_user_level())
+        split, info = vocabulary_split(base, seed, ratios)
+        return split, info, True
+    if split_col == RANDOM or "split" not in base.columns or base["split"].isna().all():
+        if split_col != RANDOM:
+            logger.info("data has no split column: making a seeded %s split per class", ratios)
+        info = {"mode": "random", "ratios": list(ratios), "seed": seed}
+        return _random_split(base, seed, ratios), info, False
+    return base["split"].map(_norm_split), {"mode": "column", "column": split_col}, False
 
 
 def _from_per_class(frames: dict[str, pd.DataFrame], masked_col: str, split_col: str | None):
@@ -172,6 +241,10 @@ def _from_per_class(frames: dict[str, pd.DataFrame], masked_col: str, split_col:
                 f"class {cls!r}: no column {masked_col!r}; columns are {list(df.columns)}. "
                 "Pass masked_col= to name the column with the masked text."
             )
+        if cls not in df.columns and {"source", "target"} <= set(df.columns):
+            parts.append(pre_paired(df, masked_col, split_col, df.get("source_id", cls),
+                                     df.get("target_id")))  # fmt: skip
+            continue
         word_col = (
             cls
             if cls in df.columns
@@ -198,6 +271,15 @@ def _from_per_class(frames: dict[str, pd.DataFrame], masked_col: str, split_col:
 
 
 def _from_unified(df, masked_col, split_col, label_col, label_class_col, alt_col, alt_class_col):
+    if label_col not in df.columns and {"source", "target"} <= set(df.columns):
+        cls = df["source_id"] if "source_id" in df.columns else df.get(label_class_col)
+        if cls is None:
+            raise ValueError(
+                "pre-paired rows (source/target columns) need a source_id (or "
+                f"{label_class_col!r}) column naming each source word's class"
+            )
+        alt_cls = df["target_id"] if "target_id" in df.columns else df.get(alt_class_col)
+        return pre_paired(df, masked_col, split_col, cls, alt_cls)
     missing = [c for c in (masked_col, label_col, label_class_col) if c not in df.columns]
     if missing:
         raise ValueError(
@@ -263,50 +345,6 @@ def _random_split(df: pd.DataFrame, seed: int, ratios: tuple[float, float, float
         out[idx[:n_val]] = "validation"
         out[idx[n_val : n_val + n_test]] = "test"
     return out
-
-
-def match_case(word: str, like: str) -> str:
-    """``word`` with the casing pattern of ``like`` (lower, UPPER, Title, else unchanged)."""
-    if like.islower():
-        return word.lower()
-    if like.isupper() and len(like) > 1:
-        return word.upper()
-    if like[:1].isupper() and like[1:].islower():
-        return word[:1].upper() + word[1:].lower()
-    return word
-
-
-def _pair_rows(
-    base: pd.DataFrame, targets: list[str], seed: int, by_split: bool = False
-) -> pd.DataFrame:
-    """A→B and B→A rows; alternatives given in the data or drawn from the other class's words
-    (with ``by_split``, from its words of the row's split, so held-out words stay held out)."""
-    rng = np.random.default_rng(seed)
-    words = {
-        c: base.loc[base["factual_class"] == c, "factual"].str.lower().value_counts(normalize=True)
-        for c in targets
-    }
-    parts = []
-    for cls, other in ((targets[0], targets[1]), (targets[1], targets[0])):
-        rows = base[base["factual_class"] == cls].copy()
-        if "alternative_class" in rows.columns:
-            given = rows["alternative_class"] == other
-            if given.any():
-                parts.append(rows[given])
-                continue
-        drawn = np.empty(len(rows), dtype=object)
-        groups = rows.groupby("split").indices if by_split else {None: np.arange(len(rows))}
-        for split, pos in groups.items():
-            dist = words[other]
-            if split is not None:
-                same = base[(base["factual_class"] == other) & (base["split"] == split)]
-                if len(same):
-                    dist = same["factual"].str.lower().value_counts(normalize=True)
-            drawn[pos] = rng.choice(dist.index.to_numpy(), size=len(pos), p=dist.to_numpy())
-        rows["alternative"] = [match_case(w, f) for w, f in zip(drawn, rows["factual"])]
-        rows["alternative_class"] = other
-        parts.append(rows)
-    return pd.concat(parts, ignore_index=True)
 
 
 def row_words(row: Mapping) -> tuple[list[str], list[str]]:

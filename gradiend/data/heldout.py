@@ -1,6 +1,6 @@
 """Held-out-vocabulary splits: every factual word of a class in exactly one split.
 
-Asked for with ``split_col=None`` (never chosen silently). Rows are grouped per factual class
+Asked for with ``split_col="heldout"`` or ``split_col=None`` (never chosen silently). Rows are grouped per factual class
 by their factual word (stripped, case-folded), and whole groups go to train/validation/test in
 the proportions 0.8/0.1/0.1 (by rows), so the test split measures whether a GRADIEND
 generalises to words it never saw.
@@ -34,7 +34,8 @@ def vocabulary_split(
         keys = word_key(base.loc[idx, "factual"])
         if keys.nunique() < needed:
             raise ValueError(
-                f"split_col=None asks for a held-out-vocabulary split, but class {cls!r} has "
+                f"split_col='heldout' (or None) asks for a held-out-vocabulary split, but class "
+                f"{cls!r} has "
                 f"{keys.nunique()} distinct word(s) ({', '.join(sorted(keys.unique())[:5])}) "
                 f"and {needed} splits need at least {needed}; pass split_col='split' to use the "
                 "data's splits, or add words"

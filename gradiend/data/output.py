@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from gradiend._io import replace_dir, tmp_prefix
+from gradiend._io import replace_dir, tmp_prefix, write_text
 
 FORMATS = ("csv", "parquet", "hf")
 _HINT = "pip install gradiend[data]"
@@ -74,15 +74,7 @@ def write_frame(df: pd.DataFrame, path: Path, output_format: str) -> Path:
 
 def write_json(obj: Any, path: Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
     return path
 
 

@@ -46,6 +46,7 @@ import pandas as pd
 
 from gradiend.evaluator.comparable import check_comparable
 from gradiend.evaluator.converged_runs import check_runs, marked
+from gradiend.evaluator.seed_groups import check_seed_args, group_matrices
 from gradiend.model.gradiend import DEFAULT_PART, GradiendModel
 from gradiend.model.runs import RunLike, label_runs, load_gradiend
 from gradiend.model.word_rows import DEFAULT_REGION, check_region, region_positions
@@ -252,6 +253,8 @@ class RunComparison:
     requested_part: str | None = None
     region: str = DEFAULT_REGION
     unconverged: dict[str, str] = field(default_factory=dict)
+    dispersion: pd.DataFrame | None = None  # seed groups: the spread of each cell's scores
+    n_matrix: pd.DataFrame | None = None  # seed groups: the member pairs behind each cell
 
     def overlap(self, value: str = "intersection") -> pd.DataFrame:
         """Pairwise top-k overlaps (``intersection`` counts or ``intersection_frac``), from the
@@ -285,6 +288,8 @@ def compare(
     vector_topk: int | float | None = None,
     region: str = DEFAULT_REGION,
     allow_unconverged: bool = False,
+    dispersion: str | None = None,
+    seed_pairing_mode: str = "all_pairs",
 ) -> RunComparison:
     """Compare runs once: the similarity frame of ``measure``, each run's top-``topk`` set and
     their Venn regions, every run loaded (and its ranking resolved) a single time.
@@ -296,8 +301,10 @@ def compare(
     Sets, vectors and masses are of ``region``'s dimensions (default ``rest``: all but the
     feature words' own embedding rows; ``word_rows`` or ``all``). A run whose training did not
     converge raises ``UnconvergedError`` unless ``allow_unconverged=True``, which compares it
-    with its label marked ``" (NOT CONVERGED)"`` (listed in ``unconverged``).
+    with its label marked ``" (NOT CONVERGED)"`` (listed in ``unconverged``). Seed groups:
+    ``dispersion`` and ``seed_pairing_mode`` as in ``gradiend.evaluator.seed_groups``.
     """
+    check_seed_args(dispersion, seed_pairing_mode)
     frame_topk = topk if measure == "topk_overlap" else vector_topk
     _check_args(measure, value, aggregate, frame_topk)
     check_region(region)
@@ -306,22 +313,11 @@ def compare(
     groups = {marked(label, bad): members for label, members in groups.items()}
     check_comparable(groups)
     want_sets = topk is not None and all(len(ms) == 1 for ms in groups.values())
-    frame_part = part or _DEFAULT_PART[measure]
-    resolved: set[str] = set()
-    sets_resolved: set[str] = set()
-    flat: list[Any] = []
-    sets: dict[str, set[int]] = {}
-    for label, members in groups.items():
-        for model in members:
-            gradiend = load_gradiend(model)  # released at the next run: one in memory at a time
-            features, used = _features(gradiend, measure, frame_part, frame_topk, region)
-            flat.append(features)
-            resolved.add(used)
-            if want_sets:
-                found = _set_of(gradiend, measure, (features, used), part, topk, region)
-                sets[label], ranking = found
-                sets_resolved.add(ranking)
-    frame = _frame(groups, flat, measure, value, aggregate, frame_topk, resolved)
+    flat, resolved, sets, sets_resolved = _load_all(
+        groups, measure, (part, topk, frame_topk), region, want_sets
+    )
+    seeds = (dispersion, seed_pairing_mode)
+    frame = _frame(groups, flat, measure, value, aggregate, frame_topk, resolved, seeds)
     frame.attrs["region"] = region
     unconverged = {marked(label, bad): what for label, what in bad.items()}
     frame.attrs["unconverged"] = list(unconverged)
@@ -337,6 +333,38 @@ def compare(
         requested_part=part,
         region=region,
         unconverged=unconverged,
+        dispersion=_labelled(frame, "dispersion"),
+        n_matrix=_labelled(frame, "n_matrix"),
+    )
+
+
+def _load_all(groups: dict, measure: str, sizes: tuple, region: str, want_sets: bool):
+    """Each run loaded once: its features, the rankings used, and (``want_sets``) its top-k
+    set by ``part`` (``sizes``: part, topk and the frame's own top-k)."""
+    part, topk, frame_topk = sizes
+    frame_part = part or _DEFAULT_PART[measure]
+    resolved: set[str] = set()
+    sets_resolved: set[str] = set()
+    flat: list[Any] = []
+    sets: dict[str, set[int]] = {}
+    for label, members in groups.items():
+        for model in members:
+            gradiend = load_gradiend(model)  # released at the next run: one in memory at a time
+            features, used = _features(gradiend, measure, frame_part, frame_topk, region)
+            flat.append(features)
+            resolved.add(used)
+            if want_sets:
+                found = _set_of(gradiend, measure, (features, used), part, topk, region)
+                sets[label], ranking = found
+                sets_resolved.add(ranking)
+    return flat, resolved, sets, sets_resolved
+
+
+def _labelled(frame: pd.DataFrame, key: str) -> pd.DataFrame | None:
+    """``frame.attrs[key]`` (a matrix as nested lists) as a frame with ``frame``'s labels."""
+    values = frame.attrs.get(key)
+    return (
+        None if values is None else pd.DataFrame(values, index=frame.index, columns=frame.columns)
     )
 
 
@@ -349,6 +377,8 @@ def compute_similarity_matrix(
     aggregate: str = "mean",
     region: str = DEFAULT_REGION,
     allow_unconverged: bool = False,
+    dispersion: str | None = None,
+    seed_pairing_mode: str = "all_pairs",
 ) -> pd.DataFrame:
     """Pairwise similarity of runs as a DataFrame labelled by run on both axes.
 
@@ -358,11 +388,15 @@ def compute_similarity_matrix(
     required for ``topk_overlap`` and optional otherwise. ``value`` applies to
     ``topk_overlap`` only; ``region`` and ``allow_unconverged`` as for ``compare``. The
     DataFrame's ``attrs`` record measure, part, topk, value, region and the unconverged runs.
+    Seed groups: ``seed_pairing_mode="matched"`` pairs seed k with seed k across groups;
+    ``dispersion`` (std, range, minmax) puts a frame of each cell's spread in
+    ``attrs["dispersion"]`` beside ``attrs["n_matrix"]`` (``gradiend.evaluator.seed_groups``).
     """
     sets_topk = topk if measure == "topk_overlap" else None
     found = compare(
         models, measure, sets_topk, part, value, aggregate, vector_topk=topk, region=region,
-        allow_unconverged=allow_unconverged,
+        allow_unconverged=allow_unconverged, dispersion=dispersion,
+        seed_pairing_mode=seed_pairing_mode,
     )  # fmt: skip
     return found.frame
 
@@ -422,12 +456,22 @@ def _frame(
     aggregate: str,
     topk: int | float | None,
     resolved: set[str],
+    seeds: tuple[str | None, str] = (None, "all_pairs"),
 ) -> pd.DataFrame:
-    """The labelled similarity frame of the runs' features, its settings in ``attrs``."""
+    """The labelled similarity frame of the runs' features, its settings in ``attrs``
+    (``seeds``: the seed groups' dispersion and pairing mode)."""
     owners = [g for g, ms in enumerate(groups.values()) for _ in ms]
     members = _member_matrix(flat, measure, value)
-    matrix = _group_matrix(members, owners, len(groups), _AGGREGATES[aggregate])
-    frame = pd.DataFrame(matrix, index=list(groups), columns=list(groups))
+    matrix, spread, counts = group_matrices(
+        members, owners, len(groups), _AGGREGATES[aggregate], *seeds
+    )
+    labels = list(groups)
+    frame = pd.DataFrame(matrix, index=labels, columns=labels)
+    # plain lists: pandas compares attrs (concat, equals), which a DataFrame there breaks
+    frame.attrs["n_matrix"] = np.asarray(counts).tolist()
+    frame.attrs["seed_pairing_mode"] = seeds[1]
+    if spread is not None:
+        frame.attrs["dispersion"] = np.asarray(spread).tolist()
     if measure == "topk_overlap" and value == "intersection" and not np.isnan(matrix).any():
         if all(len(ms) == 1 for ms in groups.values()):
             frame = frame.astype(np.int64)
@@ -436,21 +480,3 @@ def _frame(
         logger.warning("the runs rank their dimensions differently (%s)", part_used)
     frame.attrs.update(measure=measure, part=part_used, topk=topk, value=value, aggregate=aggregate)
     return frame
-
-
-def _group_matrix(
-    members: np.ndarray,
-    owners: list[int],
-    n_groups: int,
-    aggregate: Callable[[np.ndarray], float],
-) -> np.ndarray:
-    """Aggregate member-pair scores per pair of groups; within a group, distinct members only."""
-    owner = np.asarray(owners)
-    matrix = np.empty((n_groups, n_groups))
-    for i, j in itertools.combinations_with_replacement(range(n_groups), 2):
-        rows, cols = np.flatnonzero(owner == i), np.flatnonzero(owner == j)
-        block = members[np.ix_(rows, cols)]
-        if i == j and len(rows) > 1:
-            block = block[np.triu_indices(len(rows), k=1)]
-        matrix[i, j] = matrix[j, i] = float(aggregate(np.ravel(block)))
-    return matrix

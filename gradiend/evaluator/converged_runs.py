@@ -76,7 +76,7 @@ def check_runs(
                 found.setdefault(label, what)
     if not found:
         return found
-    from gradiend.trainer.convergence_check import UnconvergedError
+    from gradiend.trainer.convergence_check import UnconvergedError  # the trainer imports us
 
     listed = "; ".join(f"{label!r}: {what}" for label, what in found.items())
     if not allow_unconverged:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gradiend.evaluator.auc import AUC_METRICS, auc_metrics
+
 logger = logging.getLogger(__name__)
 
 BOUNDARY = 0.5
@@ -65,6 +67,7 @@ def class_summary(df: pd.DataFrame) -> dict:
     return {
         "correlation": pearson(training["encoded"], training["label"]),
         **{f"{s}_by_class": v for s, v in stats.items()},
+        **auc_metrics(df),  # the AUC family (evaluator.auc): convergence metrics too
     }
 
 
@@ -95,6 +98,7 @@ def encoder_metrics(df: pd.DataFrame, label_value_to_class_name: dict[int, str])
         "label_value_to_class_name": {int(k): v for k, v in label_value_to_class_name.items()},
         "n_samples": len(df),
         "sample_counts": df["type"].value_counts().astype(int).to_dict(),
+        **auc_metrics(df),
     }
     return metrics
 
@@ -103,7 +107,8 @@ def encoder_metrics(df: pd.DataFrame, label_value_to_class_name: dict[int, str])
 class ConvergenceRule:
     """The incumbent's convergence criterion (``TrainingArguments.convergence()``): |r| and
     the oriented class means reach their thresholds (``metric="loss"``: the loss is at most
-    ``loss_threshold``)."""
+    ``loss_threshold``; an AUC metric of ``evaluator.auc``: it reaches ``score_threshold``,
+    ``roc_auc`` in either orientation, and the class means are checked as for correlation)."""
 
     metric: str = "correlation"
     score_threshold: float = 0.5
@@ -116,12 +121,22 @@ class ConvergenceRule:
         if self.metric == "loss":
             thr = self.loss_threshold
             return thr is not None and summary.get("loss", float("inf")) <= thr
-        if abs(summary["correlation"]) < self.score_threshold:
+        if self.score(summary) < self.score_threshold:
             return False
         means = [summary["mean_by_class"].get(c) for c in target_classes]
         if any(m is None for m in means):
             return False
         return min(abs(m) for m in means) >= self.mean_threshold and means[0] * means[1] < 0
+
+    def score(self, summary: dict) -> float:
+        """The value compared with ``score_threshold``: |correlation| or the AUC metric (an
+        AUC the rows cannot measure, e.g. without neutral rows, counts as 0)."""
+        if self.metric not in AUC_METRICS:
+            return abs(summary["correlation"])
+        value = summary.get(self.metric)
+        if value is None:
+            return 0.0
+        return max(value, 1.0 - value) if self.metric == "roc_auc" else value
 
 
 def is_convergent(

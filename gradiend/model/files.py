@@ -11,13 +11,15 @@ from typing import Any
 
 import torch
 
+from gradiend._io import read_json
+from gradiend._warn import warn
 from gradiend.lm.checks import (
     GRADIEND_NONFINITE_FIX,
     nonfinite_counts,
     nonfinite_error,
     read_safetensors,
 )
-from gradiend.run_layout import HF_CONFIG
+from gradiend.run_layout import HF_CONFIG, TRAINING
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +77,28 @@ def finite_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
     if bad:
         raise nonfinite_error("GRADIEND", path, bad, GRADIEND_NONFINITE_FIX)
     return tensors
+
+
+def warn_if_unconverged(folder: str | Path | None) -> bool:
+    """Warn (``gradiend._warn``) when the training record beside a loaded GRADIEND says it did
+    not converge: its encodings and rewrites would describe no learned feature. True if so."""
+    path = None if folder is None else Path(folder) / TRAINING
+    if path is None or not path.is_file():
+        return False
+    try:
+        stats = read_json(path)
+    except (OSError, ValueError):
+        return False  # an unreadable record says nothing about convergence
+    info = stats.get("convergence_info") or {}
+    if info.get("converged", True):
+        return False
+    best = (stats.get("best_score_checkpoint") or {}).get("correlation")
+    corr = f"{best:.3f}" if isinstance(best, (int, float)) else "unknown"
+    warn(
+        logger,
+        f"the GRADIEND in {folder} did not converge (status "
+        f"{stats.get('convergence_status') or 'not_converged'}, validation correlation {corr}): "
+        "its encodings and rewrites describe no learned feature; retrain it (see "
+        "docs/training.md) or pass allow_unconverged=True where a call refuses it",
+    )
+    return True

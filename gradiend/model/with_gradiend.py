@@ -26,6 +26,7 @@ from gradiend.lm.loading import BaseLM, load_base_model
 from gradiend.lm.mlm_head import MLMHead
 from gradiend.lm.objectives import Item, Objective, make_objective
 from gradiend.lm.params import ParamMap
+from gradiend.model.files import warn_if_unconverged
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.rewrite import rewrite_from_results
 from gradiend.model.steering import SteeringMixin
@@ -237,6 +238,7 @@ class ModelWithGradiend(SteeringMixin):
         ``device_map``, ``max_memory``, …); ``cache_dir`` and ``token`` to the hub download.
         """
         gradiend = GradiendModel.from_pretrained(path, cache_dir=cache_dir, token=token)
+        warn_if_unconverged(getattr(gradiend, "source_dir", None))
         if base_model is None:
             base_model = gradiend.metadata.get("base_model")
             if not base_model:

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradiend._io import write_text
 from gradiend.report.html import render_comparison, render_run
-from gradiend.report.target import mark, report_target, write_text_atomic
+from gradiend.report.target import mark, report_target
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +25,21 @@ def write_report(
     runs: str | Path | Sequence[str | Path],
     output: str | Path | None = None,
     topk: int | float = 1000,
+    allow_unconverged: bool = False,
 ) -> Path:
     """Write the report of one run (default ``<run>/report.html``) or a comparison of several
     (default ``./report.html``); ``output`` may be a file or an existing folder (the report goes
     inside it). A folder that is not a run folder, or an existing file gradiend did not write, is
-    refused (``ConfigError``, a ``ValueError``) before anything is rendered. Returns the path."""
+    refused (``ConfigError``, a ``ValueError``) before anything is rendered, and so is a comparison
+    with a run that did not converge (``UnconvergedError``) unless ``allow_unconverged``, which
+    marks it. Returns the path."""
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     path = report_target(runs, output)
-    text = render_run(runs[0], topk) if len(runs) == 1 else render_comparison(runs, topk)
-    write_text_atomic(path, mark(text))
+    text = (
+        render_run(runs[0], topk)
+        if len(runs) == 1
+        else render_comparison(runs, topk, allow_unconverged)
+    )
+    write_text(path, mark(text))
     logger.info("report written to %s (%d kB)", path, len(text) // 1024)
     return path

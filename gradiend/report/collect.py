@@ -32,6 +32,7 @@ class RunFiles:
     seed_report: dict = field(default_factory=dict)  # RunLayout.seed_report
     seed_dirs: list[Path] = field(default_factory=list)  # RunLayout.seed_runs()
     timings: dict = field(default_factory=dict)  # RunLayout.timings
+    lr_search: dict = field(default_factory=dict)  # RunLayout.lr_search (the probes' trace)
     rewritten: list[Path] = field(default_factory=list)
 
     @property
@@ -82,6 +83,7 @@ def collect_run(path: str | Path) -> RunFiles:
     run.seed_report = _json(layout.seed_report)
     run.seed_dirs = layout.seed_runs()
     run.timings = _json(layout.timings)
+    run.lr_search = _json(layout.lr_search)
     encoded = layout.encoder_results()
     if encoded:
         newest = max(encoded, key=lambda p: p.stat().st_mtime)

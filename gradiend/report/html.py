@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gradiend import __version__
+from gradiend.evaluator.converged_runs import check_runs, marked
 from gradiend.model.runs import load_gradiend
 from gradiend.report import decoder as report_decoder
 from gradiend.report import figures
@@ -239,12 +240,40 @@ def section_seeds(run: RunFiles, topk: int | float) -> str:
     out += table(rows, ["seed", "correlation", "best step", "converged", "seconds", "error"], sel)
     if len(run.seed_dirs) >= 2:
         models = {d.name: str(d) for d in run.seed_dirs}
-        figs = figures.overlap(models, topk)
+        figs = figures.overlap(models, topk, allow_unconverged=True)  # seeds marked, as above
         out += figure(
             figs["heatmap"], f"top-{topk} overlap of the seeds' decoder weights", "heatmap"
         )
         out += figure(figs["venn"], f"top-{topk} sets of the seeds", "venn")
     return out
+
+
+def section_lr_search(run: RunFiles) -> str:
+    """The learning-rate search's probes (``lr_search.json``), when this run searched (or
+    stopped at the search's verdict before a model was saved)."""
+    trace = run.lr_search
+    if not trace or (run.training and not run.training.get("lr_search")):
+        return ""
+    chosen = trace.get("learning_rate")
+    rows, sel = [], set()
+    for i, p in enumerate(trace.get("probes") or []):
+        if p.get("learning_rate") == chosen and p.get("phase") != "confirm" and not sel:
+            sel.add(i)
+        rows.append((num(p.get("learning_rate"), 6), esc(p.get("phase")), esc(p.get("seed")),
+                     esc(p.get("state")), num(p.get("best_score")), num(p.get("final_score")),
+                     esc(p.get("steps")), esc(p.get("reason"))))  # fmt: skip
+    head = ["rate", "phase", "seed", "state", "best |r|", "final |r|", "steps", "why"]
+    verdict = (
+        f"chosen learning rate <b>{num(chosen, 6)}</b>, convergent window "
+        f"{esc(trace.get('window'))}"
+        if chosen is not None
+        else '<span class="note">no convergent learning rate</span>'
+    )
+    return (
+        f"<h2>Learning-rate search</h2><p>{verdict}; {len(rows)} probe(s) from "
+        f"{num(trace.get('start'), 6)} in {num(trace.get('seconds'), 1)} s</p>"
+        + table(rows, head, sel)
+    )
 
 
 def section_timings(run: RunFiles) -> str:
@@ -262,6 +291,7 @@ def run_sections(run: RunFiles, topk: int | float) -> str:
         section_summary(run),
         section_args(run),
         section_convergence(run),
+        section_lr_search(run),
         section_encoder(run),
         section_decoder(run),
         section_location(run, model, topk),
@@ -299,13 +329,22 @@ def render_run(path: str | Path, topk: int | float = 1000) -> str:
     return page(title, run_sections(run, topk))
 
 
-def render_comparison(paths: Sequence[str | Path], topk: int | float = 1000) -> str:
+def render_comparison(
+    paths: Sequence[str | Path], topk: int | float = 1000, allow_unconverged: bool = False
+) -> str:
+    """The comparison page; runs that did not converge are refused (``UnconvergedError``)
+    before anything is drawn unless ``allow_unconverged``, and marked on the page then."""
     runs = [collect_run(p) for p in paths]
     labels = _unique([r.name for r in runs], runs)
+    bad = check_runs(
+        {label: [r.model_dir] for label, r in zip(labels, runs, strict=True) if r.model_dir},
+        "the comparison report",
+        allow_unconverged,
+    )
     rows = []
     for label, r in zip(labels, runs, strict=True):
         rows.append((
-            f'<a href="#run-{esc(label)}">{esc(label)}</a>',
+            f'<a href="#run-{esc(label)}">{esc(marked(label, bad))}</a>',
             esc(" vs ".join(r.target_classes)),
             esc(r.metadata.get("base_model")),
             esc(get(r.config, "architecture", "input_dim", default="?")),
@@ -320,7 +359,7 @@ def render_comparison(paths: Sequence[str | Path], topk: int | float = 1000) -> 
     )
     models = {label: str(r.model_dir) for label, r in zip(labels, runs, strict=True) if r.model_dir}
     if len(models) >= 2:
-        figs = figures.overlap(models, topk)
+        figs = figures.overlap(models, topk, allow_unconverged)
         body += "<h2>Overlap of the runs</h2>"
         body += figure(figs["heatmap"], f"top-{topk} overlap of the decoder weights", "heatmap")
         body += figure(figs["venn"], f"top-{topk} sets of the runs", "venn")

@@ -8,13 +8,10 @@ never replaced. ``-o`` naming an existing folder writes ``report.html`` inside i
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from gradiend import __version__, run_layout
-from gradiend._io import tmp_prefix
 from gradiend.config_read import ConfigError
 from gradiend.report.collect import find_run_dir
 from gradiend.run_layout import RunLayout
@@ -41,14 +38,18 @@ def mark(page: str) -> str:
 
 def is_run_folder(path: str | Path) -> bool:
     """Whether ``path`` holds a GRADIEND (a run or model folder) or a run's records (its config,
-    decoder results, seeds, timings, encoder results): a folder a report is about."""
+    decoder results, seeds, timings, encoder results, or the trace of a learning-rate search
+    that found no convergent rate): a folder a report is about."""
     try:
         RunLayout.find(path)
         return True
     except FileNotFoundError:
         pass
     layout = RunLayout.locate(path)
-    records = (layout.run_config, layout.decoder_results, layout.seed_report, layout.timings)
+    records = (
+        layout.run_config, layout.decoder_results, layout.seed_report, layout.timings,
+        layout.lr_search,
+    )  # fmt: skip
     return any(p.is_file() for p in records) or bool(layout.encoder_results() or layout.seed_runs())
 
 
@@ -98,17 +99,3 @@ def report_target(runs: Sequence[str | Path], output: str | Path | None) -> Path
             "pass -o another file, or move that file away",
         )
     return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from others a plain write shows
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,7 +29,8 @@ SUITE_RECORD = "suite.json"
 
 class TrainerSuite:
     """Children keyed by id (``definitions``: objects with ``child_id``, ``label`` and
-    ``target_classes``); ``data_for(definition)`` gives a child's data (default: the suite's)."""
+    ``target_classes``); ``data_for(definition)`` gives a child's data (default: the suite's).
+    ``gradient_store_max_gb`` bounds the shared store (default: ``args.gradient_cache_max_gb``)."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class TrainerSuite:
         **trainer_kwargs: Any,
     ):
         if trainer_cls is None:
+            # lazy: importing the trainer loads the model stack, needed only here
             from gradiend.trainer import TextPredictionTrainer as trainer_cls
         self.trainer_cls = trainer_cls
         _check_kwargs(type(self), trainer_cls, trainer_kwargs)
@@ -54,6 +56,8 @@ class TrainerSuite:
             raise TypeError(f"args must be a TrainingArguments, got {type(self.args).__name__}")
         self.model_arg, self.data, self.run_id = model, data, run_id
         self.share_gradients = share_gradients
+        if gradient_store_max_gb is None:
+            gradient_store_max_gb = self.args.gradient_cache_max_gb
         self.store = GradientStore(gradient_store_max_gb)
         self.definitions = list(definitions)
         self.trainer_kwargs = trainer_kwargs

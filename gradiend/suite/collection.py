@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,8 +83,6 @@ class TrainerCollection(SuiteFigures):
             if id(child) in in_suite:
                 continue
             if use_cache is not None:
-                import dataclasses
-
                 child.args = dataclasses.replace(child.args, use_cache=use_cache)
             key = None if isinstance(child.model_arg, (str, Path)) else id(child.model_arg)
             if child._lm is None and key is not None and key in shared:
@@ -92,11 +91,19 @@ class TrainerCollection(SuiteFigures):
             shared.setdefault(key, child._lm)
         return {k: c.get_model() for k, c in self._children.items()}
 
+    def _attach(self) -> None:
+        """Each suite's children on their suite's one base model (loaded once per suite)."""
+        for suite in self._suites:
+            suite._attach()
+
     def get_models(self, gradiend_only: bool = False) -> dict[str, Any]:
+        self._attach()
         models = {k: c.get_model() for k, c in self._children.items()}
         return {k: m.gradiend for k, m in models.items()} if gradiend_only else models
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``{id: trainer.<method>(*args, **kwargs)}`` on every trainer."""
+        self._attach()
         return {k: getattr(c, method)(*args, **kwargs) for k, c in self._children.items()}
 
     def evaluate_encoder(self, **kwargs: Any) -> dict[str, Any]:

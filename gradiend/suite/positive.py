@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,8 +52,6 @@ class PositiveTrainerSuite(SuiteFigures, TrainerSuite):
         )
 
     def child_args(self, definition: PositiveFeatureDefinition):
-        import dataclasses
-
         args = dataclasses.replace(self.args)
         if args.positive_class is None:
             args = dataclasses.replace(args, positive_class=definition.positive_feature_class)

@@ -145,25 +145,19 @@ class SharedGradientComputer(GradientComputer):
         """Full-dimension float32 gradients of each encoding's NLL (computed when missing)."""
         table = self.store.table(self.space)
         keys = [enc_key(e) for e in encs]
-        missing: dict[EncKey, Encoded] = {}
-        for k, e in zip(keys, encs):
-            if k not in table:
-                missing.setdefault(k, e)
+        # this call's vectors, held here: the memory bound may drop them from the table
+        held = {k: table[k] for k in keys if k in table}
+        missing = {k: e for k, e in zip(keys, encs) if k not in held}
         groups: dict[tuple, list[tuple[EncKey, Encoded]]] = {}
         for k, e in missing.items():
             groups.setdefault((k[0], k[1]), []).append((k, e))
         for group in groups.values():
             for k, vec in self._compute_group(group):
                 self.store.put(self.space, k, vec)
+                held[k] = vec
                 self.store.stats.items_computed += 1
         self.store.stats.items_served += len(keys)
-        out = []
-        for k, e in zip(keys, encs):
-            if k not in table:  # dropped under the memory bound before its use: recompute
-                self.store.put(self.space, k, self._compute_group([(k, e)])[0][1])
-                self.store.stats.items_computed += 1
-            out.append(table[k])
-        return out
+        return [held[k] for k in keys]
 
     def _compute_group(self, group: list[tuple[EncKey, Encoded]]):
         """One forward for encodings that share their input (only the targets differ), then one

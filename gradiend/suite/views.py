@@ -32,42 +32,39 @@ class SuiteFigures:
 
     def compute_similarity_matrix(self, **kwargs: Any):
         """``gradiend.compute_similarity_matrix`` over the children's GRADIENDs."""
+        # lazy: comparisons load only when a suite compares
         from gradiend.evaluator import compute_similarity_matrix
 
         return compute_similarity_matrix(self._labelled_models(), **kwargs)
 
     def plot_similarity_heatmap(self, **kwargs: Any):
+        # lazy: comparisons load only when a suite compares
         from gradiend.evaluator.figures import plot_similarity_heatmap
 
         return plot_similarity_heatmap(self._labelled_models(), **kwargs)
 
     def plot_topk_overlap_heatmap(self, **kwargs: Any):
+        # lazy: comparisons load only when a suite compares
         from gradiend.evaluator.figures import plot_topk_overlap_heatmap
 
         return plot_topk_overlap_heatmap(self._labelled_models(), **kwargs)
 
     def plot_topk_overlap_venn(self, **kwargs: Any):
+        # lazy: comparisons load only when a suite compares
         from gradiend.evaluator.figures import plot_topk_overlap_venn
 
         return plot_topk_overlap_venn(self._labelled_models(), **kwargs)
 
     def compute_cross_encoding_matrix(self, **kwargs: Any):
         """``gradiend.compute_cross_encoding_matrix`` over the children (model i × pair j)."""
+        # lazy: comparisons load only when a suite compares
         from gradiend.evaluator import compute_cross_encoding_matrix
 
         return compute_cross_encoding_matrix(self._labelled_trainers(), **kwargs)
 
     def plot_cross_encoding_heatmap(self, metric: str = "correlation", **kwargs: Any):
-        """The cross-encoding matrix as a heatmap (``gradiend.plot_cross_encoding_heatmap``
-        when the library has it, else the similarity heatmap drawn on the matrix)."""
-        import gradiend
+        """``gradiend.plot_cross_encoding_heatmap`` over the children (model i × pair j)."""
+        # lazy: comparisons load only when a suite compares
+        from gradiend.evaluator.cross_figures import plot_cross_encoding_heatmap
 
-        split = kwargs.pop("split", "test")
-        max_size = kwargs.pop("max_size", None)
-        draw = getattr(gradiend, "plot_cross_encoding_heatmap", None)
-        if draw is not None:
-            return draw(self._labelled_trainers(), metric=metric, split=split, **kwargs)
-        from gradiend.evaluator.figures import plot_similarity_heatmap
-
-        frame = self.compute_cross_encoding_matrix(split=split, metric=metric, max_size=max_size)
-        return plot_similarity_heatmap(frame, **kwargs)
+        return plot_cross_encoding_heatmap(self._labelled_trainers(), metric=metric, **kwargs)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gradiend.data.examples import SPLITS
+from gradiend.evaluator.auc import AUC_METRICS
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import KINDS
 from gradiend.lm.objectives import OBJECTIVES
@@ -37,8 +38,9 @@ CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # pre-pruning importance rules (see gradiend.trainer.pruning and docs/pruning.md)
 PRE_PRUNE_RULES = ("label_signed_mean", "abs_mean", "signed_mean")
 USE_CACHE = (False, True, "always", "only_convergent")
-OPTIMIZERS = ("adamw", "adam")
-CONVERGENCE_METRICS = ("correlation", "loss")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+CONVERGENCE_METRICS = ("correlation", "loss", *AUC_METRICS)
+EVAL_STRATEGIES = ("steps", "no")
 
 
 # --------------------------------------------------------------------------- plain values
@@ -182,6 +184,7 @@ def check_arguments(args: TrainingArguments) -> None:
     _check_types(args)
     _check_names(args)
     _check_placement(args)
+    _check_compat(args)
 
 
 def _check_modes(args: TrainingArguments) -> None:
@@ -209,11 +212,23 @@ def _check_sizes(args: TrainingArguments) -> None:
 
 def _check_numbers(args: TrainingArguments) -> None:
     """Rates and limits: finite, and positive where zero would mean nothing."""
-    check_number("learning_rate", args.learning_rate, 0.0)
+    for name in ("learning_rate", "learning_rate_decoder"):  # "auto": the searched rates
+        value = getattr(args, name)
+        if value != "auto" and (value is not None or name == "learning_rate"):
+            _check_rate(name, value)
     check_number("weight_decay", args.weight_decay, 0.0, strict=False)
     check_number("adam_epsilon", args.adam_epsilon, 0.0)
     check_number("gradient_cache_max_gb", args.gradient_cache_max_gb, 0.0, strict=False)
     check_number("distributed_timeout_s", args.distributed_timeout_s, 0.0)
+
+
+def _check_rate(name: str, value: Any) -> None:
+    if isinstance(value, str):
+        raise ValueError(
+            f'{name}={value!r} is not a learning rate: pass a positive number or "auto" (a '
+            "search picks it; docs/training.md)"
+        )
+    check_number(name, value, 0.0)
 
 
 def _check_convergence(args: TrainingArguments) -> None:
@@ -221,12 +236,12 @@ def _check_convergence(args: TrainingArguments) -> None:
     names = ("convergent_score_threshold", "convergent_mean_by_class_threshold")
     for name in names:
         check_number(name, getattr(args, name), 0.0, strict=False, optional=True)
-    if args.convergence_metric == "correlation":
+    if args.convergence_metric != "loss":
         for name in names:
             if (getattr(args, name) or 0) > 1:
                 raise ValueError(
-                    f"{name}={getattr(args, name)} can never be reached (correlations and "
-                    "encodings lie in [-1, 1]): pass a value in [0, 1]"
+                    f"{name}={getattr(args, name)} can never be reached (correlations, AUCs "
+                    "and encodings lie in [-1, 1]): pass a value in [0, 1]"
                 )
     if args.min_convergent_seeds > args.max_seeds:
         raise ValueError(
@@ -244,8 +259,13 @@ def _check_types(args: TrainingArguments) -> None:
         "auto_remedy",
         "trust_remote_code",
         "encoder_decoder_same_device",
+        "include_other_classes",
     ):
         check_bool(name, getattr(args, name))
+    if args.positive_class is not None and not isinstance(args.positive_class, str):
+        raise TypeError(
+            f"positive_class must be a class name (str) or None, got {args.positive_class!r}"
+        )
     check_str_list("params", args.params, example="bert.encoder.layer.11.*")
     check_number_list("decoder_eval_lrs", args.decoder_eval_lrs, positive=True)
     check_number_list("decoder_eval_feature_factors", args.decoder_eval_feature_factors)
@@ -278,6 +298,37 @@ def _check_placement(args: TrainingArguments) -> None:
         raise ValueError(
             "give either device= (one device) or base_model_device_map= (e.g. 'auto' to shard "
             "over several GPUs), not both"
+        )
+
+
+def _check_compat(args: TrainingArguments) -> None:
+    """The 0.2.3 names (``trainer.compat_arguments``): flags, sizes, callables, the mask."""
+    for name in (
+        "encoder_eval_balance",
+        "model_use_cache",
+        "normalize_gradiend",
+        "supervised_encoder",
+        "supervised_decoder",
+        "use_cached_gradients",
+        "reuse_pre_prune",
+        "highlight_non_convergence",
+    ):
+        check_bool(name, getattr(args, name))
+    check_choice("eval_strategy", args.eval_strategy, EVAL_STRATEGIES)
+    check_int("base_gradient_batch_size", args.base_gradient_batch_size, 1, optional=True)
+    check_int("precompute_gradient_buffer_size", args.precompute_gradient_buffer_size, 1)
+    check_int("gradient_timing_steps", args.gradient_timing_steps, 0)
+    check_int("decoder_sequence_cloze_rhs_window", args.decoder_sequence_cloze_rhs_window, -1)
+    if args.dataset_trust_remote_code is not None:
+        check_bool("dataset_trust_remote_code", args.dataset_trust_remote_code)
+    for name, example in (("criterion", "torch.nn.L1Loss()"), ("evaluate_fn", "my_eval")):
+        value = getattr(args, name)
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None, got {value!r}; pass e.g. {example}")
+    if not isinstance(args.mask_placeholder, str) or not args.mask_placeholder.strip():
+        raise ValueError(
+            f"mask_placeholder must be the non-empty mask string of the data (e.g. '[MASK]'), "
+            f"got {args.mask_placeholder!r}"
         )
 
 

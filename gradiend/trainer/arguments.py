@@ -8,7 +8,7 @@ Unknown fields are a clear error (with a suggestion) rather than a silent no-op.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gradiend._kwargs import strict_kwargs
 from gradiend.evaluator.decoder_eval import DecoderEvalConfig
@@ -22,8 +22,12 @@ from gradiend.trainer.argument_checks import (
     check_prune_config,
 )
 from gradiend.trainer.collapse import CollapseRule
+from gradiend.trainer.compat_arguments import CompatArguments, resolve_compat
 from gradiend.trainer.loop import Architecture, LoopConfig, SeedPlan
+from gradiend.trainer.lr_search import LRSearchConfig, lr_search_config
 from gradiend.trainer.remedy import RemedyPlan
+from gradiend.trainer.run_controls import RunControlArguments, resolve_run_controls
+from gradiend.trainer.seed_arguments import SeedAnalysisArguments, check_seed_analysis
 
 __all__ = [
     "CACHE_DTYPES",
@@ -94,7 +98,7 @@ def _prune_config(name: str, value: Any) -> PrePruneConfig | PostPruneConfig | N
 
 @strict_fields
 @dataclass
-class TrainingArguments:
+class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArguments):
     """Everything that controls a GRADIEND training run (incumbent names and defaults).
 
     Unknown names are refused with a "did you mean" hint; docs/arguments.md has the table of
@@ -116,12 +120,17 @@ class TrainingArguments:
             gradient).
         gradiend_batch_size: Cached batches per optimiser step (default 1).
         train_max_size: Cap on training rows (all by default).
-        learning_rate: AdamW learning rate of the GRADIEND (see choosing it).
+        learning_rate: Learning rate of the GRADIEND (see choosing it), or `"auto"`: a search
+            of short probes on the cached gradients picks it (training: learning-rate search).
+        learning_rate_decoder: The decoder's own learning rate: `None` (the encoder's), a float,
+            or `"auto"` (at least the rate that lets the decoder reach the targets' size).
+        lr_search_config: `LRSearchConfig` of the learning-rate search; setting it searches
+            from `learning_rate`.
         num_train_epochs: Passes over the cached batches when `max_steps` ≤ 0.
         max_steps: Optimiser steps per seed; > 0 overrides `num_train_epochs`.
         weight_decay: AdamW weight decay.
         adam_epsilon: AdamW epsilon.
-        optim: `"adamw"` or `"adam"`.
+        optim: `"adamw"`, `"adam"` or `"sgd"`.
         eval_steps: Validation encodings every this many steps (and at step 0 and the end); the
             best step by |correlation| is kept.
         eval_batch_size: Batch size of validation, encoder and decoder evaluation passes.
@@ -135,6 +144,11 @@ class TrainingArguments:
         decoder_eval_lrs: Step sizes η of the decoder grid (default: an adaptive search).
         decoder_eval_feature_factors: Feature factors of the decoder grid (default ±1).
         do_eval: Accepted for compatibility; validation always runs.
+        include_other_classes: `evaluate_encoder` also encodes rows of every other transition
+            between the data's classes (label 0 unless the row moves towards or away from a
+            target class); training and validation keep the trained transitions.
+        positive_class: The target class counted as positive when runs are compared (default:
+            `X` when the partner is named `non_X`, else `target_classes[0]`).
         params: Base-model parameters the GRADIEND reads: full names or `*` patterns (see
             `params` patterns); default every backbone parameter.
         prediction_objective: `"auto"`, `"mlm_mask_token"`, `"clm_next_token"`, `"clm_mlm_head"`
@@ -163,8 +177,10 @@ class TrainingArguments:
         seed: First seed; seed `i` of a run is `seed + i`.
         max_seeds: Seeds tried, all on one gradient cache.
         min_convergent_seeds: Stop once this many seeds converged; the best is kept.
-        convergent_metric: `"correlation"` (default) or `"loss"`.
-        convergent_score_threshold: |correlation| a converged run reaches (default 0.5).
+        convergent_metric: `"correlation"` (default), `"loss"` or an AUC metric (`"roc_auc"`,
+            `"min_auc_n_o"`, `"encoding_e"`, …; docs/training.md "AUC metrics").
+        convergent_score_threshold: |correlation| a converged run reaches (default 0.5; 0.9
+            for an AUC metric).
         convergence_metric: Alias of `convergent_metric`.
         convergence_threshold: Alias of `convergent_score_threshold`.
         convergent_mean_by_class_threshold: |mean encoding| each target class reaches (default
@@ -189,6 +205,57 @@ class TrainingArguments:
         distributed_timeout_s: Under `torch.distributed`, seconds a rank waits in a collective
             before it stops with a clear error; must exceed the longest single-rank stage
             (rank 0 training the GRADIEND). Not part of the run's fingerprint.
+
+    Watching and resuming a run (``RunControlArguments``; docs/training.md "Callbacks,
+    tracking and checkpoints"; none is part of the fingerprint):
+        report_to: Trackers to log to: `"tensorboard"`, `"wandb"`, `"mlflow"`, `"trackio"`, a
+            list of them, `"all"` (every installed one) or `"none"` (default).
+        logging_dir: Where the trackers write (default `<run>/logs`).
+        save_strategy: `"steps"`: a resumable checkpoint every `save_steps` steps; `"best"`
+            (default) and `"no"`: only the best step's GRADIEND, saved at the end.
+        save_steps: Optimiser steps between periodic checkpoints.
+        save_only_best: Keep only the newest checkpoint while a seed trains and remove them
+            when it ends; `False` keeps every checkpoint.
+        delete_models: After `train()`, remove the checkpoints and the per-seed weights (the
+            selected GRADIEND stays).
+        runtime_monitor: Write a heartbeat line to `<run>/runtime_monitor.jsonl` every
+            `runtime_monitor_interval` seconds (and the message of a CUDA out-of-memory error).
+        runtime_monitor_interval: Seconds between heartbeats.
+        runtime_monitor_system_stats: Add the process and CUDA memory to each heartbeat.
+
+    Multi-seed analysis (``SeedAnalysisArguments``; docs/training.md "Multi-seed analysis"):
+        analyze_seed_stability: Train all `max_seeds` seeds for `trainer.multi_seed()` and
+            write their top-k stability to `seeds/seed_stability.json`.
+        seed_stability_topk: Top-k per seed of that summary (default 1000).
+        seed_stability_part: Importance it ranks by (default `"decoder-weight"`).
+        saved_seed_runs: Seed folders that keep weights: `"all_tried"` (default),
+            `"all_convergent"` or `"best_only"`.
+        seed_runs_dir: Folder of the seed runs (default `<run>/seeds`).
+        seed_selection_eval_max_size: Validation rows per class `multi_seed(selection="best")`
+            ranks the seeds by.
+        split_resplit_per_seed: Refused (every seed shares one gradient cache of one split).
+        split_resplit_strategy: `"random"` or `"balanced_cycle"`.
+
+    0.2.3 names (``CompatArguments``; "no effect" ones warn when set, docs/arguments.md):
+        base_gradient_batch_size: Rows per gradient batch; sets `train_batch_size`.
+        criterion: Loss `criterion(prediction, target)` instead of MSE (e.g. `nn.L1Loss()`).
+        evaluate_fn: `evaluate_fn(gradiend) -> dict` at each validation, kept in its record.
+        supervised_encoder: Baseline: fit the encoder to the labels (MSE), decoder untrained.
+        supervised_decoder: Baseline: the decoder's least-squares fit of the targets on the
+            labels (with `supervised_encoder`: both parts supervised).
+        mask_placeholder: The mask string of the data when the trainer's `mask` is unset.
+        precompute_gradient_batches: No effect (every gradient is cached once).
+        precompute_gradient_buffer_size: No effect (no prefetch buffer).
+        gradient_timing_steps: No effect (stage timings are in `training.json`).
+        eval_strategy: No effect (validation always runs; it picks the best step).
+        encoder_eval_balance: No effect (rows are capped per transition).
+        dataset_trust_remote_code: No effect (`datasets` ≥ 4 runs no scripts).
+        model_use_cache: No effect (gradient passes read no KV cache).
+        decoder_sequence_cloze_rhs_window: No effect (no sequence-cloze objective).
+        normalize_gradiend: No effect (every GRADIEND is oriented).
+        use_cached_gradients: No effect (gradients are always cached).
+        reuse_pre_prune: No effect (one pre-pruning serves every seed).
+        highlight_non_convergence: No effect (non-converged runs are named as such).
     """
 
     # output
@@ -203,7 +270,9 @@ class TrainingArguments:
     train_batch_size: int = 32
     gradiend_batch_size: int | None = None
     train_max_size: int | None = None
-    learning_rate: float = 1e-5
+    learning_rate: float | Literal["auto"] = 1e-5
+    learning_rate_decoder: float | Literal["auto"] | None = None
+    lr_search_config: LRSearchConfig | None = None
     num_train_epochs: int = 3
     max_steps: int = -1
     weight_decay: float = 0.01
@@ -219,6 +288,8 @@ class TrainingArguments:
     decoder_eval_lrs: list[float] | None = None
     decoder_eval_feature_factors: list[float] | None = None
     do_eval: bool = True
+    include_other_classes: bool = False
+    positive_class: str | None = None
     # base model
     params: list[str] | None = None
     prediction_objective: str = "auto"
@@ -271,7 +342,11 @@ class TrainingArguments:
         """Normalise (pruning dicts → configs, aliases → one value), then check every value."""
         self.pre_prune_config = _prune_config("pre_prune_config", self.pre_prune_config)
         self.post_prune_config = _prune_config("post_prune_config", self.post_prune_config)
+        self.lr_search_config = lr_search_config(self.lr_search_config)
         self._resolve_aliases()
+        resolve_compat(self)  # 0.2.3 names: the batch-size alias, warnings for no-effect ones
+        resolve_run_controls(self)  # trackers, checkpoints, heartbeat (trainer.run_controls)
+        check_seed_analysis(self)  # the multi-seed fields (trainer.seed_arguments)
         check_arguments(self)
 
     def _resolve_aliases(self) -> None:
@@ -291,7 +366,10 @@ class TrainingArguments:
     # derived values with the incumbent's defaults
     @property
     def score_threshold(self) -> float:
-        return 0.5 if self.convergent_score_threshold is None else self.convergent_score_threshold
+        """The given threshold, else 0.5 for the correlation and 0.9 for an AUC metric."""
+        default = 0.5 if self.convergent_metric in ("correlation", "loss") else 0.9
+        t = self.convergent_score_threshold
+        return default if t is None else t
 
     @property
     def mean_threshold(self) -> float:
@@ -308,6 +386,7 @@ class TrainingArguments:
             num_train_epochs=self.num_train_epochs,
             eval_steps=self.eval_steps,
             learning_rate=self.learning_rate,
+            learning_rate_decoder=self.learning_rate_decoder,
             weight_decay=self.weight_decay,
             adam_epsilon=self.adam_epsilon,
             optim=self.optim,

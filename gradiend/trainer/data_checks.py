@@ -149,10 +149,12 @@ def check_raw_data(
 ) -> None:
     """Missing (None/NaN) or empty texts, words and classes, named by column and row."""
     frames = table.values() if isinstance(table, dict) else [table]
-    if split_col not in (None, "split") and not any(split_col in df.columns for df in frames):
+    named = (None, "split", "heldout", "random")  # "heldout"/"random" name a split mode
+    if split_col not in named and not any(split_col in df.columns for df in frames):
         raise ValueError(
             f"split_col={split_col!r} is not a column of the data: name the column that holds "
-            "train/validation/test, or pass split_col=None for a seeded split per class"
+            "train/validation/test, or pass split_col=None or 'heldout' (held-out vocabulary) or "
+            "split_col='random' (a seeded split per class)"
         )
     if isinstance(table, dict):
         for cls, df in table.items():

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from gradiend.data.examples import ExampleTable, build_examples, read_table
+from gradiend.data.pairing import ClassOptions
+from gradiend.data.transitions import transition_label
 from gradiend.lm.scoring import case_variants
 from gradiend.trainer.data_checks import check_raw_data
 
@@ -23,10 +25,13 @@ def encoding_labels(df: pd.DataFrame, targets: list[str], target: str) -> np.nda
     """+1 for rows whose decoder target pushes the model towards ``targets[0]``, −1 towards
     ``targets[1]``, 0 for identity rows. This is the one sign convention of the library:
     after orientation ``decoder(+1)`` strengthens ``targets[0]``."""
-    a = targets[0]
-    key = df["factual_class"] if target == "alternative" else df["alternative_class"]
-    lab = np.where(key == a, 1.0, -1.0)
-    return np.where(df["factual_class"] == df["alternative_class"], 0.0, lab)
+    return np.array(
+        [
+            transition_label(f, a, targets, target)
+            for f, a in zip(df["factual_class"], df["alternative_class"], strict=True)
+        ],
+        dtype=float,
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class EvalData:
     seed: int = 0
     extra_excluded: frozenset[str] = frozenset()  # eval_neutral_additional_excluded_words
     decoder_eval_targets: dict | str | None = None
+    include_other_classes: bool = False  # encoder rows: also every untrained transition
 
     @property
     def target_classes(self) -> list[str]:
@@ -46,6 +52,12 @@ class EvalData:
 
     def split(self, name: str) -> pd.DataFrame:
         return self.table.split(name)
+
+    def encoder_split(self, name: str, include_other: bool | None = None) -> pd.DataFrame:
+        """The rows ``evaluate_encoder`` encodes: the trained transitions, plus every other
+        transition with ``include_other_classes``."""
+        other = self.include_other_classes if include_other is None else include_other
+        return self.table.split(name, include_other=other)
 
     def labels(self, df: pd.DataFrame) -> np.ndarray:
         return encoding_labels(df, self.target_classes, self.target)
@@ -70,8 +82,11 @@ class EvalData:
         return {c: list(dict.fromkeys(ws)) for c, ws in sets.items()}
 
 
-def read_examples(data, target_classes, columns: dict, args, hf_config, hf_split) -> ExampleTable:
-    """The example table of the trainer's data (every class with training rows)."""
+def read_examples(
+    data, target_classes, columns: dict, args, hf_config, hf_split, options=None
+) -> ExampleTable:
+    """The example table of the trainer's data (every class with training rows);
+    ``options``: a ``ClassOptions`` (merged classes, transitions, counterfactuals, ratios)."""
     raw = read_table(data)
     check_raw_data(raw, *columns.values())
     table = build_examples(
@@ -82,6 +97,7 @@ def read_examples(data, target_classes, columns: dict, args, hf_config, hf_split
         seed=args.seed,
         hf_config=hf_config,
         hf_split=hf_split,
+        options=options if options is not None else ClassOptions(),
     )
     counts = table.df[table.df["split"] == "train"]["factual_class"].value_counts()
     for c in table.target_classes:

@@ -97,7 +97,7 @@ class RunEvaluation:
 
     def _encoder_task(self, split: str, max_size: int | None, neutral: bool) -> EncoderTask:
         data = self.data
-        rows = cap_per_group(data.split(split), max_size, data.seed)
+        rows = cap_per_group(data.encoder_split(split), max_size, data.seed)
         texts = None
         if neutral and data.neutral is not None:
             n = max_size * 2 if max_size else len(data.neutral)
@@ -223,12 +223,12 @@ class RunEvaluation:
         sub-folder per class for a list) so ``AutoModelFor*.from_pretrained`` reloads them.
         Without ``decoder_results`` the run's ``decoder_results.json`` is read. Bad input is
         refused before the base model is loaded."""
+        check_converged(self.layout, "rewrite_base_model", allow_unconverged)
         results = read_results(self.layout) if decoder_results is None else decoder_results
         classes = _as_list(target_class) or self.target_classes[:1]
         if output_dir is not None:
             check_rewrite_dirs(output_dir, classes, isinstance(target_class, list),
                               increase_target_probabilities)  # fmt: skip
-        check_converged(self.layout, "rewrite_base_model", allow_unconverged)
         models = self.get_model().rewrite_from_results(
             results, target_class, increase_target_probabilities, output_dir, self.layout
         )

@@ -12,6 +12,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from gradiend.trainer.compat_arguments import NO_EFFECT
+from gradiend.trainer.seed_arguments import NOT_FINGERPRINTED
+
 if TYPE_CHECKING:
     from gradiend.trainer.arguments import TrainingArguments
 
@@ -29,6 +32,22 @@ _IGNORED = {
     "decoder_eval_lrs",
     "decoder_eval_feature_factors",
     "do_eval",
+    *NO_EFFECT,  # 0.2.3 names that change nothing here (trainer.compat_arguments)
+    *NOT_FINGERPRINTED,  # where seeds are kept and how they are summarised (seed_arguments)
+    # trackers, checkpoints and the heartbeat watch a run, never change it (trainer.run_controls)
+    "report_to",
+    "logging_dir",
+    "save_strategy",
+    "save_steps",
+    "save_only_best",
+    "delete_models",
+    "runtime_monitor",
+    "runtime_monitor_interval",
+    "runtime_monitor_system_stats",
+    "evaluate_fn",  # recorded beside each validation, never changes the weights
+    "mask_placeholder",  # the examples' hash stands for the data
+    "include_other_classes",  # evaluation rows only
+    "positive_class",  # how comparisons orient the run
     "gradient_cache_max_gb",
     "metadata",
     "device",
@@ -50,6 +69,11 @@ _IGNORED = {
 _NOT_GRADIENTS = {
     "gradiend_dtype",
     "learning_rate",
+    "criterion",
+    "supervised_encoder",
+    "supervised_decoder",
+    "learning_rate_decoder",
+    "lr_search_config",
     "num_train_epochs",
     "max_steps",
     "weight_decay",

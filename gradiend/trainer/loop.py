@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -18,7 +19,12 @@ from tqdm.auto import tqdm
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
+from gradiend.trainer.checkpoints import LoopProgress
 from gradiend.trainer.collapse import CollapseMonitor
+from gradiend.trainer.optim import grad_norms, make_optimizer
+
+if TYPE_CHECKING:
+    from gradiend.trainer.run_hooks import SeedHooks
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +36,8 @@ class LoopConfig:
     max_steps: int = -1
     num_train_epochs: int = 3
     eval_steps: int = 250
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-5  # "auto" is resolved by trainer.lr_search before training
+    learning_rate_decoder: float | str | None = None  # None: the encoder's; "auto": optim.py
     weight_decay: float = 0.01
     adam_epsilon: float = 1e-8
     optim: str = "adamw"
@@ -108,15 +115,20 @@ def train_loop(
     seed: int = 0,
     progress: bool = True,
     monitor: CollapseMonitor | None = None,
+    objective: Callable | None = None,  # (model, s, t) -> loss; default MSE(model(s), t)
+    learning_rate_decoder: float | None = None,
+    hooks: SeedHooks | None = None,
 ) -> LoopResult:
-    """Run ``steps`` AdamW steps of MSE(decoder(encoder(s)), t), evaluating every ``eval_steps``;
-    ``monitor`` ends the run early when the encodings collapse (``trainer.collapse``)."""
+    """Run ``steps`` optimiser steps of MSE(decoder(encoder(s)), t), evaluating every
+    ``eval_steps``; ``monitor`` ends the run early when the encodings collapse
+    (``trainer.collapse``); ``hooks`` call the callbacks, write the periodic checkpoints and
+    resume from the newest one (``trainer.run_hooks``)."""
     start = time.perf_counter()
-    opt_cls = torch.optim.AdamW if optim == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=learning_rate, eps=adam_epsilon, weight_decay=weight_decay)
+    opt = make_optimizer(
+        model, optim, learning_rate, weight_decay, adam_epsilon, learning_rate_decoder
+    )
     gen = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    evals, losses, collapse = [], [], None
+    p, collapse = LoopProgress(), None
     pending: list[tuple[int, torch.Tensor]] = []  # losses read at evaluations: no sync per step
     device, dtype = model.W_e.device, model.W_e.dtype
 
@@ -125,44 +137,74 @@ def train_loop(
         with torch.no_grad():
             summary = {"step": step, **evaluate(model)}
         model.train()
-        evals.append(summary)
+        p.evals.append(summary)
+        if hooks is not None:
+            hooks.on_evaluate(step, summary)
         return summary
 
-    best = record(0)
-    best_step, best_state = 0, copy.deepcopy(model.state_dict())
-    bar = tqdm(range(1, steps + 1), desc="training GRADIEND", disable=not progress)
+    if hooks is None or not hooks.resume(model, opt, gen, p, monitor):
+        p.best, p.best_state = record(0), copy.deepcopy(model.state_dict())
+    bar = tqdm(range(p.step + 1, steps + 1), desc="training GRADIEND", disable=not progress)
     for step in bar:
-        idx = _draw(order, len(batches), gradiend_batch_size, gen)
-        pending.append((step, _step(model, opt, [batches[i] for i in idx], device, dtype)))
+        idx = _draw(p.order, len(batches), gradiend_batch_size, gen)
+        pairs = [batches[i] for i in idx]
+        pending.append((step, _step(model, opt, pairs, device, dtype, objective)))
+        if hooks is not None:
+            hooks.on_step(step, pending[-1][1][0])
         if step % eval_steps == 0 or step == steps:
-            losses += [{"step": k, "loss": v.item()} for k, v in pending]
-            pending.clear()
+            p.losses += _flush(pending)
             summary = record(step)
             bar.set_postfix(corr=f"{summary['correlation']:.3f}")
-            improved = abs(summary["correlation"]) > abs(best["correlation"])
-            if improved:
-                best, best_step = summary, step
-                best_state = copy.deepcopy(model.state_dict())
+            improved = _keep_best(p, summary, step, model)
             collapse = monitor.update(summary, improved) if monitor is not None else None
             if collapse is not None:
                 break  # the remaining steps would not bring the classes apart
+        if hooks is not None and hooks.save_due(step):
+            p.losses += _flush(pending)
+            hooks.save(step, model, opt, gen, p, monitor)
     bar.close()
-    model.load_state_dict(best_state)
+    model.load_state_dict(p.best_state)
     model.eval()
     seconds = time.perf_counter() - start
-    return LoopResult(model, best_step, best, evals, losses, seconds, collapse)
+    return LoopResult(model, p.best_step, p.best, p.evals, p.losses, seconds, collapse)
 
 
-def _step(model: GradiendModel, opt, pairs: list, device, dtype) -> torch.Tensor:
-    """One optimiser step of MSE(decoder(encoder(s)), t) on ``pairs``; the detached loss."""
+def _keep_best(p: LoopProgress, summary: dict, step: int, model: GradiendModel) -> bool:
+    """Keep ``summary``'s weights when its |correlation| beats the best so far."""
+    improved = abs(summary["correlation"]) > abs(p.best["correlation"])
+    if improved:
+        p.best, p.best_step = summary, step
+        p.best_state = copy.deepcopy(model.state_dict())
+    return improved
+
+
+def _flush(pending: list[tuple[int, torch.Tensor]]) -> list[dict]:
+    """The pending steps' loss records (one device sync), emptying ``pending``."""
+    out = [_loss_record(k, v) for k, v in pending]
+    pending.clear()
+    return out
+
+
+def _step(model: GradiendModel, opt, pairs: list, device, dtype, objective=None) -> torch.Tensor:
+    """One optimiser step of MSE(decoder(encoder(s)), t) on ``pairs``; ``[loss, encoder
+    gradient norm, decoder gradient norm]``, detached."""
     # the cache may hold 16-bit values in host memory: one cast and move per step
     s = torch.stack([p[0].to(device, dtype, non_blocking=True) for p in pairs])
     t = torch.stack([p[1].to(device, dtype, non_blocking=True) for p in pairs])
-    loss = torch.nn.functional.mse_loss(model(s), t)
+    if objective is None:
+        loss = torch.nn.functional.mse_loss(model(s), t)
+    else:  # a criterion or a supervised baseline (trainer.supervised)
+        loss = objective(model, s, t)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    norms = grad_norms(model)
     opt.step()
-    return loss.detach()
+    return torch.cat([loss.detach().float().reshape(1), norms])
+
+
+def _loss_record(step: int, values: torch.Tensor) -> dict:
+    loss, enc, dec = values.tolist()
+    return {"step": step, "loss": loss, "encoder_grad_norm": enc, "decoder_grad_norm": dec}
 
 
 def _draw(order: list[int], n: int, k: int, gen: torch.Generator) -> list[int]:
@@ -180,6 +222,8 @@ def orient_stats(summary: dict) -> dict:
     out = dict(summary)
     if "correlation" in out:
         out["correlation"] = -out["correlation"]
+    if out.get("roc_auc") is not None:  # the only oriented AUC (evaluator.auc)
+        out["roc_auc"] = 1.0 - out["roc_auc"]
     for key in ("mean", "q1", "q3", "min", "max"):
         k = f"{key}_by_class"
         if k in summary:

@@ -20,14 +20,20 @@ from gradiend.distributed import DistributedError
 from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.model.gradiend import GradiendModel
 from gradiend.run_layout import TRAINING, RunLayout
+from gradiend.trainer.callbacks import CallbackError
 from gradiend.trainer.collapse import CollapseMonitor
 from gradiend.trainer.fingerprint import diff_fingerprint
 from gradiend.trainer.loop import Architecture, LoopConfig, SeedPlan, orient_stats, train_loop
+from gradiend.trainer.optim import decoder_rate, split_norms
 from gradiend.trainer.post_prune import post_prune
 from gradiend.trainer.remedy import Attempt, RemedyPlan, RemedyRun, Variant, advice, status
+from gradiend.trainer.seed_arguments import SeedAnalysis
+from gradiend.trainer.seed_stability import finish_seeds
+from gradiend.trainer.supervised import LoopVariant
 
 if TYPE_CHECKING:
     from gradiend.trainer.arguments import PostPruneConfig
+    from gradiend.trainer.run_hooks import RunHooks
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +56,23 @@ class SeedJob:
     neutral_scale: torch.Tensor | None = None  # the snr ranking's F (None: decoder-fit)
     progress: bool = True
     remedy: RemedyPlan = RemedyPlan()  # collapse detection and the automatic remedies
+    analysis: SeedAnalysis | None = None  # stability, saved seeds, no early stop (seed_stability)
+    hooks: RunHooks | None = None  # callbacks and periodic checkpoints (trainer.run_hooks)
+    variant: LoopVariant | None = None  # criterion, evaluate_fn, baselines (trainer.supervised)
 
 
-def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
-    """Train, keep the best step, orient; return the model and its record."""
+def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed, key=None):
+    """Train, keep the best step, orient; return the model and its record (``key``: the
+    attempt's fingerprint, under which its checkpoints are written and resumed)."""
     model = job.architecture.build(pmap, indices, meta, seed).to(job.device)
     loop = job.loop
     steps = loop.steps(len(batches))
     rule = job.remedy.rule
     monitor = CollapseMonitor(rule, job.target_classes) if rule.patience > 0 else None
-    res = train_loop(
+    hooks = job.hooks.for_seed(seed, key, loop.learning_rate) if job.hooks else None
+    lr_dec = decoder_rate(loop.learning_rate_decoder, loop.learning_rate, batches, steps)
+    fit = train_loop if job.variant is None else job.variant.fit
+    res = fit(
         model,
         batches,
         evaluate,
@@ -73,6 +86,8 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
         seed=seed,
         progress=job.progress,
         monitor=monitor,
+        learning_rate_decoder=lr_dec,
+        hooks=hooks,
     )
     flipped = res.best["correlation"] < 0
     evals, best = res.evals, res.best
@@ -95,13 +110,17 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed):
         "collapse": res.collapse,
         "source": meta.get("source"),
         "learning_rate": loop.learning_rate,
+        "learning_rate_decoder": lr_dec,
     }
     if res.collapse is not None:
         logger.warning(
             "seed %d collapsed at step %d of %d: %s; stopped early",
             seed, res.collapse["step"], steps, res.collapse["reason"],
         )  # fmt: skip
-    stats = {"evals": evals, "losses": res.losses, "best_step": res.best_step, "best": best}
+    losses, norms = split_norms(res.losses)  # per-step encoder/decoder gradient norms
+    stats = {"evals": evals, "losses": losses, "best_step": res.best_step, "best": best, **norms}
+    if hooks is not None:
+        hooks.seed_end(record, stats)
     return model, record, stats
 
 
@@ -129,8 +148,10 @@ def run_seeds(
     records, best, inputs = _try_seeds(job, pmap, indices, run, meta, fingerprint)
     plan, rule = job.plan, job.convergence
     n_conv = sum(r["converged"] for r in records)
+    stability = None
     if plan.max_seeds > 1:
         write_json(job.layout.seed_report, _report(job, records, best[1], n_conv))
+        stability = finish_seeds(job.analysis, job.layout, best[1]["seed"])
     _check_count(job, records, run, n_conv)
     model, record, stats = best
     if job.post_prune is not None:
@@ -156,6 +177,7 @@ def run_seeds(
             "remedies": run.summary(),
             "seed": record["seed"],
             "seeds": records,
+            "seed_stability": stability,
             "training_args": job.training_args,
             "cache_fingerprint": fingerprint,
             "timings": {"seeds": time.perf_counter() - t0},
@@ -195,8 +217,8 @@ def _try_seeds(job: SeedJob, pmap, indices, run: RemedyRun, meta, fingerprint):
                 model, record, stats = _seed_run(
                     job, pmap, indices, inputs, meta, fingerprint, seed, attempt
                 )
-            except DistributedError:
-                raise  # another rank is gone: the next seed would fail the same way
+            except (DistributedError, CallbackError):
+                raise  # another rank is gone, or a callback stopped the run
             except Exception as err:  # noqa: BLE001 - one failing seed must not stop the run
                 logger.warning(
                     "seed %d failed (%s: %s); trying the next seed", seed, type(err).__name__, err
@@ -210,7 +232,8 @@ def _try_seeds(job: SeedJob, pmap, indices, run: RemedyRun, meta, fingerprint):
             run.observe(record)
             if best is None or _better(record, best[1]):
                 best = (model, record, stats, inputs)
-        if sum(r["converged"] for r in records) >= job.plan.min_convergent_seeds:
+        run_all = job.analysis is not None and job.analysis.run_all_seeds
+        if not run_all and sum(r["converged"] for r in records) >= job.plan.min_convergent_seeds:
             break
     if best is None:
         raise RuntimeError(
@@ -247,7 +270,7 @@ def _seed_run(job: SeedJob, pmap, indices, inputs, meta, fingerprint, seed, atte
             if done[0].neutral_fisher is None:
                 done[0].set_neutral_scale(job.neutral_scale)
             return done
-    model, record, stats = train_one_seed(job, pmap, indices, batches, evaluate, meta, seed)
+    model, record, stats = train_one_seed(job, pmap, indices, batches, evaluate, meta, seed, key)
     record["remedy"] = attempt.remedy
     if job.plan.max_seeds > 1:
         model.save_pretrained(

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
 
 from gradiend import distributed as dist
-from gradiend._io import clean_orphans, read_json, read_json_cache
-from gradiend._kwargs import strict_kwargs
+from gradiend._io import clean_orphans, read_json
 from gradiend.data.examples import ExampleTable
 from gradiend.data.fingerprint import data_hash
+from gradiend.data.pairing import ClassOptions
+from gradiend.data.transitions import resolve_positive_class
 from gradiend.lm import fisher as fisher_mod
 from gradiend.lm.devices import model_devices
 from gradiend.lm.items import build_items
@@ -33,9 +33,9 @@ from gradiend.lm.objectives import Objective
 from gradiend.model import word_rows
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend
-from gradiend.run_layout import CONTEXT, FIG_CONVERGENCE, FIG_IMPORTANCE, TRAINING, RunLayout
+from gradiend.run_layout import CONTEXT, TRAINING, RunLayout
+from gradiend.trainer import lr_search, run_cache, trainer_figures, training, watch
 from gradiend.trainer import objective as objective_mod
-from gradiend.trainer import training
 from gradiend.trainer.arguments import TrainingArguments
 from gradiend.trainer.data_checks import (
     check_neutral,
@@ -45,10 +45,10 @@ from gradiend.trainer.data_checks import (
 )
 from gradiend.trainer.eval_data import EvalData, encoding_labels, read_examples, read_neutral
 from gradiend.trainer.evaluation import RunEvaluation
-from gradiend.trainer.fingerprint import diff_fingerprint, training_fingerprint
+from gradiend.trainer.fingerprint import training_fingerprint
 from gradiend.trainer.seeds import SeedJob, run_seeds
+from gradiend.trainer.trainer_config import trainer_kwargs
 from gradiend.trainer.validation_encodings import train_on_main
-from gradiend.visualizer import plot_importance_by_layer, plot_training_convergence
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +63,24 @@ def _delegated(method):
 
     @functools.wraps(method)
     def delegate(self, *args, **kwargs):
-        return method(self._evaluation(), *args, **kwargs)
+        result = method(self._evaluation(), *args, **kwargs)
+        watch.log_call(self, method, args, kwargs, result)  # to the trackers of report_to
+        return result
 
     return delegate
 
 
-@strict_kwargs
+def _on_trainer(function):
+    """A method that calls ``function(trainer, ...)`` of ``trainer.trainer_figures``."""
+
+    @functools.wraps(function)
+    def method(self, *args, **kwargs):
+        return function(self, *args, **kwargs)
+
+    return method
+
+
+@trainer_kwargs
 class TextPredictionTrainer:
     """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
 
@@ -97,7 +109,15 @@ class TextPredictionTrainer:
         progress: bool = True,
         hf_config: str | None = None,
         hf_split: str | list[str] | None = None,
+        all_classes: list[str] | None = None,
+        class_merge_map: dict[str, list[str]] | None = None,
+        class_merge_transition_groups: list[list[str]] | None = None,
+        transition_selection: Any = None,
+        max_counterfactuals_per_sentence: int = 1,
+        random_state: int | None = None,
+        split_ratios: Any = (0.8, 0.1, 0.1),
     ):
+        given = dict(locals())  # the column and class keywords, read by name below
         check_trainer_inputs(model, data, target_classes, run_id, eval_neutral_max_rows)
         self.args = args or training_args or TrainingArguments()
         if not isinstance(self.args, TrainingArguments):
@@ -107,23 +127,15 @@ class TextPredictionTrainer:
         self.run_id, self.mask, self.progress = run_id, mask, progress
         self.img_format = img_format
         self.decoder_eval_targets = decoder_eval_targets
-        columns = {
-            "masked_col": masked_col,
-            "split_col": split_col,
-            "label_col": label_col,
-            "label_class_col": label_class_col,
-            "alternative_col": alternative_col,
-            "alternative_class_col": alternative_class_col,
-        }
+        columns = {k: v for k, v in given.items() if k.endswith("_col")}  # in signature order
         check_neutral(eval_neutral_data, "text")
-        self.table: ExampleTable = read_examples(
-            data, target_classes, columns, self.args, hf_config, hf_split
-        )
-        self.target_classes = self.table.target_classes
-        check_table(self.table.df, self.target_classes, mask)
+        options = ClassOptions(**{k: given[k] for k in ClassOptions.__dataclass_fields__})
+        self._read_table(data, target_classes, columns, (hf_config, hf_split), options)
         self.neutral_df = read_neutral(eval_neutral_data, eval_neutral_max_rows, self.args.seed)
         self._check_snr_texts()
-        self.layout = RunLayout.from_args(self.args.experiment_dir, run_id, self.args.output_dir)
+        self.layout = RunLayout.from_args(
+            self.args.experiment_dir, run_id, self.args.output_dir, self.args.seed_runs_dir
+        )
         self._check_dirs()
         self.neutral_excluded = {w.lower() for w in eval_neutral_additional_excluded_words or []}
         self._lm: BaseLM | None = None
@@ -131,8 +143,23 @@ class TextPredictionTrainer:
         self._stats: dict | None = None
         self._objective_cache: Objective | None = None
         self._decoder_memo: dict = {}  # the base model's decoder scores, shared across calls
+        self._hooks = None  # train()'s callbacks and checkpoints (trainer.watch)
+        self._tracking = None  # the open trackers of report_to (gradiend.tracking.run)
+        self._computer_factory = None  # a suite's shared gradient store (gradiend.suite)
 
     # ------------------------------------------------------------------ paths and data
+    def _read_table(self, data, target_classes, columns: dict, hf: tuple, options) -> None:
+        """The example table (classes, transitions, splits; every check that needs no model),
+        the target pair, the positive class and the mask string."""
+        self.class_options = options
+        self.table: ExampleTable = read_examples(
+            data, target_classes, columns, self.args, *hf, options
+        )
+        self.target_classes = self.table.target_classes
+        self.positive_class = resolve_positive_class(self.args.positive_class, self.target_classes)
+        self.mask = self.args.mask_placeholder if self.mask == "[MASK]" else self.mask
+        check_table(self.table.df, self.target_classes, self.mask)
+
     @property
     def run_dir(self) -> Path:
         return self.layout.run_dir
@@ -155,6 +182,7 @@ class TextPredictionTrainer:
             seed=self.args.seed,
             extra_excluded=frozenset(self.neutral_excluded),
             decoder_eval_targets=self.decoder_eval_targets,
+            include_other_classes=self.args.include_other_classes,
         )
 
     def labels(self, df: pd.DataFrame) -> np.ndarray:
@@ -273,9 +301,22 @@ class TextPredictionTrainer:
             logger.warning("snr importance unavailable (%s): ranking by decoder-fit", err)
             return None
 
-    def train(self) -> ModelWithGradiend:
-        """Train (or reuse a matching cached run) and return the oriented best model."""
+    def train(self, callbacks: list | None = None) -> ModelWithGradiend:
+        """Train (or reuse a matching cached run) and return the oriented best model.
+
+        ``callbacks``: ``TrainingCallback`` objects called at the loop's events. With
+        ``report_to``, ``save_strategy="steps"`` or ``runtime_monitor`` the run is also tracked,
+        checkpointed (a killed run resumes) and watched (docs/training.md "Callbacks, tracking
+        and checkpoints")."""
         self._check_dirs()
+        run_watch = watch.RunWatch(self, callbacks)  # a missing tracker fails before loading
+        self._hooks = run_watch.hooks
+        with run_watch.running():
+            model = self._train_or_reuse()
+        run_watch.after_training(self)
+        return model
+
+    def _train_or_reuse(self) -> ModelWithGradiend:
         fingerprint = self._fingerprint()
         cached = self._try_cache(fingerprint)
         if cached is not None:
@@ -291,12 +332,9 @@ class TextPredictionTrainer:
         """Gradients → seeds → the saved GRADIEND (rank 0 trains; the others serve or wait)."""
         t0 = time.perf_counter()
         lm, objective, args = self._base(), self._objective(), self.args
-        setup = training.prepare(
-            lm, objective, self.table, args, self._param_patterns(), self.gradiend_device,
-            self.labels, self.progress, started=t0,
-        )  # fmt: skip
-        training.add_batches(setup, args, self.layout, fingerprint, self.progress)
-        training.add_validation(setup, args, self.labels(setup.val_df), self.progress)
+        tuned = lr_search.take_tuned(self, fingerprint)  # gradients tune_learning_rate cached
+        setup = tuned.setup if tuned else self._gradients(fingerprint, t0)
+        reused = setup.batches.computed if tuned else 0  # computed by tune_learning_rate
         meta = self._metadata()  # + the feature tokens' embedding rows (their own region)
         meta[word_rows.METADATA_KEY] = word_rows.record(
             lm.model, word_rows.target_token_ids(setup.train_items)
@@ -309,22 +347,36 @@ class TextPredictionTrainer:
             variant = training.source_variant(
                 setup, args, self.layout, fingerprint, self.labels(setup.val_df), self.progress
             )  # a remedy for a collapse may read another source
+            job = dataclasses.replace(self._seed_job(scale), variant=setup.variant)
+            job, searched = lr_search.search_for_job(job, args, setup)
             model, stats = run_seeds(
-                self._seed_job(scale), setup.pmap, setup.indices, setup.batches,
-                setup.evaluate, meta, fingerprint, variant,
+                job, setup.pmap, setup.indices, setup.batches, setup.evaluate, meta, fingerprint,
+                variant,
             )  # fmt: skip
+            stats["lr_search"] = searched or (tuned.summary if tuned else None)
             stats["timings"] = {
                 **setup.timings,
                 "training_total": time.perf_counter() - t0,
                 **stats.get("timings", {}),
             }
-            self._record(stats, model, scale, setup)
+            self._record(stats, model, scale, setup, reused)
             self._save(model, stats)
             self._model = ModelWithGradiend(lm, model, objective=objective)
             if self.args.plot_importance:
                 self._plot_importance_after_training()
 
         train_on_main(fit, setup.shared)
+
+    def _gradients(self, fingerprint: dict, t0: float) -> training.GradientSetup:
+        """The training and validation gradients of this run, cached (``trainer.training``)."""
+        lm, objective, args = self._base(), self._objective(), self.args
+        setup = training.prepare(
+            lm, objective, self.table, args, self._param_patterns(), self.gradiend_device,
+            self.labels, self.progress, started=t0, computer_factory=self._computer_factory,
+        )  # fmt: skip
+        training.add_batches(setup, args, self.layout, fingerprint, self.progress)
+        training.add_validation(setup, args, self.labels(setup.val_df), self.progress)
+        return setup
 
     def _seed_job(self, scale: torch.Tensor | None) -> SeedJob:
         args = self.args
@@ -342,10 +394,13 @@ class TextPredictionTrainer:
             neutral_scale=scale,
             progress=self.progress,
             remedy=args.remedy_plan(),
+            analysis=args.seed_analysis(),
+            hooks=self._hooks,  # callbacks and periodic checkpoints of this train() call
         )
 
-    def _record(self, stats: dict, model: GradiendModel, scale, setup) -> None:
-        """What ``training.json`` says beyond the seeds: rankings, data split, passes."""
+    def _record(self, stats: dict, model: GradiendModel, scale, setup, reused: int = 0) -> None:
+        """What ``training.json`` says beyond the seeds: rankings, data split, passes (those of
+        this ``train()``; ``reused``: batches ``tune_learning_rate`` computed before it)."""
         stats["importance"] = {  # which ranking the model's default is, and from what
             "default_part": model.resolve_part(None),
             "neutral_texts": len(self._importance_texts()) if scale is not None else 0,
@@ -353,21 +408,14 @@ class TextPredictionTrainer:
         stats["n_training_batches"] = len(setup.batches)
         stats["data_split"] = self.table.split_info
         stats["target_classes"] = list(self.target_classes)  # the figures' class colours
-        stats["base_passes"] = {"training_batches_computed": setup.batches.computed}
+        stats["base_passes"] = {"training_batches_computed": setup.batches.computed - reused}
+        if reused:
+            stats["base_passes"]["training_batches_from_tune_learning_rate"] = reused
         if dist.is_distributed():
             stats["distributed"] = {
                 "world_size": dist.world_size(),
                 "validation": "per-row gradients" if setup.shared is None else "shared JVP passes",
             }
-
-    def _plot_importance_after_training(self) -> None:
-        """The localisation figure of a fresh run (skipped, with a note, without matplotlib)."""
-        try:
-            path = self.plot_importance_by_layer(show=False)["path"]
-        except ImportError as err:
-            logger.info("importance figure not drawn: %s", err)
-            return
-        logger.info("importance by layer and module: %s", path)
 
     def _metadata(self) -> dict:
         lm = self._base()
@@ -395,29 +443,7 @@ class TextPredictionTrainer:
         logger.info("GRADIEND written to %s", self.model_dir)
 
     def _try_cache(self, fingerprint: dict) -> ModelWithGradiend | None:
-        mode = self.args.use_cache
-        stats = read_json_cache(self.layout.training) if mode else None
-        if stats is None:
-            return None
-        if mode in (True, "only_convergent"):
-            differ = diff_fingerprint(stats.get("cache_fingerprint"), fingerprint)
-            if differ:
-                logger.info("cached run in %s not used: %s differ(s)", self.model_dir, differ)
-                return None
-        if mode == "only_convergent" and not stats.get("convergence_info", {}).get("converged"):
-            logger.info("cached run in %s not used: it did not converge", self.model_dir)
-            return None
-        try:
-            gradiend = GradiendModel.from_pretrained(self.model_dir, device=self.gradiend_device)
-        except (KeyError, OSError, ValueError, SafetensorError) as err:
-            logger.warning(
-                "cached GRADIEND in %s is unreadable (%s); retraining", self.model_dir, err
-            )
-            return None
-        logger.info("using the cached GRADIEND in %s", self.model_dir)
-        self._stats = stats
-        self._model = self._wrap(gradiend)
-        return self._model
+        return run_cache.try_cache(self, fingerprint)
 
     def _wrap(self, gradiend: GradiendModel) -> ModelWithGradiend:
         objective = objective_mod.objective_for(self._objective(), gradiend.metadata)
@@ -466,18 +492,8 @@ class TextPredictionTrainer:
     # ------------------------------------------------------------------ figures
     plot_probability_shifts = _delegated(RunEvaluation.plot_probability_shifts)
     plot_encoder_distributions = _delegated(RunEvaluation.plot_encoder_distributions)
-
-    def plot_importance_by_layer(self, output=None, **kwargs) -> dict:
-        """Importance share per layer × module type of the trained GRADIEND
-        (``gradiend.visualizer.importance``); saved as ``run_dir/importance_by_layer.<fmt>``."""
-        output = output or self.layout.figure(FIG_IMPORTANCE, self.img_format)
-        kwargs.setdefault("img_format", self.img_format)
-        return plot_importance_by_layer(
-            {self.run_id or "run": self.get_model().gradiend}, output_path=output, **kwargs
-        )
-
-    def plot_training_convergence(self, output=None, **kwargs) -> dict:
-        output = output or self.layout.figure(FIG_CONVERGENCE, self.img_format)
-        kwargs.setdefault("img_format", self.img_format)
-        kwargs.setdefault("target_classes", list(self.target_classes))
-        return plot_training_convergence(self.get_training_stats(), output=output, **kwargs)
+    plot_importance_by_layer = _on_trainer(trainer_figures.plot_importance_by_layer)
+    plot_training_convergence = _on_trainer(trainer_figures.plot_training_convergence)
+    _plot_importance_after_training = _on_trainer(trainer_figures.plot_importance_after_training)
+    multi_seed = _on_trainer(trainer_figures.multi_seed)
+    finish_tracking = _on_trainer(trainer_figures.finish_tracking)

@@ -30,6 +30,7 @@ from gradiend.trainer.data_checks import check_against_model, check_objective
 from gradiend.trainer.fingerprint import gradient_fingerprint
 from gradiend.trainer.gradient_data import GradientBatches, schedule_batches, stable_hash
 from gradiend.trainer.pruning import pre_prune, stratified_sample
+from gradiend.trainer.supervised import loop_variant
 from gradiend.trainer.validation_encodings import (
     SharedValidation,
     ValidationPlan,
@@ -55,6 +56,8 @@ class GradientSetup:
     evaluate: Any = None
     shared: SharedValidation | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    train_labels: Any = None  # the training rows' labels (the supervised baselines read them)
+    variant: Any = None  # trainer.supervised.LoopVariant: criterion, evaluate_fn, baselines
 
 
 def prepare(
@@ -67,14 +70,18 @@ def prepare(
     labels_of,
     progress: bool,
     started: float | None = None,
+    computer_factory: Callable | None = None,
 ) -> GradientSetup:
     """Check the rows against the model and build the gradient computer and the items
-    (``started``: when loading the base model began, for the timing record)."""
+    (``started``: when loading the base model began, for the timing record;
+    ``computer_factory(lm, objective, pmap, device)``: another computer, e.g. a suite's
+    shared gradient store)."""
     t0 = time.perf_counter() if started is None else started
     check_objective(lm.kind, objective)
     check_rows(table.df, objective, str(lm.source))
     pmap = ParamMap.from_model(lm.model, patterns)
-    computer = GradientComputer(lm, objective, pmap, device=device)
+    make = computer_factory or GradientComputer
+    computer = make(lm, objective, pmap, device=device)
     train_df = table.split("train")
     val_df = cap_per_group(
         table.split("validation"),
@@ -91,6 +98,7 @@ def prepare(
         args,
     )
     setup = GradientSetup(computer, pmap, train_df, val_df, train_items, val_items)
+    setup.train_labels = np.asarray(labels_of(train_df))
     setup.timings["load_and_check"] = time.perf_counter() - t0
     t = time.perf_counter()
     if args.pre_prune_config is not None:
@@ -152,6 +160,7 @@ def add_batches(
         dtype=resolve_dtype(args.gradient_cache_dtype),
     )
     setup.timings["training_gradients"] = time.perf_counter() - t
+    setup.variant = loop_variant(args, batches_idx, setup.train_labels)
 
 
 def add_validation(

@@ -138,17 +138,21 @@ def finish(
     show: bool | None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    owned: bool = True,
 ) -> dict[str, Any]:
     """Save (when ``output`` is given), show or release the figure, and build the result dict.
 
     A figure that is not shown is closed in pyplot so that many plots do not pile up in memory;
-    the returned Figure object stays usable (e.g. ``result["figure"].savefig(...)``).
+    the returned Figure object stays usable (e.g. ``result["figure"].savefig(...)``). A figure
+    the caller owns (``owned=False``: drawn into its ``ax=``) is left open for it.
     """
     path = resolve_output(output, default_name, img_format)
     if path is not None:
         save_figure(fig, path, dpi=dpi)
     plt = import_pyplot(show)
-    if resolve_show(show) and "agg" not in plt.get_backend().lower():
+    if not owned:
+        pass  # the caller composes the figure: it shows or closes it
+    elif resolve_show(show) and "agg" not in plt.get_backend().lower():
         plt.show()
     else:
         plt.close(fig)

@@ -133,14 +133,7 @@ def train_loop(
     device, dtype = model.W_e.device, model.W_e.dtype
 
     def record(step: int) -> dict:
-        model.eval()
-        with torch.no_grad():
-            summary = {"step": step, **evaluate(model)}
-        model.train()
-        p.evals.append(summary)
-        if hooks is not None:
-            hooks.on_evaluate(step, summary)
-        return summary
+        return _record(model, evaluate, p, hooks, step)
 
     if hooks is None or not hooks.resume(model, opt, gen, p, monitor):
         p.best, p.best_state = record(0), copy.deepcopy(model.state_dict())
@@ -167,6 +160,18 @@ def train_loop(
     model.eval()
     seconds = time.perf_counter() - start
     return LoopResult(model, p.best_step, p.best, p.evals, p.losses, seconds, collapse)
+
+
+def _record(model: GradiendModel, evaluate: Callable, p: LoopProgress, hooks, step: int) -> dict:
+    """The validation summary at ``step`` (kept in ``p.evals``, passed to the hooks)."""
+    model.eval()
+    with torch.no_grad():
+        summary = {"step": step, **evaluate(model)}
+    model.train()
+    p.evals.append(summary)
+    if hooks is not None:
+        hooks.on_evaluate(step, summary)
+    return summary
 
 
 def _keep_best(p: LoopProgress, summary: dict, step: int, model: GradiendModel) -> bool:

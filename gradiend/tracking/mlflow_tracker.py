@@ -1,6 +1,10 @@
 """MLflow: a run of experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``gradiend``) with the
 arguments as parameters, every scalar as a metric and the figures as artifacts. The tracking
-URI is ``MLFLOW_TRACKING_URI`` or a local file store in ``<logging_dir>/mlruns``."""
+URI is ``MLFLOW_TRACKING_URI`` or a local file store in ``<logging_dir>/mlruns``.
+
+Recent MLflow (3.x) refuses a file store unless ``MLFLOW_ALLOW_FILE_STORE=true``; for a ``file:`` URI
+(or a plain path) this module sets that variable when it is unset, so a reader in the same
+process (``MlflowClient``) can open the store too; elsewhere set it yourself (``mlflow ui``)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient  # the package was just found
 
         uri = os.environ.get("MLFLOW_TRACKING_URI") or (Path(logdir).resolve() / "mlruns").as_uri()
+        if _is_file_store(uri) and "MLFLOW_ALLOW_FILE_STORE" not in os.environ:
+            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # recent MLflow refuses it otherwise
+            logger.info("MLflow: local file store %s (MLFLOW_ALLOW_FILE_STORE=true set)", uri)
         self.client = MlflowClient(tracking_uri=uri)
         experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "gradiend")
         found = self.client.get_experiment_by_name(experiment)
@@ -59,6 +66,17 @@ class MlflowTracker:
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)
+
+
+def _is_file_store(uri: str) -> bool:
+    """A ``file:`` URI or a plain path (MLflow's file store), not a database or a server."""
+    return (
+        uri.startswith("file:")
+        or "://" not in uri
+        and not uri.startswith(
+            ("sqlite:", "postgresql:", "mysql:", "mssql:", "databricks", "http:", "https:")
+        )
+    )
 
 
 def _key(name: str) -> str:

@@ -8,6 +8,10 @@ step, converged) and the figures as images. Later calls add ``encoder/*``
 (``evaluate_encoder``), ``decoder/points/*`` (every scored decoder point, step = its index) and
 ``decoder/<class>/*`` (the selected points), ``rewrite/<class>/*`` (the point a rewrite
 applied) and each figure a ``plot_*`` call draws.
+
+The values logged while a seed trains are the loop's, before the GRADIEND is oriented: for a
+seed whose record says ``flipped``, ``training.json`` holds the correlation and class means
+negated (``trainer.loop.orient_stats``); ``seed_<s>/best/*`` and ``best/*`` are oriented.
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ class Tracking(TrainingCallback):
         self._losses: dict[int, list] = {}
         self._images: set[tuple[str, str]] = set()  # (tag, file) already logged
         atexit.register(self.close)
+
+    def begin(self) -> None:
+        """A ``train()`` starts: drop the losses an interrupted one left unlogged (a resumed
+        run logs those steps again)."""
+        self._losses.clear()
 
     @property
     def names(self) -> list[str]:

@@ -28,7 +28,9 @@ class TensorBoardTracker:
     def log_params(self, params: dict[str, Any]) -> None:
         from torch.utils.tensorboard.summary import hparams  # with the writer's package
 
-        values = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
+        values = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()
+        }
         for summary in hparams(values, {}):
             self.writer.file_writer.add_summary(summary)
         table = "\n".join(f"| {k} | {v} |" for k, v in sorted(values.items()))

@@ -62,7 +62,9 @@ def check_checkpoint_args(save_strategy: Any, save_steps: Any) -> None:
             "checkpoint every save_steps steps (resumable), 'best'/'no' only the final GRADIEND"
         )
     if isinstance(save_steps, bool) or not isinstance(save_steps, int) or save_steps < 1:
-        raise ValueError(f"save_steps must be an int ≥ 1 (steps between checkpoints), got {save_steps!r}")
+        raise ValueError(
+            f"save_steps must be an int ≥ 1 (steps between checkpoints), got {save_steps!r}"
+        )
 
 
 @dataclass

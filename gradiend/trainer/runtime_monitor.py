@@ -4,9 +4,9 @@ With ``TrainingArguments(runtime_monitor=True)`` a background thread appends one
 every ``runtime_monitor_interval`` seconds to ``<run>/runtime_monitor.jsonl``: the time, the
 stage (gradients, training, …), the seed and step, the optimiser steps per second since the
 previous line and, with ``runtime_monitor_system_stats``, the process's resident memory and
-the CUDA memory in use. ``start``/``end`` lines frame the run; a CUDA out-of-memory error is
-written as a ``cuda_oom`` line with its message (and the memory at that moment) before it is
-raised. ``tail -f`` the file, or read it with ``read_heartbeats``.
+the CUDA memory in use. ``start``/``end`` lines frame the run (``error`` when it raised); a CUDA out-of-memory error
+(itself or the cause of the error that ended the run) is written as a ``cuda_oom`` line with
+its message and the memory at that moment before it is raised. ``tail -f`` the file, or read it with ``read_heartbeats``.
 """
 
 from __future__ import annotations
@@ -73,11 +73,11 @@ class RuntimeMonitor(TrainingCallback):
         self._thread.start()
         try:
             yield self
-        except torch.cuda.OutOfMemoryError as err:
-            self.write("cuda_oom", message=str(err))
-            logger.error("CUDA out of memory (written to %s): %s", self.path, err)
-            raise
         except BaseException as err:
+            oom = find_oom(err)  # the seed loop re-raises a seed's OOM as the cause of its error
+            if oom is not None:
+                self.write("cuda_oom", message=str(oom))
+                logger.error("CUDA out of memory (written to %s): %s", self.path, oom)
             self.write("error", message=f"{type(err).__name__}: {err}")
             raise
         finally:
@@ -87,8 +87,9 @@ class RuntimeMonitor(TrainingCallback):
 
     def record_failure(self, err: BaseException) -> None:
         """A seed failed (and the next one runs): an OOM is written with its message."""
-        if isinstance(err, torch.cuda.OutOfMemoryError):
-            self.write("cuda_oom", message=str(err), seed=self.seed)
+        oom = find_oom(err)
+        if oom is not None:
+            self.write("cuda_oom", message=str(oom), seed=self.seed)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.config.interval):
@@ -116,9 +117,23 @@ class RuntimeMonitor(TrainingCallback):
                 f.write(json.dumps(line, default=str) + "\n")
 
 
+def find_oom(err: BaseException | None) -> BaseException | None:
+    """The CUDA out-of-memory error ``err`` is or was raised from (its cause chain), if any."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def _memory() -> dict[str, float]:
     """Resident memory of this process (and its peak) and, with CUDA, the GPU memory in MB."""
-    out = {"rss_mb": _rss_mb(), "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out = {
+        "rss_mb": _rss_mb(),
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
         out["cuda_reserved_mb"] = torch.cuda.memory_reserved() / 2**20

@@ -37,6 +37,8 @@ class RunWatch:
             logdir = Path(args.logging_dir) if args.logging_dir else layout.tracking_logs
             trainer._tracking = Tracking(names, logdir, trainer.run_id or layout.run_dir.name)
         self.tracking = trainer._tracking if main else None
+        if self.tracking is not None:
+            self.tracking.begin()
         cfg = args.monitor()
         self.monitor = RuntimeMonitor(layout.runtime_monitor, cfg) if cfg.enabled and main else None
         extra = [cb for cb in (self.tracking, self.monitor) if cb is not None]

@@ -2,17 +2,21 @@
 
 Unlike the correlation these ignore the scale of the encodings: an AUC is the probability
 that a random row of the first group encodes above a random row of the second (ties count
-half), so 1 is a perfect separation and 0.5 chance. Every key is ``None`` when a group it
-needs is empty (e.g. no neutral rows were encoded).
+half), so 1 is a perfect separation and 0.5 chance. A key is ``None`` when a group it needs
+is empty (e.g. no neutral rows were encoded); the two minimums take the parts that exist.
 
 * ``roc_auc``: label +1 rows against label −1 rows (oriented: 0 means perfectly reversed).
 * ``auc_rival``: the same pair without orientation, ``max(roc_auc, 1 − roc_auc)``.
 * ``roc_auc_neutral``: |encoding| of the target rows against that of neutral rows.
-* ``roc_auc_other``: |encoding| of the target rows against identity / other-class rows.
+* ``roc_auc_other``: |encoding| of the target rows against the identity (label 0) rows of
+  the ``training`` type (other classes' rows with ``add_identity_for_other_classes``).
 * ``min_auc_n_o``: the smaller of the two above (whichever exist).
 * ``class_exclusivity``: for each target class, its rows against every other row, in the
   direction its mean encodes; the worse class.
-* ``encoding_e``: ``min(roc_auc_neutral, auc_rival, class_exclusivity)``.
+* ``encoding_e``: ``min(roc_auc_neutral, auc_rival, class_exclusivity)`` (whichever exist).
+
+The validation during training encodes no neutral rows, so there ``roc_auc_neutral`` is
+``None`` and ``encoding_e`` is the smaller of ``auc_rival`` and ``class_exclusivity``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ AUC_METRICS = (
     "encoding_e",
 )
 TRAINING = "training"
+# what a metric needs beyond the two target classes (the reason when it is None)
+NEEDS = {
+    "roc_auc_neutral": "neutral rows (the validation during training encodes none)",
+    "roc_auc_other": "identity rows (label 0: other classes with add_identity_for_other_classes)",
+    "min_auc_n_o": "neutral or identity rows",
+}
 
 
 def auc(high, low) -> float | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gradiend.evaluator.auc import AUC_METRICS, auc_metrics
+from gradiend.evaluator.auc import AUC_METRICS, NEEDS, auc_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +130,27 @@ class ConvergenceRule:
 
     def score(self, summary: dict) -> float:
         """The value compared with ``score_threshold``: |correlation| or the AUC metric (an
-        AUC the rows cannot measure, e.g. without neutral rows, counts as 0)."""
+        AUC the rows cannot measure, e.g. without neutral rows, counts as 0, with a warning)."""
         if self.metric not in AUC_METRICS:
             return abs(summary["correlation"])
         value = summary.get(self.metric)
         if value is None:
+            logger.warning(
+                "convergent_metric=%r cannot be measured on the validation rows (it needs %s): "
+                "the run counts as not converged; choose 'roc_auc', 'auc_rival', "
+                "'class_exclusivity' or 'encoding_e' (docs/training.md \"AUC metrics\")",
+                self.metric,
+                NEEDS.get(self.metric, "rows of both target classes"),
+            )
             return 0.0
         return max(value, 1.0 - value) if self.metric == "roc_auc" else value
+
+    def describe(self) -> str:
+        """The criterion in words, for the messages of an unconverged run."""
+        if self.metric == "loss":
+            return f"loss ≤ {self.loss_threshold}"
+        what = "|correlation|" if self.metric not in AUC_METRICS else self.metric
+        return f"{what} ≥ {self.score_threshold}, class means ≥ {self.mean_threshold}"
 
 
 def is_convergent(

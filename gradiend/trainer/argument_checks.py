@@ -13,6 +13,7 @@ The checks read the dataclasses' fields by name and never import ``gradiend.trai
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import numbers
@@ -89,7 +90,9 @@ def check_bool(name: str, value: Any) -> None:
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     """``value`` is one of ``choices`` (names of modes, kinds, optimisers, …)."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}{hint}")
 
 
 def check_topk(name: str, value: Any, optional: bool = True) -> None:

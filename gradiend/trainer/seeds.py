@@ -190,8 +190,7 @@ def _check_count(job: SeedJob, records: list[dict], run: RemedyRun, n_conv: int)
     extra = f" (including {len(run.tried)} remedy attempt(s))" if run.tried else ""
     msg = (
         f"{n_conv} of {len(records)} seed(s){extra} converged, {plan.min_convergent_seeds} "
-        f"required (|correlation| ≥ {rule.score_threshold}, class means ≥ "
-        f"{rule.mean_threshold}); {advice(records, job.remedy, run.tried)}"
+        f"required ({rule.describe()}); {advice(records, job.remedy, run.tried)}"
     )
     if plan.fail_on_non_convergence:
         raise RuntimeError(msg)

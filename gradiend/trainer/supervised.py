@@ -11,7 +11,9 @@ gradient and never sees a label. Its baselines (``TrainingArguments.supervised_e
   (``W_d = cov(label, t) / var(label)``, ``b_d = mean(t) − W_d·mean(label)``): the optimum that
   training the same MSE heads towards, in one pass over the cache and without a learning
   rate. Alone, the encoder keeps its initial weights (so the run does not converge: there is
-  no encoder to judge); with ``supervised_encoder`` both parts are supervised.
+  no encoder to judge); with ``supervised_encoder`` both parts are supervised. When the
+  encoder's validation correlation is negative the fitted ``W_d`` is negated, so that after
+  the seeds' orientation (``flip_sign``) ``decoder(+1)`` is still the fit at label +1.
 
 ``LoopVariant.fit`` has the signature of ``trainer.loop.train_loop``, which it calls.
 """
@@ -111,6 +113,9 @@ class LoopVariant:
             )
         if self.supervised_decoder:
             mse = fit_decoder(model, batches, self.labels)
+            if res.best["correlation"] < 0:  # the seeds' flip negates W_d: pre-negate it
+                with torch.no_grad():
+                    model.W_d.neg_()
             res.losses.append({"step": res.best_step, "loss": mse, "supervised_decoder": True})
             logger.info("supervised decoder baseline: least-squares fit, MSE %.3g", mse)
         return res

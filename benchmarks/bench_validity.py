@@ -156,7 +156,10 @@ def recompute(tr, study: Study, out_dir: Path, n_neutral: int) -> dict:
     tok = AutoTokenizer.from_pretrained(out_dir)
     out = {"heldout_texts": len(split.heldout), "rows": len(prefixes)}
     for label, model in (
-        ("base", AutoModelForCausalLM.from_pretrained(Path(path).parent, gguf_file=Path(path).name)),
+        (
+            "base",
+            AutoModelForCausalLM.from_pretrained(Path(path).parent, gguf_file=Path(path).name),
+        ),
         ("rewritten", AutoModelForCausalLM.from_pretrained(out_dir)),
     ):
         p, held = _recompute(model.eval(), tok, prefixes, words, list(split.heldout))

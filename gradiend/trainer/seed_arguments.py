@@ -112,9 +112,7 @@ def check_seed_analysis(args: Any) -> None:
         )
     size = args.seed_selection_eval_max_size
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ValueError(
-            f"seed_selection_eval_max_size must be an int ≥ 1 or None, got {size!r}"
-        )
+        raise ValueError(f"seed_selection_eval_max_size must be an int ≥ 1 or None, got {size!r}")
     if args.seed_runs_dir is not None and not isinstance(args.seed_runs_dir, (str, bytes)):
         if not hasattr(args.seed_runs_dir, "__fspath__"):
             raise TypeError(f"seed_runs_dir must be a path or None, got {args.seed_runs_dir!r}")

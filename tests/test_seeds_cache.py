@@ -53,11 +53,11 @@ def _seed_spy(monkeypatch, hook=None) -> list[int]:
     trained: list[int] = []
     original = _TRAIN_ONE_SEED
 
-    def spy(trainer, pmap, indices, batches, evaluate, meta, seed):
+    def spy(trainer, pmap, indices, batches, evaluate, meta, seed, key=None):
         trained.append(seed)
         if hook is not None:
             hook(seed, None)
-        result = original(trainer, pmap, indices, batches, evaluate, meta, seed)
+        result = original(trainer, pmap, indices, batches, evaluate, meta, seed, key)
         if hook is not None:
             hook(seed, result)
         return result
@@ -238,7 +238,7 @@ def test_every_cache_field_invalidates(planted, cached_run, tmp_path, caplog, na
     else:
         _copy_run(cached_run, tmp_path)
     trainer = _trainer(planted, tmp_path, **kw)
-    with caplog.at_level(logging.INFO, logger="gradiend.trainer.text_trainer"):
+    with caplog.at_level(logging.INFO, logger="gradiend.trainer.run_cache"):
         assert trainer._try_cache(trainer._fingerprint()) is None
     assert "not used" in caplog.text and repr(field) in caplog.text
     # the unchanged run would have been reused

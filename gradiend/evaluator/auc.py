@@ -26,17 +26,10 @@ import logging
 import numpy as np
 import pandas as pd
 
+from gradiend.metric_names import AUC_METRICS as AUC_METRICS  # re-exported: its home before
+
 logger = logging.getLogger(__name__)
 
-AUC_METRICS = (
-    "roc_auc",
-    "auc_rival",
-    "roc_auc_neutral",
-    "roc_auc_other",
-    "min_auc_n_o",
-    "class_exclusivity",
-    "encoding_e",
-)
 TRAINING = "training"
 # what a metric needs beyond the two target classes (the reason when it is None)
 NEEDS = {

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gradiend.data.examples import SPLITS
-from gradiend.evaluator.auc import AUC_METRICS
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import KINDS
 from gradiend.lm.objectives import OBJECTIVES
+from gradiend.metric_names import AUC_METRICS
 from gradiend.model.gradiend import _ACTIVATIONS, PARTS
 
 if TYPE_CHECKING:

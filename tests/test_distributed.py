@@ -269,7 +269,9 @@ def test_train_several_pairs_from_the_command_line(model_dir, tmp_path, capsys):
     }
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps(config))
-    assert cli.main(["train", "-c", str(cfg), "--pairs", "he,she", "she,he", "--no-plot"]) == 0
+    # 20 steps on the tiny model need not converge; this test is about the pairs
+    argv = ["train", "-c", str(cfg), "--pairs", "he,she", "she,he", "--no-plot"]
+    assert cli.main([*argv, "--allow-unconverged"]) == 0
     out = capsys.readouterr().out
     assert "he/she: correlation" in out and "she/he: correlation" in out
     for run in ("he_she", "she_he"):

@@ -102,7 +102,7 @@ def test_names_are_the_library_objects_not_copies():
         "plot_comparison_heatmap": "gradiend.visualizer.cross_heatmaps",
         "plot_cross_encoding_heatmap": "gradiend.evaluator.cross_figures",
         "PlotStyleConfig": "gradiend.visualizer.style",
-        "format_transition_label": "gradiend.visualizer.transition_labels",
+        "format_transition_label": "gradiend.visualizer._common",
         "SymmetricTrainerSuite": "gradiend.suite",
         "TransitionSpec": "gradiend.data.transitions",
         "load_training_stats": "gradiend.visualizer.convergence",

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradiend.visualizer._common import DEFAULT_DPI, display_name, finish, import_pyplot
-from gradiend.visualizer.transition_labels import format_transition_label
+from gradiend.visualizer._common import (
+    DEFAULT_DPI,
+    display_name,
+    finish,
+    format_transition_label,
+    import_pyplot,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,17 @@ from tiny import make_model, pretrain, sentence  # noqa: E402
 PRETRAIN_STEPS = {"mlm": 600, "clm": 200}
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module (restored after it): tiny models run many small
+    ops, and on a shared 2-core machine extra threads only contend (a 30-step pretrain goes from
+    0.5 s to 20 s). Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _gguf_cache(tmp_path_factory):
     """Every GGUF load after the first reads a safetensors copy (de-quantising SmolLM2 takes

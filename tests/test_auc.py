@@ -23,13 +23,7 @@ from gradiend.evaluator.auc import AUC_METRICS, auc, auc_metrics
 from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.trainer.loop import orient_stats
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- by hand

@@ -22,12 +22,7 @@ from gradiend.trainer.runtime_monitor import read_heartbeats
 STEPS, EVAL, SAVE = 24, 8, 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

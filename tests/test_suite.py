@@ -24,14 +24,7 @@ CLASSES = ["he", "she", "it"]
 PAIRS = [("he", "she"), ("he", "it"), ("she", "it")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny models run many small ops, and on a shared 2-core machine
-    extra threads only contend (a 30-step pretrain goes from 0.5 s to 20 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ from gradiend.trainer.supervised import LoopVariant, fit_decoder
 STEPS, EVAL_STEPS, SEED = 60, 20, 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

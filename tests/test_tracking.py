@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import fast_args, he_she_data, neutral_texts
 from tiny import make_model
 
@@ -34,13 +33,7 @@ HAVE_WANDB = importlib.util.find_spec("wandb") is not None
 EXPERIMENT = "gradiend-tests"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The machine is shared: one intra-op thread (restored after the module)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

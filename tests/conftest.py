@@ -63,6 +63,15 @@ def he_she_data(n: int = 120, seed: int = 1) -> dict[str, pd.DataFrame]:
     return data
 
 
+def three_pronouns() -> dict[str, pd.DataFrame]:
+    """he, she and it: three classes of masked pronouns (40 sentences each)."""
+    data = he_she_data(40)
+    rng = random.Random(7)
+    it = [s for s in (sentence(rng, None) for _ in range(400)) if " it " in s][:40]
+    data["it"] = pd.DataFrame({"masked": [s.replace(" it ", " [MASK] ") for s in it], "it": "it"})
+    return data
+
+
 def fast_args(tmp_path, **overrides):
     """TrainingArguments that train a planted-feature GRADIEND in about a second."""
     from gradiend import TrainingArguments

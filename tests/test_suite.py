@@ -3,13 +3,10 @@ each distinct (sentence, word) gradient computed once per suite, children that a
 
 from __future__ import annotations
 
-import random
-
-import pandas as pd
 import pytest
 import torch
-from conftest import fast_args, he_she_data
-from tiny import make_model, pretrain, sentence
+from conftest import fast_args, three_pronouns
+from tiny import make_model, pretrain
 
 from gradiend import TextPredictionTrainer
 from gradiend.suite import (
@@ -28,19 +25,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def lm(_one_thread):
+def lm(one_thread):
     """A tiny masked LM with the planted feature (pronoun agrees with the subject)."""
     model, tok = make_model("mlm")
     return pretrain(model, tok, "mlm", steps=600), tok
-
-
-def three_pronouns() -> dict[str, pd.DataFrame]:
-    """he, she and it: three classes of masked pronouns (40 sentences each)."""
-    data = he_she_data(40)
-    rng = random.Random(7)
-    it = [s for s in (sentence(rng, None) for _ in range(400)) if " it " in s][:40]
-    data["it"] = pd.DataFrame({"masked": [s.replace(" it ", " [MASK] ") for s in it], "it": "it"})
-    return data
 
 
 def suite_args(tmp_path, **overrides):

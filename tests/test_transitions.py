@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_args, he_she_data
+from conftest import fast_args, he_she_data, three_pronouns
 from tiny import FEMALE, MALE, NEUTRAL, make_model, sentence
 
 from gradiend import TextPredictionTrainer, TrainingArguments, TransitionSpec, identity, pair
@@ -40,14 +40,6 @@ def noun_data(n: int = 60, seed: int = 4) -> dict[str, pd.DataFrame]:
             rows.append({"masked": s.replace(f"the {noun} ", "the [MASK] ", 1), cls: noun})
         out[cls] = pd.DataFrame(rows)
     return out
-
-
-def three_pronouns() -> dict[str, pd.DataFrame]:
-    data = he_she_data(40)
-    rng = random.Random(7)
-    it = [s for s in (sentence(rng, None) for _ in range(400)) if " it " in s][:40]
-    data["it"] = pd.DataFrame({"masked": [s.replace(" it ", " [MASK] ") for s in it], "it": "it"})
-    return data
 
 
 # --------------------------------------------------------------------------- the spec itself

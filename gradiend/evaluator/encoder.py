@@ -106,9 +106,11 @@ def encoder_metrics(df: pd.DataFrame, label_value_to_class_name: dict[int, str])
 @dataclass(frozen=True)
 class ConvergenceRule:
     """The incumbent's convergence criterion (``TrainingArguments.convergence()``): |r| and
-    the oriented class means reach their thresholds (``metric="loss"``: the loss is at most
-    ``loss_threshold``; an AUC metric of ``evaluator.auc``: it reaches ``score_threshold``,
-    ``roc_auc`` in either orientation, and the class means are checked as for correlation)."""
+    the oriented class means reach their thresholds (``metric="loss"``: the evaluation's loss,
+    the mean training loss since the previous evaluation, is finite and at most
+    ``loss_threshold`` when one is given, and the class means are checked as for correlation;
+    an AUC metric of ``evaluator.auc``: it reaches ``score_threshold``, ``roc_auc`` in either
+    orientation, and the class means are checked as for correlation)."""
 
     metric: str = "correlation"
     score_threshold: float = 0.5
@@ -119,9 +121,10 @@ class ConvergenceRule:
         if best_step <= 0:
             return False
         if self.metric == "loss":
-            thr = self.loss_threshold
-            return thr is not None and summary.get("loss", float("inf")) <= thr
-        if self.score(summary) < self.score_threshold:
+            loss, thr = summary.get("loss"), self.loss_threshold
+            if loss is None or not np.isfinite(loss) or (thr is not None and loss > thr):
+                return False
+        elif self.score(summary) < self.score_threshold:
             return False
         means = [summary["mean_by_class"].get(c) for c in target_classes]
         if any(m is None for m in means):
@@ -147,10 +150,12 @@ class ConvergenceRule:
 
     def describe(self) -> str:
         """The criterion in words, for the messages of an unconverged run."""
+        means = f"class means ≥ {self.mean_threshold}"
         if self.metric == "loss":
-            return f"loss ≤ {self.loss_threshold}"
+            best = "lowest loss" if self.loss_threshold is None else f"loss ≤ {self.loss_threshold}"
+            return f"{best}, {means}"
         what = "|correlation|" if self.metric not in AUC_METRICS else self.metric
-        return f"{what} ≥ {self.score_threshold}, class means ≥ {self.mean_threshold}"
+        return f"{what} ≥ {self.score_threshold}, {means}"
 
 
 def is_convergent(

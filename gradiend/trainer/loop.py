@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,11 +119,11 @@ def train_loop(
     objective: Callable | None = None,  # (model, s, t) -> loss; default MSE(model(s), t)
     learning_rate_decoder: float | None = None,
     hooks: SeedHooks | None = None,
+    best_by: str = "correlation",
 ) -> LoopResult:
     """Run ``steps`` optimiser steps of MSE(decoder(encoder(s)), t), evaluating every
-    ``eval_steps``; ``monitor`` ends the run early when the encodings collapse
-    (``trainer.collapse``); ``hooks`` call the callbacks, write the periodic checkpoints and
-    resume from the newest one (``trainer.run_hooks``)."""
+    ``eval_steps`` and keeping the best (``_keep_best``, by ``best_by``); ``monitor`` ends the run
+    early when the encodings collapse; ``hooks`` run callbacks and checkpoints (run_hooks)."""
     start = time.perf_counter()
     opt = make_optimizer(
         model, optim, learning_rate, weight_decay, adam_epsilon, learning_rate_decoder
@@ -148,7 +149,7 @@ def train_loop(
             p.losses += _flush(pending)
             summary = record(step)
             bar.set_postfix(corr=f"{summary['correlation']:.3f}")
-            improved = _keep_best(p, summary, step, model)
+            improved = _keep_best(p, summary, step, model, best_by)
             collapse = monitor.update(summary, improved) if monitor is not None else None
             if collapse is not None:
                 break  # the remaining steps would not bring the classes apart
@@ -168,15 +169,38 @@ def _record(model: GradiendModel, evaluate: Callable, p: LoopProgress, hooks, st
     with torch.no_grad():
         summary = {"step": step, **evaluate(model)}
     model.train()
+    loss = _window_loss(p, step)
+    if loss is not None:  # an evaluate_fn's own "loss" (e.g. a validation loss) is kept
+        summary.setdefault("loss", loss)
     p.evals.append(summary)
     if hooks is not None:
         hooks.on_evaluate(step, summary)
     return summary
 
 
-def _keep_best(p: LoopProgress, summary: dict, step: int, model: GradiendModel) -> bool:
-    """Keep ``summary``'s weights when its |correlation| beats the best so far."""
-    improved = abs(summary["correlation"]) > abs(p.best["correlation"])
+def _window_loss(p: LoopProgress, step: int) -> float | None:
+    """The mean training loss of the steps since the previous evaluation (None at step 0):
+    the ``loss`` of an evaluation, which ``convergent_metric="loss"`` compares."""
+    previous = p.evals[-1]["step"] if p.evals else 0
+    window = []
+    for record in reversed(p.losses):
+        if record["step"] <= previous:
+            break
+        if record["step"] <= step:
+            window.append(record["loss"])
+    return sum(window) / len(window) if window else None
+
+
+def _keep_best(
+    p: LoopProgress, summary: dict, step: int, model: GradiendModel, best_by: str = "correlation"
+) -> bool:
+    """Keep ``summary``'s weights when its |correlation| beats the best so far (``best_by=
+    "loss"``: when its loss is lower; an evaluation without a loss never is)."""
+    if best_by == "loss":
+        best = p.best.get("loss")
+        improved = summary.get("loss", math.inf) < (math.inf if best is None else best)
+    else:
+        improved = abs(summary["correlation"]) > abs(p.best["correlation"])
     if improved:
         p.best, p.best_step = summary, step
         p.best_state = copy.deepcopy(model.state_dict())

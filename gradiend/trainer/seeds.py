@@ -78,6 +78,7 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed, k
         adam_epsilon=loop.adam_epsilon, optim=loop.optim,
         gradiend_batch_size=loop.gradiend_batch_size, seed=seed, progress=job.progress,
         monitor=monitor, learning_rate_decoder=lr_dec, hooks=hooks,
+        best_by="loss" if job.convergence.metric == "loss" else "correlation",
     )  # fmt: skip
     flipped = res.best["correlation"] < 0
     evals, best = res.evals, res.best

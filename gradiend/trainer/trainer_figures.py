@@ -9,6 +9,7 @@ from gradiend import visualizer
 from gradiend.run_layout import FIG_CONVERGENCE, FIG_IMPORTANCE
 from gradiend.trainer import watch
 from gradiend.trainer.multi_seed import MultiSeedTrainerView
+from gradiend.visualizer.importance import plot_importance_by_layer as draw_importance_by_layer
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,21 @@ def multi_seed(
     return MultiSeedTrainerView(trainer, selection, aggregate, dispersion, return_per_seed)
 
 
+def _output(trainer, output, name: str, kwargs: dict):
+    """Where a figure of the run is saved: ``output``, else the run folder's file — unless it is
+    drawn into the caller's ``ax=``, which is saved only where ``output`` says."""
+    kwargs.setdefault("img_format", trainer.img_format)
+    if output is not None or kwargs.get("ax") is not None:
+        return output
+    return trainer.layout.figure(name, trainer.img_format)
+
+
 def plot_importance_by_layer(trainer, output=None, **kwargs) -> dict:
     """Importance share per layer × module type of the trained GRADIEND
-    (``gradiend.visualizer.importance``); saved as ``run_dir/importance_by_layer.<fmt>``."""
-    output = output or trainer.layout.figure(FIG_IMPORTANCE, trainer.img_format)
-    kwargs.setdefault("img_format", trainer.img_format)
-    result = visualizer.plot_importance_by_layer(
+    (``gradiend.visualizer.importance``); saved as ``run_dir/importance_by_layer.<fmt>``
+    (``ax=``: drawn into that Matplotlib Axes, saved only to ``output``)."""
+    output = _output(trainer, output, FIG_IMPORTANCE, kwargs)
+    result = draw_importance_by_layer(
         {trainer.run_id or "run": trainer.get_model().gradiend}, output_path=output, **kwargs
     )
     watch.log_call(trainer, plot_importance_by_layer, (), {}, result)
@@ -49,8 +59,10 @@ def plot_importance_by_layer(trainer, output=None, **kwargs) -> dict:
 
 
 def plot_training_convergence(trainer, output=None, **kwargs) -> dict:
-    output = output or trainer.layout.figure(FIG_CONVERGENCE, trainer.img_format)
-    kwargs.setdefault("img_format", trainer.img_format)
+    """Loss, class means and correlation over the steps (``gradiend.visualizer.convergence``);
+    saved as ``run_dir/training_convergence.<fmt>`` (``ax=``: three Axes, saved only to
+    ``output``)."""
+    output = _output(trainer, output, FIG_CONVERGENCE, kwargs)
     kwargs.setdefault("target_classes", list(trainer.target_classes))
     result = visualizer.plot_training_convergence(
         trainer.get_training_stats(), output=output, **kwargs

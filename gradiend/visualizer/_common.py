@@ -159,6 +159,46 @@ def finish(
     return {"path": None if path is None else str(path), "data": data, "figure": fig}
 
 
+def new_axes(plt: Any, ax: Any = None, n: int = 1, **subplots: Any) -> tuple[Any, Any, bool]:
+    """``(figure, axes, owned)`` of a figure of ``n`` panels: the caller's ``ax`` (one Axes, or
+    a sequence or array of ``n``; ``owned`` False) or a new ``plt.subplots(**subplots)``
+    figure. ``axes`` is one Axes for ``n == 1``, else a flat list of ``n``."""
+    if ax is None:
+        fig, axes = plt.subplots(**subplots)
+        flat = list(getattr(axes, "flat", [axes]))
+        return fig, (flat[0] if n == 1 else flat), True
+    from matplotlib.axes import Axes  # the optional plot extra, present once pyplot imported
+
+    given = list(ax.flat) if hasattr(ax, "flat") else ax
+    given = list(given) if isinstance(given, (list, tuple)) else [given]
+    wanted = "one Matplotlib Axes" if n == 1 else f"a sequence of {n} Matplotlib Axes"
+    bad = [type(a).__name__ for a in given if not isinstance(a, Axes)]
+    if bad:
+        raise TypeError(
+            f"ax must be {wanted} (this figure has {n} panel(s)), got {type(ax).__name__} "
+            f"holding {', '.join(sorted(set(bad)))}: pass e.g. fig.subplots({n}, 1)"
+        )
+    if len(given) != n:
+        raise ValueError(
+            f"ax must be {wanted}: this figure has {n} panel(s), {len(given)} Axes given"
+        )
+    return given[0].figure, (given[0] if n == 1 else given), False
+
+
+def layout(fig: Any, owned: bool) -> None:
+    """``tight_layout`` for a figure of our own; a caller's figure keeps its layout."""
+    if owned:
+        fig.tight_layout()
+
+
+def figure_title(fig: Any, axes: Any, text: str, owned: bool) -> None:
+    """A figure title: the suptitle of our own figure, the first panel's title in a caller's."""
+    if owned:
+        fig.suptitle(text)
+    else:
+        (axes[0] if isinstance(axes, list) else axes).set_title(text)
+
+
 def display_name(key: Any, mapping: dict | None) -> str:
     """Readable label for a class key, looked up as is and as string (JSON keys are strings)."""
     if mapping:

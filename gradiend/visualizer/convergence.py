@@ -23,6 +23,8 @@ from gradiend.visualizer._common import (
     display_name,
     finish,
     import_pyplot,
+    layout,
+    new_axes,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ def plot_training_convergence(
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
     target_classes: list[str] | None = None,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Three stacked panels — loss, mean encoding per class (optional band), correlation.
 
@@ -74,7 +77,7 @@ def plot_training_convergence(
     the encoder re-fit (the saved model). Returns ``{"path", "figure", "data": {"steps",
     "losses", "correlation", "mean_by_class", "band_by_class", "best_step", "post_prune",
     "colours", "unconverged"}}`` (``unconverged``: the title's note on a run that did not
-    converge, else ``None``).
+    converge, else ``None``). ``ax``: three Matplotlib Axes to draw into instead of a new figure.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     if class_spread is not None and class_spread not in CLASS_SPREADS:
@@ -85,22 +88,25 @@ def plot_training_convergence(
     data = _convergence_data(stats, class_spread)
     targets = target_classes or stats.get("target_classes")
     data["colours"] = class_colours(list(data["mean_by_class"]), targets)
-    fig, (ax_loss, ax_mean, ax_corr) = plt.subplots(3, 1, figsize=(8.0, 9.0), sharex=True)
+    fig, panels, owned = new_axes(plt, ax, 3, nrows=3, figsize=(8.0, 9.0), sharex=True)
+    ax_loss, ax_mean, ax_corr = panels
     _draw_loss(ax_loss, data)
     _draw_means(ax_mean, data, label_name_mapping)
     _draw_correlation(ax_corr, data)
     _draw_post_prune(ax_mean, ax_corr, data, label_name_mapping)
     if data["best_step"] is not None:
-        for ax in (ax_loss, ax_mean, ax_corr):
-            ax.axvline(data["best_step"], color="red", linestyle="--", linewidth=1, label="_best")
+        for panel in panels:
+            panel.axvline(
+                data["best_step"], color="red", linestyle="--", linewidth=1, label="_best"
+            )
         ax_corr.plot([], [], color="red", linestyle="--", label=f"best step {data['best_step']}")
         ax_corr.legend(loc="lower right", fontsize=8)
     ax_corr.set_xlabel("training step")
     data["unconverged"] = unconverged_note(stats)
     if data["unconverged"]:  # a run that did not converge is marked on its figure
         ax_loss.set_title(f"NOT CONVERGED: {data['unconverged']}", color="#b00020", fontsize=10)
-    fig.tight_layout()
-    return finish(fig, data, output, FIG_CONVERGENCE, show, img_format, dpi)
+    layout(fig, owned)
+    return finish(fig, data, output, FIG_CONVERGENCE, show, img_format, dpi, owned)
 
 
 def unconverged_note(stats: Mapping[str, Any]) -> str | None:

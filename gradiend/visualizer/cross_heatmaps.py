@@ -23,6 +23,8 @@ from gradiend.visualizer._common import (
     finish,
     format_transition_label,
     import_pyplot,
+    layout,
+    new_axes,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,11 +89,12 @@ def plot_comparison_heatmap(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of a comparison matrix (any rows × columns frame; see the module docstring).
 
     Returns ``{"path", "figure", "data": {"rows", "columns", "matrix", "dispersion", "title",
-    "limits"}}``; ``label_name_mapping`` renames classes on the axes.
+    "limits"}}``; ``label_name_mapping`` renames classes on the axes; ``ax``: a Matplotlib Axes to draw into.
     """
     frame, dispersion = _frame_of(comparison_data)
     plt = import_pyplot(show)
@@ -101,7 +104,7 @@ def plot_comparison_heatmap(
     rows = [_tick(r, label_name_mapping) for r in frame.index]
     cols = [_tick(c, label_name_mapping) for c in frame.columns]
     width = max(4.0, 0.8 * len(cols) + 3.0)
-    fig, ax = plt.subplots(figsize=(width, max(3.5, 0.6 * len(rows) + 2.0)))
+    fig, ax, owned = new_axes(plt, ax, figsize=(width, max(3.5, 0.6 * len(rows) + 2.0)))
     image = ax.imshow(
         matrix, cmap=cmap or ("RdBu_r" if diverging else "viridis"), vmin=limits[0],
         vmax=limits[1], aspect="auto",
@@ -116,12 +119,12 @@ def plot_comparison_heatmap(
     ax.set_ylabel(ylabel or str(frame.index.name or ""))
     title = title or measure.replace("_", " ")
     ax.set_title(title)
-    fig.tight_layout()
+    layout(fig, owned)
     data = {"rows": [str(r) for r in frame.index], "columns": [str(c) for c in frame.columns]}
     data.update(matrix=matrix.tolist(), title=title, limits=list(limits))
     data["dispersion"] = None if dispersion is None else dispersion.tolist()
     name = measure if measure != "value" else DEFAULT_NAME
-    return finish(fig, data, output_path, name, show, img_format, dpi)
+    return finish(fig, data, output_path, name, show, img_format, dpi, owned)
 
 
 def _annotate(ax, matrix, dispersion, fmt, limits, diverging) -> None:

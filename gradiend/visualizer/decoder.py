@@ -23,6 +23,8 @@ from gradiend.visualizer._common import (
     class_colours,
     finish,
     import_pyplot,
+    layout,
+    new_axes,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ def plot_probability_shifts(
     lms_ratio: float | None = None,
     dpi: int = DEFAULT_DPI,
     target_classes: list[str] | None = None,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Probability of each class's words and LMS against η, per feature factor.
 
@@ -50,7 +53,8 @@ def plot_probability_shifts(
     ``feature_factor`` and ``learning_rate`` of the selected point) plus ``"grid"``, whose entry
     with ``feature_factor == 0`` and ``learning_rate == 0`` is the base model. ``target_class``
     restricts the starred selections to that class (default: every summary entry).
-    ``lms_ratio`` defaults to the ratio recorded in the summaries' budget, else 0.99.
+    ``lms_ratio`` defaults to the ratio recorded in the summaries' budget, else 0.99. ``ax``:
+    Matplotlib Axes to draw into, one per class, one for LMS and (when recorded) one for NLL.
     Returns ``{"path", "figure", "data": {"classes", "feature_factors", "learning_rates",
     "probs" {class: {ff: [p per η]}}, "lms" {ff: [...]}, "points" {ff: {"learning_rates",
     "probs" {class: [...]}, "lms", "nll_increase", "estimated"}}, "base_probs", "base_lms",
@@ -61,15 +65,16 @@ def plot_probability_shifts(
     data["colours"] = class_colours(data["classes"], target_classes)
     with_nll = any(v is not None for p in data["points"].values() for v in p["nll_increase"])
     n = len(data["classes"]) + 1 + with_nll
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4.0), squeeze=False)
-    for ax, cls in zip(axes[0], data["classes"], strict=False):
-        _draw_class_panel(ax, cls, data)
-    _draw_lms_panel(axes[0][len(data["classes"])], data)
+    fig, axes, owned = new_axes(plt, ax, n, ncols=n, figsize=(4.5 * n, 4.0), squeeze=False)
+    axes = axes if n > 1 else [axes]
+    for panel, cls in zip(axes, data["classes"], strict=False):
+        _draw_class_panel(panel, cls, data)
+    _draw_lms_panel(axes[len(data["classes"])], data)
     if with_nll:
-        _draw_nll_panel(axes[0][-1], data)
-    fig.tight_layout()
+        _draw_nll_panel(axes[-1], data)
+    layout(fig, owned)
     name = FIG_SHIFTS + (f"_{safe_name(target_class)}" if target_class else "")
-    return finish(fig, data, output, name, show, img_format, dpi)
+    return finish(fig, data, output, name, show, img_format, dpi, owned)
 
 
 # --------------------------------------------------------------------------- numbers

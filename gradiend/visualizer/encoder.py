@@ -21,6 +21,8 @@ from gradiend.visualizer._common import (
     display_name,
     finish,
     import_pyplot,
+    layout,
+    new_axes,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ def plot_encoder_distributions(
     only_target_and_neutral: bool = False,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Violin per factual class (``type == "training"``) and per neutral row type.
 
@@ -44,7 +47,8 @@ def plot_encoder_distributions(
     class has its colour of every figure (``class_colours``), neutral groups are light grey.
     Each group is a violin (when it has two distinct values) with its rows as jittered points. Returns ``{"path",
     "figure", "data": {"groups", "display_names", "target_classes", "colours", "n", "mean",
-    "median", "q1", "q3", "min", "max"}}``, the statistics keyed by group name.
+    "median", "q1", "q3", "min", "max"}}``, the statistics keyed by group name. ``ax``: a
+    Matplotlib Axes to draw into instead of a new figure.
     """
     plt = import_pyplot(show)  # fail early when the plot extra is missing
     _check_columns(encoder_df)
@@ -53,7 +57,7 @@ def plot_encoder_distributions(
     order = _group_order(frame, targets, only_target_and_neutral)
     values = {g: frame.loc[frame["group"] == g, "encoded"].astype(float).to_numpy() for g in order}
     data = _summary(values, targets, label_name_mapping)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(order) + 2.0), 5.0))
+    fig, ax, owned = new_axes(plt, ax, figsize=(max(6.0, 1.3 * len(order) + 2.0), 5.0))
     data["colours"] = class_colours(order, targets)
     _draw_violins(ax, values, [data["colours"][g] for g in order])
     for level in (-1.0, 0.0, 1.0):
@@ -61,8 +65,8 @@ def plot_encoder_distributions(
     ax.set_xticks(range(len(order)), data["display_names"], rotation=20, ha="right")
     ax.set_ylabel("encoded value")
     ax.set_title("Encoder distributions")
-    fig.tight_layout()
-    return finish(fig, data, output, FIG_ENCODER, show, img_format, dpi)
+    layout(fig, owned)
+    return finish(fig, data, output, FIG_ENCODER, show, img_format, dpi, owned)
 
 
 def _check_columns(df: pd.DataFrame) -> None:

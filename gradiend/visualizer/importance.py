@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gradiend.run_layout import FIG_IMPORTANCE
-from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot
+from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot, new_axes
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def plot_importance_by_layer(
     dpi: int = DEFAULT_DPI,
     region: str = "rest",
     scale: str = "log",
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of each run's importance share (``mass_share`` or ``topk_share`` of the top-k
     dimensions) of ``region`` per layer × module type; several runs side by side on one colour
@@ -116,7 +117,7 @@ def plot_importance_by_layer(
 
     ``models`` is one run or several: importance tables, or GradiendModels (or anything with a
     ``.gradiend`` one) that compute theirs. Returns ``{"path", "figure", "data":
-    importance_grid}``.
+    importance_grid}``. ``ax``: Matplotlib Axes to draw into, one per run.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -126,27 +127,28 @@ def plot_importance_by_layer(
     labels, layers, modules = list(data["matrices"]), data["layers"], data["modules"]
     width = max(3.5, 0.5 * len(modules) + 2.0)
     height = max(3.5, 0.3 * len(layers) + 0.12 * max(map(len, modules), default=0) + 1.5)
-    fig, axes = plt.subplots(
-        1, len(labels), figsize=(width * len(labels) + 1.5, height), squeeze=False,
-        layout="constrained",
+    fig, axes, owned = new_axes(
+        plt, ax, len(labels), ncols=len(labels), figsize=(width * len(labels) + 1.5, height),
+        squeeze=False, layout="constrained",
     )  # fmt: skip
+    axes = axes if len(labels) > 1 else [axes]
     norm = _norm(data["matrices"], scale)
     image = None
-    for ax, label in zip(axes[0], labels, strict=True):
+    for panel, label in zip(axes, labels, strict=True):
         grid = np.asarray(data["matrices"][label], dtype=float)
         shown = np.ma.masked_less_equal(grid, 0.0)  # empty cells stay blank
-        image = ax.imshow(shown, cmap="magma_r", norm=norm, aspect="auto")
+        image = panel.imshow(shown, cmap="magma_r", norm=norm, aspect="auto")
         if len(layers) * len(modules) <= 120:
-            _annotate(ax, grid, norm)
-        ax.set_xticks(range(len(modules)), modules, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(len(layers)), layers, fontsize=8 if len(layers) <= 40 else 6)
-        ax.set_title(label if len(labels) > 1 else f"Importance by layer and module ({region})")
-        ax.set_xlabel("module type")
-    axes[0][0].set_ylabel("layer")
+            _annotate(panel, grid, norm)
+        panel.set_xticks(range(len(modules)), modules, rotation=60, ha="right", fontsize=8)
+        panel.set_yticks(range(len(layers)), layers, fontsize=8 if len(layers) <= 40 else 6)
+        panel.set_title(label if len(labels) > 1 else f"Importance by layer and module ({region})")
+        panel.set_xlabel("module type")
+    axes[0].set_ylabel("layer")
     what = "importance mass" if value == "mass_share" else f"top-{topk} dimensions"
     colour_label = f"share of {what}" + (" (log scale)" if scale == "log" else "")
-    fig.colorbar(image, ax=list(axes[0]), fraction=0.046, pad=0.04, label=colour_label)
-    return finish(fig, data, output_path, FIG_IMPORTANCE, show, img_format, dpi)
+    fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label=colour_label)
+    return finish(fig, data, output_path, FIG_IMPORTANCE, show, img_format, dpi, owned)
 
 
 def _norm(matrices: dict[str, list], scale: str) -> Any:

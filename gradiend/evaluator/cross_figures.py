@@ -3,7 +3,8 @@ it with ``gradiend.visualizer.cross_heatmaps.plot_comparison_heatmap``.
 
 Each takes the runs (trainers, a suite), an ``encoder_summary=`` built once with
 ``build_cross_task_encoder_summary`` (so several figures share one encoding pass), or a frame
-already computed; keyword arguments other than the drawing options go to the matrix function.
+already computed; keyword arguments other than the drawing options (``output_path``, ``show``, ``ax``, …) go to
+the matrix function.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def _draw(
     dpi: int,
     title: str | None,
     label_name_mapping: dict | None,
+    ax: Any = None,
 ) -> dict[str, Any]:
     import_pyplot(show)  # fail early, before any run is encoded, when the plot extra is missing
     if isinstance(trainers, pd.DataFrame):
@@ -48,6 +50,7 @@ def _draw(
         show=show,
         img_format=img_format,
         dpi=dpi,
+        ax=ax,
     )
 
 
@@ -60,6 +63,7 @@ def plot_gradiend_transition_cross_encoding_heatmap(
     dpi: int = DEFAULT_DPI,
     title: str | None = None,
     label_name_mapping: dict | None = None,
+    ax: Any = None,
     **matrix_kwargs: Any,
 ) -> dict[str, Any]:
     """GRADIEND × directed transition heatmap (``compute_gradiend_transition_cross_encoding_
@@ -68,7 +72,7 @@ def plot_gradiend_transition_cross_encoding_heatmap(
     return _draw(
         fam.compute_gradiend_transition_cross_encoding_matrix, trainers, matrix_kwargs,
         ("GRADIEND", "transition (factual → counterfactual)"), output_path, show, img_format,
-        dpi, title, label_name_mapping,
+        dpi, title, label_name_mapping, ax,
     )  # fmt: skip
 
 
@@ -81,6 +85,7 @@ def plot_gradiend_feature_cross_encoding_heatmap(
     dpi: int = DEFAULT_DPI,
     title: str | None = None,
     label_name_mapping: dict | None = None,
+    ax: Any = None,
     **matrix_kwargs: Any,
 ) -> dict[str, Any]:
     """GRADIEND × feature class heatmap (``compute_gradiend_feature_cross_encoding_matrix``;
@@ -90,7 +95,7 @@ def plot_gradiend_feature_cross_encoding_heatmap(
     return _draw(
         fam.compute_gradiend_feature_cross_encoding_matrix, trainers, matrix_kwargs,
         ("GRADIEND", f"feature class ({alignment})"), output_path, show, img_format, dpi,
-        title, label_name_mapping,
+        title, label_name_mapping, ax,
     )  # fmt: skip
 
 
@@ -108,6 +113,7 @@ def plot_cross_encoding_heatmap(
     dpi: int = DEFAULT_DPI,
     title: str | None = None,
     label_name_mapping: dict | None = None,
+    ax: Any = None,
     **matrix_kwargs: Any,
 ) -> dict[str, Any]:
     """The cross-encoding heatmap of many runs.
@@ -129,5 +135,5 @@ def plot_cross_encoding_heatmap(
         title = title or f"{metric.replace('_', ' ')}" + (" (÷ diagonal)" if normalize else "")
     return _draw(
         compute, trainers, matrix_kwargs, axes, output_path, show, img_format, dpi, title,
-        label_name_mapping,
+        label_name_mapping, ax,
     )  # fmt: skip

@@ -2,7 +2,8 @@
 
 These are the public ``gradiend.visualizer.plot_topk_overlap_heatmap``,
 ``plot_topk_overlap_venn``, ``plot_similarity_heatmap`` and ``plot_importance_by_layer``; the
-drawing itself is in ``gradiend.visualizer`` and sees only values. Each accepts a
+drawing itself is in ``gradiend.visualizer`` and sees only values (``ax=`` draws into the
+caller's Axes, as there). Each accepts a
 ``RunComparison`` in place of the runs, so one comparison can feed several figures. A run
 that did not converge is refused unless ``allow_unconverged=True``; its label then carries
 ``" (NOT CONVERGED)"`` on every axis, legend and Venn circle.
@@ -42,6 +43,7 @@ def plot_topk_overlap_heatmap(
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
     allow_unconverged: bool = False,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of pairwise top-k overlaps (|S_i ∩ S_j| or the fraction of the smaller set) of
     the runs' top-k sets in ``region`` (default ``rest``: all but the feature words' rows).
@@ -53,7 +55,7 @@ def plot_topk_overlap_heatmap(
     import_pyplot(show)  # fail early, before any run is loaded, when the plot extra is missing
     found = _comparison(models, topk, part, value, region, allow_unconverged)
     return draw_topk_heatmap(
-        found.overlap(value), found.topk, value, output_path, show, img_format, dpi
+        found.overlap(value), found.topk, value, output_path, show, img_format, dpi, ax=ax
     )
 
 
@@ -67,6 +69,7 @@ def plot_topk_overlap_venn(
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
     allow_unconverged: bool = False,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Venn diagram of the runs' top-k sets in ``region``: matplotlib-venn for 2–3 runs, UpSet
     bars for 4–6; identical sets are drawn as one circle named after all of them.
@@ -90,6 +93,7 @@ def plot_topk_overlap_venn(
         img_format,
         dpi,
         region=found.region,
+        ax=ax,
     )
 
 
@@ -105,6 +109,7 @@ def plot_similarity_heatmap(
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
     allow_unconverged: bool = False,
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of any ``compute_similarity_matrix`` measure (over ``region``), of a ready
     similarity DataFrame, or of a ``RunComparison``'s frame.
@@ -124,7 +129,7 @@ def plot_similarity_heatmap(
                         allow_unconverged=allow_unconverged)  # fmt: skip
         frame = found.frame
     args = (measure, part, topk, value, output_path, show, img_format, dpi)
-    return draw_similarity_heatmap(frame, *args)
+    return draw_similarity_heatmap(frame, *args, ax=ax)
 
 
 def plot_importance_by_layer(
@@ -138,6 +143,7 @@ def plot_importance_by_layer(
     dpi: int = DEFAULT_DPI,
     region: str = DEFAULT_REGION,
     scale: str = "log",
+    ax: Any = None,
 ) -> dict[str, Any]:
     """Heatmap of each run's importance share (``mass_share`` or ``topk_share`` of the top-k
     dimensions) of ``region`` (default ``rest``: all but the feature words' own embedding rows)
@@ -157,7 +163,7 @@ def plot_importance_by_layer(
         for label, run in label_runs(models).items()
     }
     args = (part, topk, value, output_path, show, img_format, dpi)
-    return draw_importance_by_layer(tables, *args, region=region, scale=scale)
+    return draw_importance_by_layer(tables, *args, region=region, scale=scale, ax=ax)
 
 
 def _comparison(

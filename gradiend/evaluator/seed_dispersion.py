@@ -94,6 +94,7 @@ def plot_suite_dispersion_heatmap(
     output: Any = None,
     show: bool | None = None,
     img_format: str = "png",
+    ax: Any = None,
     **kwargs: Any,
 ) -> dict:
     """Heatmap of the std over seeds of the runs' top-k overlap, in %: its own colour scale
@@ -105,7 +106,7 @@ def plot_suite_dispersion_heatmap(
         output = Path(output) / f"{FIG_SEED_DISPERSION}.{img_format}"
     result = plot_dispersion_heatmap(
         frames["dispersion"], label=f"std of top-{topk} overlap over seeds (%)",
-        output=output, show=show, img_format=img_format, n_matrix=frames["n"],
+        output=output, show=show, img_format=img_format, n_matrix=frames["n"], ax=ax,
     )  # fmt: skip
     result["data"]["mean"] = frames["mean"]
     return result

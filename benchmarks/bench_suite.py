@@ -153,7 +153,7 @@ def training_args(tmp: str, a) -> TrainingArguments:
     return TrainingArguments(
         experiment_dir=tmp, train_batch_size=4, max_steps=a.steps, eval_steps=a.steps // 2,
         learning_rate=1e-3, max_seeds=1, params=[f"layers.{i}.*" for i in a.layers],
-        gradient_cache_dtype="float32", plot_importance=False, use_cache=False,
+        gradient_cache_dtype="float32", plot_importance=False, use_cache=not a.no_cache,
     )  # fmt: skip
 
 
@@ -217,6 +217,11 @@ def main() -> None:
     p.add_argument("--disjoint-cells", nargs="+", default=["m_den", "f_die", "n_das"])
     p.add_argument("--rows", type=int, default=16, help="tagged sentences per cell")
     p.add_argument("--steps", type=int, default=12, help="GRADIEND training steps per pair")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="one-by-one runs without the gradient cache (batch gradients each step)",
+    )
     p.add_argument("--layers", type=int, nargs="+", default=[17], help="base-model layers")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where Gemma is stored")
     p.add_argument("--smollm2", action="store_true", help="use SmolLM2-135M instead of Gemma")

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 
 from gradiend import run_layout
+from gradiend.cli_objective import apply_objective_options
 from gradiend.cli_parser import build_parser, strength_problem
 from gradiend.config import ConfigError, RunConfig
 from gradiend.data.inputs import DataInputError
@@ -29,7 +30,8 @@ from gradiend.evaluator.converged_runs import unconverged_of
 from gradiend.evaluator.decoder_describe import describe as describe_decoder
 from gradiend.model.hub import is_repo_id, resolve_pretrained
 from gradiend.model.with_gradiend import load_context
-from gradiend.pipeline import (
+from gradiend.pipeline import (  # _trainer_kwargs: the trainer section, creator data included
+    _trainer_kwargs,
     build_evaluation,
     build_trainer,
     compare_runs,
@@ -44,6 +46,7 @@ from gradiend.pipeline import (
 )
 from gradiend.report import write_report
 from gradiend.report.target import report_target
+from gradiend.suite import PositiveTrainerSuite, SymmetricTrainerSuite
 from gradiend.trainer.convergence_check import UnconvergedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -130,7 +133,65 @@ def _data(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _suite_classes(ns: argparse.Namespace) -> list[str] | None:
+    """The classes of ``--suite``/``--classes`` (checked: both or neither, no ``--pairs``, at
+    least two distinct classes), or None for a plain run."""
+    if ns.suite is None and ns.classes is None:
+        return None
+    if ns.suite is None or not ns.classes:
+        raise ConfigError(
+            "--suite" if ns.suite is None else "--classes",
+            "--suite and --classes go together",
+            "pass both, e.g. --suite symmetric --classes der die das",
+        )
+    if ns.pairs:
+        raise ConfigError("--pairs", "given with --suite", "pass --pairs or --suite, not both")
+    if len(set(ns.classes)) < 2 or len(set(ns.classes)) != len(ns.classes):
+        raise ConfigError(
+            "--classes", f"needs at least two distinct classes, got {ns.classes}",
+            "name each class once, e.g. --classes der die das",
+        )  # fmt: skip
+    return list(ns.classes)
+
+
+def _build_suite(cfg: RunConfig, kind: str, classes: list[str]):
+    """The suite of the config's ``trainer`` section over ``classes`` (its data checked, no model
+    loaded yet); ``trainer.target_classes`` is replaced by the classes."""
+    kwargs, _ = _trainer_kwargs(cfg, "the base model the suite trains on")
+    kwargs.pop("target_classes", None)
+    kwargs.setdefault("progress", True)
+    if kind == "symmetric":
+        return SymmetricTrainerSuite(
+            **kwargs, target_classes=classes, args=cfg.training_arguments()
+        )
+    return PositiveTrainerSuite(
+        **kwargs, mode="all_but_one", feature_class_group=classes, args=cfg.training_arguments()
+    )
+
+
+def _train_suite(ns: argparse.Namespace, classes: list[str]) -> int:
+    cfg = _config(ns)
+    cfg.require("trainer.model", why="the base model the suite trains on")
+    suite = _checked(_build_suite, cfg, kind=ns.suite, classes=classes)
+    suite.train()
+    lines, dirs, labels = [], [], suite.labels()
+    for cid, child in suite.items():
+        best = child.get_training_stats().get("best_score_checkpoint", {})
+        lines.append(f"{labels[cid]}: correlation {_fmt(best.get('correlation'))} "
+                     f"-> {child.model_dir}")  # fmt: skip
+        dirs.append(str(child.model_dir))
+    st = suite.stats
+    lines.append(f"suite: {len(dirs)} GRADIENDs, {st.get('backward_passes')} base-model backward "
+                 f"passes for {st.get('distinct_items')} distinct (sentence, word) gradients")  # fmt: skip
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print(lines + _check_trained(dirs, ns.allow_unconverged))
+    return EXIT_OK
+
+
 def _train(ns: argparse.Namespace) -> int:
+    classes = _suite_classes(ns)
+    if classes is not None:
+        return _train_suite(ns, classes)
     if ns.pairs:
         kw = {"plot": not ns.no_plot, "trust_remote_code": ns.trust_remote_code}
         outs = train_pairs(ns.config, ns.pairs, ns.set or [], **kw)
@@ -162,9 +223,11 @@ def _train(ns: argparse.Namespace) -> int:
 def _evaluate(ns: argparse.Namespace) -> int:
     cfg = _config(ns, ("evaluate_encoder", "evaluate_decoder"))
     cfg.require("trainer.model", why="the base model the GRADIEND was trained on")
+    evaluation = _checked(build_evaluation, cfg, require_model=True)
+    apply_objective_options(ns, cfg, evaluation)  # --objective, --balance-data
     out = evaluate(
         cfg,
-        _checked(build_evaluation, cfg, require_model=True),
+        evaluation,
         encoder=not ns.decoder_only,
         decoder=not ns.encoder_only,
         plot=not ns.no_plot,

@@ -37,6 +37,7 @@ creator.output_dir""",
     "train": """examples:
   gradiend train -c run.yaml --set training_args.learning_rate=1e-4
   torchrun --nproc-per-node 4 -m gradiend.cli train -c run.yaml --pairs der,die der,das die,das
+  gradiend train -c run.yaml --suite symmetric --classes der die das   # shares gradients
 trains TextPredictionTrainer(**trainer, args=TrainingArguments(**training_args)); without
 trainer.data the data comes from the creator sections""",
     "evaluate": """example:
@@ -59,6 +60,7 @@ without --strength the decoder evaluation's selected learning rate is used""",
 }
 
 
+SUITE_KINDS = ("symmetric", "all_but_one")  # gradiend train --suite KIND --classes ...
 _Subparsers = argparse._SubParsersAction  # what add_subparsers returns
 
 
@@ -162,6 +164,17 @@ def _add_stages(sub: _Subparsers) -> None:
     train.add_argument("--pairs", nargs="+", metavar="A,B",
                        help="train one run per class pair (run_id/<A>_<B>); under torchrun the "
                             "pairs are spread over the ranks (docs/distributed.md)")  # fmt: skip
+    train.add_argument("--suite", choices=SUITE_KINDS,
+                       help="train a suite over --classes on one base model, each distinct "
+                            "(sentence, word) gradient computed once: symmetric = one child per "
+                            "pair, all_but_one = each class against the others merged "
+                            "(run_id/<child_id>; docs/suites.md)")  # fmt: skip
+    train.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="the suite's classes (at least two), e.g. --classes der die das",
+    )
     train.add_argument("--allow-unconverged", action="store_true",
                        help="exit 0 when the trained GRADIEND did not converge (it is saved "
                             "either way; without the flag that exits 1)")  # fmt: skip
@@ -171,6 +184,12 @@ def _add_stages(sub: _Subparsers) -> None:
     only.add_argument("--encoder-only", action="store_true")
     only.add_argument("--decoder-only", action="store_true")
     ev.add_argument("--no-plot", action="store_true", help="skip the figures")
+    ev.add_argument("--objective", metavar="OBJECTIVE",
+                    help="the decoder's selection: strengthen (per class, the default), balance "
+                         "(result key 'balanced') or prefer:CLASS (docs/decoder.md)")  # fmt: skip
+    ev.add_argument("--balance-data", metavar="FILE",
+                    help="masked sentences to balance on: one per line, or a .csv/.parquet "
+                         "with a 'masked' column (default: the run's test sentences)")  # fmt: skip
     _unconverged_arg(ev, "evaluate")
     rw = _subcommand(sub, "rewrite", "save the base model rewritten at the selected decoder point")
     _config_args(rw)

@@ -4,8 +4,9 @@
 masked and the causal planted model it holds the GRADIEND's weights (checksums), the test-split
 encodings, the encoder metrics, every decoder point and the selected one, the rewritten model's
 checksum, and the compare frame of two seeds. On a machine like the recording one (same torch,
-same CPU capability) the test asks for bit-identical numbers; elsewhere floating-point sums may
-round differently, so it compares to a tolerance.
+same CPU capability) the test asks for identical numbers up to the last bits (a relative
+1e-6: the fresh-clone CI once moved one rewrite's checksum by 3e-8); elsewhere floating-point sums
+may round differently, so it compares to a looser tolerance.
 
 Re-record (only when a change of results is intended, and say why in the commit)::
 
@@ -105,19 +106,24 @@ def _assert_close(got, want, exact: bool, where: str = "") -> None:
         assert isinstance(got, dict), where
         if exact:
             assert sorted(got) == sorted(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
+        # a weights checksum whose abs_sum moved in the last bits (another thread count
+        # splits a reduction differently) is judged by abs_sum alone
+        rounded = "sha256" in want and got.get("abs_sum") != want.get("abs_sum")
         for k in want:
-            if not exact and k == "sha256":
-                continue  # another CPU rounds sums differently; abs_sum is compared instead
+            if k == "sha256" and (rounded or not exact):
+                continue
             assert k in got, f"{where}: missing {k!r}"
             _assert_close(got[k], want[k], exact, f"{where}.{k}")
     elif isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want), f"{where}: length differs"
         for i, (g, w) in enumerate(zip(got, want)):
             _assert_close(g, w, exact, f"{where}[{i}]")
-    elif isinstance(want, float) and not exact:
+    elif isinstance(want, float):
         assert isinstance(got, (int, float)), where
-        # another CPU rounds sums differently; a decoder point at a large step size amplifies it
-        assert math.isclose(got, want, rel_tol=1e-2, abs_tol=1e-4), f"{where}: {got} != {want}"
+        # another CPU rounds sums differently; a decoder point at a large step size amplifies
+        # it. On the recording machine only the last bits may move (thread scheduling).
+        rel, abs_ = (1e-6, 0.0) if exact else (1e-2, 1e-4)
+        assert math.isclose(got, want, rel_tol=rel, abs_tol=abs_), f"{where}: {got} != {want}"
     else:
         assert got == want, f"{where}: {got!r} != {want!r}"
 

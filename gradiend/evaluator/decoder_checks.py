@@ -150,6 +150,44 @@ def check_selections(
         results[key] = summary
 
 
+def check_objective(
+    results: dict,
+    key: str,
+    grid: list[dict],
+    resummarize: Callable[[dict, bool], dict],
+    target_of: Callable[[dict], str],
+    ctx: CheckContext,
+) -> None:
+    """``check_selections`` for the one summary of an objective (``key``): the held-out check
+    with the step back along the chosen direction (none for the base model, which costs
+    nothing), ``resummarize(entry, passed)`` after a step back, and the specificity of each
+    reported point for the class it promotes (``target_of(grid entry)``)."""
+    base = next(e for e in grid if dec.lr_of(e) == 0)
+    base_check = ctx.checks(0.0, 0.0)
+    summary = results[key]
+    ff = summary["feature_factor"]
+    trail, ok = None, None
+    if summary["learning_rate"] != 0 and ctx.has_heldout and ctx.max_nll_increase is not None:
+        points = dec.direction_points(grid, ff)
+        entry = next(e for e in points if e["id"] == summary["id"])
+        entry, trail, ok = _step_back(entry, points, grid, base, base_check, ff, ctx)
+        if entry["id"] != summary["id"] or not ok:
+            summary = resummarize(entry, summary["passed"] and bool(ok))
+        if not ok:
+            logger.warning("%s: the held-out neutral NLL exceeds the budget even after %d step "
+                           "backs; passed=False", key, len(trail) - 1)  # fmt: skip
+    elif ctx.has_heldout and ctx.max_nll_increase is not None:
+        trail, ok = [{"learning_rate": 0.0, "nll_increase": 0.0, "heldout_nll_increase": 0.0}], True
+    for report in (summary, summary.get("best_inside"), summary.get("best_outside")):
+        if report:
+            point = dec.point_id(report["feature_factor"], report["learning_rate"])
+            entry = next(e for e in grid if e["id"] == point)
+            check = ctx.checks(point["feature_factor"], point["learning_rate"])
+            _add_checks(report, check, base_check, target_of(entry), ctx)
+    summary["heldout"] = _heldout_record(base_check, trail, ok, ctx)
+    results[key] = summary
+
+
 def _step_back(entry, points, grid, base, base_check, ff, ctx: CheckContext):
     bound = dec.selection_bound(ctx.max_nll_increase, ctx.margin)
     selection = dec.budget_for(dec.as_policy(ctx.selector), bound)

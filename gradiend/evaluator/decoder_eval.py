@@ -27,20 +27,13 @@ from tqdm.auto import tqdm
 from gradiend import distributed as dist
 from gradiend.data.fingerprint import data_hash
 from gradiend.evaluator import decoder as dec
-from gradiend.evaluator.decoder_checks import (
-    CheckContext,
-    PointChecks,
-    build_checker,
-    check_selections,
-)
+from gradiend.evaluator.decoder_checks import CheckContext, PointChecks, build_checker
 from gradiend.evaluator.decoder_heldout import HeldoutConfig, TextSplit, split_texts
+from gradiend.evaluator.decoder_objective import DecoderObjective
+from gradiend.evaluator.decoder_plan import plan_for
 from gradiend.evaluator.decoder_results import decoder_settings, save_results
 from gradiend.evaluator.decoder_scoring import PointScorer, PointStore, screen_groups
-from gradiend.evaluator.decoder_search import (
-    AdaptiveSearchConfig,
-    initial_step,
-    search_direction,
-)
+from gradiend.evaluator.decoder_search import AdaptiveSearchConfig, initial_step, search_direction
 from gradiend.lm import fisher as fisher_mod
 from gradiend.lm.fisher import FisherConfig, as_fisher_config, texts_hash
 from gradiend.lm.scoring import LMSScorer, RowTargets, TargetScorer
@@ -80,6 +73,7 @@ class DecoderTask:
     control_targets: tuple[RowTargets, ...] = ()
     control_classes: tuple[str, ...] = ()
     control_owner: tuple[int, ...] = ()
+    balance_targets: tuple[RowTargets, ...] = ()  # the sentences an objective balances on
 
 
 @dataclass(frozen=True)
@@ -138,11 +132,12 @@ def evaluate_decoder(
     progress: bool = True,
     memo: dict | None = None,
     on_written: Callable[[dict], None] | None = None,
+    objective: DecoderObjective | None = None,
 ) -> dict[str, Any]:
-    """Score the directions of ``classes`` and select a point per class (see
-    ``TextPredictionTrainer.evaluate_decoder`` for the result). ``memo`` keeps the base
-    model's scores between calls of a session; ``on_written`` runs on rank 0 after the results
-    file is written (the figure)."""
+    """Score the directions of ``classes`` and select a point per class, or one point over all
+    directions for an ``objective`` (see ``TextPredictionTrainer.evaluate_decoder`` for the
+    result). ``memo`` keeps the base model's scores between calls of a session; ``on_written``
+    runs on rank 0 after the results file is written (the figure)."""
     t0 = time.perf_counter()
     tcs = list(task.target_classes)
     check_classes(classes, tcs)
@@ -152,7 +147,8 @@ def evaluate_decoder(
     )
     task = dataclasses.replace(task, lms_texts=split.selection)
     check_lms_texts(task, mwg)
-    ffs = list(cfg.feature_factors or dec.default_feature_factors(classes, tcs, strengthen))
+    plan = plan_for(classes, strengthen, objective)
+    ffs = list(cfg.feature_factors or plan.feature_factors(tcs))
     selector = dec.as_policy(selector)
     budget = dec.budget_for(selector, dec.selection_bound(cfg.max_nll_increase, cfg.margin))
     mode = "grid" if cfg.lrs or cfg.search == "grid" else "adaptive"
@@ -168,17 +164,13 @@ def evaluate_decoder(
         if mode == "grid":
             grid = _run_grid(run, dec.grid_points(ffs, list(cfg.lrs or dec.DEFAULT_LRS)))
         else:
-            metrics = {
-                dec.direction_factor(c, tcs, strengthen): dec.metric_for(c, strengthen)
-                for c in classes
-            }
-            grid = [base] + _run_search(run, ffs, base, budget, metrics)
-        results = dec.select(
-            grid, classes, tcs, strengthen, selector, cfg.max_nll_increase, cfg.margin
-        )
-        check_selections(results, grid, classes, strengthen, _check_context(run, split, selector))
+            metrics = plan.metrics(tcs, ffs)
+            grid = [base] + _run_search(run, ffs, base, budget, metrics, plan.search)
+        results = plan.select(grid, tcs, ffs, selector, cfg.max_nll_increase, cfg.margin)
+        plan.check(results, grid, ffs, _check_context(run, split, selector))
     dist.on_main(store.save, "writing the decoder cache")
     settings = decoder_settings(cfg, classes, strengthen, mode, selector, pre, task)
+    settings.update(plan.settings())
     _finish(run, results, grid, mode, pre, _hash(settings)[:12])
     results["search"] = _search_info(mode, t0, run.scorer, results["grid"], task)
     results["search"]["split"] = _split_info(mwg, task, split, cfg)
@@ -291,6 +283,8 @@ def _cache_key(mwg, task: DecoderTask, cfg: DecoderEvalConfig, fisher_texts: lis
         "seed": cfg.seed,
         "version": 2,
     }
+    if task.balance_targets:  # only then: the key of today's evaluations stays as it was
+        key["balance"] = _hash([(t.text, t.words) for t in task.balance_targets])
     pre = None
     if cfg.precondition is not None:
         fkey = _hash([key["model"], key["gradiend"], texts_hash(fisher_texts)])
@@ -322,7 +316,11 @@ def _point_scorer(mwg, task: DecoderTask, cfg: DecoderEvalConfig) -> PointScorer
     row_classes = task.rows["factual_class"].astype(str).tolist()
     target_scorer = TargetScorer(obj, list(task.targets), tcs, cfg.batch_size, device)
     lms.split = target_scorer.split = True  # under torch.distributed: batches over ranks
-    return PointScorer(target_scorer, lms, row_classes, tcs, screen.z)
+    balance = target_scorer if task.balance_targets == task.targets else None  # scored once
+    if task.balance_targets and balance is None:
+        balance = TargetScorer(obj, list(task.balance_targets), tcs, cfg.batch_size, device)
+        balance.split = True
+    return PointScorer(target_scorer, lms, row_classes, tcs, screen.z, balance)
 
 
 def _ignored_ids(mwg, task: DecoderTask) -> set[int]:
@@ -390,8 +388,10 @@ def _run_grid(run: _Run, points: list[tuple[float, float]]) -> list:
     return [store.entries[dec.point_key(*p)] for p in points]
 
 
-def _run_search(run: _Run, ffs, base, budget, metrics) -> list:
-    """The adaptive search along each direction; returns its points in (ff, η) order."""
+def _run_search(run: _Run, ffs, base, budget, metrics, search=search_direction) -> list:
+    """The adaptive search (or ``search``) along each direction; returns its points in
+    (ff, η) order. A direction whose update is zero (``ff`` = 0 without a decoder bias) is
+    skipped."""
     mwg, store, cfg = run.mwg, run.store, run.cfg.search_config
     base_stats = store.stats[dec.point_key(0, 0)]
     weight_norm = math.sqrt(sum(float(t.float().pow(2).sum()) for t in mwg.grads.snapshot()))
@@ -399,10 +399,13 @@ def _run_search(run: _Run, ffs, base, budget, metrics) -> list:
     found: list[tuple[float, float]] = []
     for ff in ffs:
         update = mwg.get_update_vector(ff, run.cfg.part)
+        if ff == 0 and not float(update.norm()) > 0:
+            logger.info("the decoder has no bias: the direction h = 0 changes nothing; skipped")
+            continue
         eta0 = initial_step(float(update.norm()), weight_norm, cfg.initial_relative_change)
         evaluate = _point_evaluator(run, ff, update, base, base_stats, bar)
         metric = metrics.get(ff, dec.lr_of)
-        trace = search_direction(evaluate, base, budget, metric, eta0, cfg)
+        trace = search(evaluate, base, budget, metric, eta0, cfg)
         found += [(ff, lr) for lr in trace.screened + trace.confirmed]
     bar.close()
     return [store.entries[dec.point_key(*p)] for p in sorted(set(found))]

@@ -1,7 +1,7 @@
 """Scoring decoder points: all target rows, and the LMS texts split into a screen and the rest.
 
-A *full* point scores the target rows and every LMS text. A *screened* point scores the target
-rows and the screening subset only; its LMS and NLL are estimated from the change it causes on
+A *full* point scores the target rows (and the balance sentences of a balance objective) and
+every LMS text. A *screened* point scores the target rows and the screening subset only; its LMS and NLL are estimated from the change it causes on
 the subset, text by text against the base model (a paired estimate), applied to the base
 model's full-set values, with a standard error that gives the optimistic bound the search uses
 to decide which points may still win. *Confirming* a screened point scores the rest of the texts
@@ -22,6 +22,7 @@ import numpy as np
 
 from gradiend._io import read_json, write_json
 from gradiend.evaluator.decoder import Entry, point_entry
+from gradiend.evaluator.decoder_objective import balance_record
 from gradiend.lm.scoring import LMSScorer, TargetScorer, TextStats, lms_summary
 
 logger = logging.getLogger(__name__)
@@ -47,26 +48,33 @@ class PointScorer:
         row_classes: list[str],
         target_classes: list[str],
         z: float = 2.0,
+        balance: TargetScorer | None = None,
     ):
         self.targets, self.lms, self.z = targets, lms, z
         self.row_classes, self.tcs = row_classes, target_classes
+        self.balance = balance  # the balance sentences (``decoder_objective``), if any
         tok = {g: 0 for g in (SCREEN, REST)}
         for b in lms.batches:
             tok[b["group"]] += b["input_ids"].numel()
-        rows = sum(b.inputs["input_ids"].numel() for b in targets.batches)
+        scorers = [targets] if balance in (None, targets) else [targets, balance]
+        rows = sum(b.inputs["input_ids"].numel() for t in scorers for b in t.batches)
         full = max(1, rows + tok[SCREEN] + tok[REST])
         self.cost = {"full": 1.0, "screen": (rows + tok[SCREEN]) / full, "rest": tok[REST] / full}
         self.has_rest = tok[REST] > 0
         self.work = 0.0
 
     def _entry(self, model, stats: TextStats, scored: str) -> Entry:
+        probs = self.targets(model)
         entry = point_entry(
-            self.targets(model),
+            probs,
             self.row_classes,
             self.tcs,
             self.tcs,
             lms_summary(self.lms.kind, stats),
         )
+        if self.balance is not None:  # the same rows: their probabilities once
+            balanced = probs if self.balance is self.targets else self.balance(model)
+            entry["balance"] = balance_record(balanced, self.tcs)
         entry["scored"] = scored
         entry["_stats"] = stats
         return entry

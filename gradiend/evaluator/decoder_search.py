@@ -89,25 +89,38 @@ def search_direction(
         trace.screened.append(lr)
         return budget.usage_of(points[lr], base)
 
+    trace.edge_found = find_edge(screen, points, budget, base, eta0, cfg)
+    probe_beyond(screen, points, budget, base, cfg)
+    confirm_best(evaluate, points, budget, base, metric, cfg, trace)
+    log_trace(trace)
+    return trace
+
+
+def find_edge(screen, points: dict, budget: Budget, base: Entry, eta0: float, cfg) -> bool:
+    """Steps 2 and 3 (bracket, refine) with ``screen(lr) -> usage`` filling ``points``;
+    returns whether the edge was found."""
     lo, hi = _bracket(screen, eta0, cfg)
     if lo is not None and hi is not None:
         _refine(screen, points, budget, base, lo, hi, cfg)
-    trace.edge_found = hi is not None or (
-        lo is not None and budget.usage_of(points[lo], base) >= cfg.tolerance
-    )
+    return hi is not None or (lo is not None and budget.usage_of(points[lo], base) >= cfg.tolerance)
+
+
+def probe_beyond(screen, points: dict, budget: Budget, base: Entry, cfg) -> None:
+    """Step 4: one point ``probe_factor`` beyond the largest step size inside the budget."""
     inside = [lr for lr, e in points.items() if budget.usage_of(e, base) <= 1]
     if inside and cfg.probe_factor > 1:
         probe = max(inside) * cfg.probe_factor
         if not any(lr >= probe / 1.01 for lr in points):
             screen(probe)
-    _confirm(evaluate, points, budget, base, metric, cfg, trace)
+
+
+def log_trace(trace: SearchTrace) -> None:
     logger.info(
         "decoder search: %d screened, %d confirmed, edge %s",
         len(trace.screened),
         len(trace.confirmed),
         "found" if trace.edge_found else "not reached",
     )
-    return trace
 
 
 def _bracket(
@@ -158,7 +171,7 @@ def _refine(screen, points, budget, base, lo, hi, cfg) -> None:
             hi = mid
 
 
-def _confirm(evaluate, points, budget, base, metric, cfg, trace) -> None:
+def confirm_best(evaluate, points, budget, base, metric, cfg, trace) -> None:
     """Score the best screened candidate on the full set; where the screen misjudged the
     budget, find the edge again on the full set (secant in log usage, at most
     ``max_confirmations`` full passes in all)."""

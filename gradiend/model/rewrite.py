@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WEAKEN_SUFFIX = "_weaken"  # the decoder results' key of a weakening direction
+BALANCED_KEY = "balanced"  # ... of evaluate_decoder(objective="balance")
+PREFER_PREFIX = "prefer_"  # ... of objective="prefer:<class>" (prefer_<class>)
 
 
 def summary_key(cls: str, strengthen: bool) -> str:
@@ -153,9 +155,7 @@ def rewrite_from_results(
         key = summary_key(cls, strengthen)
         if key not in results:
             raise KeyError(
-                f"the decoder results have no entry {key!r}; run "
-                f"evaluate_decoder(target_class={cls!r}, increase_target_probabilities="
-                f"{strengthen})"
+                f"the decoder results have no entry {key!r}; run {_producer(cls, strengthen)}"
             )
         model = plain_model(_rewritten(mwg, results[key], layout, cls))
         if output_dir is not None:
@@ -257,6 +257,16 @@ def _manifest(
         "learning_rate": None if entry is None else entry.get("learning_rate"),
         "feature_factor": None if entry is None else entry.get("feature_factor"),
     }
+
+
+def _producer(cls: str, strengthen: bool) -> str:
+    """The ``evaluate_decoder`` call whose results hold the entry of ``cls``."""
+    if strengthen and cls == BALANCED_KEY:
+        return "evaluate_decoder(objective='balance')"
+    if strengthen and cls.startswith(PREFER_PREFIX):
+        return f"evaluate_decoder(objective='prefer:{cls[len(PREFER_PREFIX) :]}')"
+    return (f"evaluate_decoder(target_class={cls!r}, increase_target_probabilities="
+            f"{strengthen})")  # fmt: skip
 
 
 def _as_list(x: Any) -> list:

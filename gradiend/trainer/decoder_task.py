@@ -32,9 +32,11 @@ def build_decoder_task(
     max_neutral: int | None,
     model_fingerprint: Any = None,
     controls: tuple[tuple, list] = ((), []),
+    balance: bool | list[str] = False,
 ) -> DecoderTask:
     """The frozen task of one ``evaluate_decoder`` call; ``controls``: the parsed control
-    pairs and their sentences (``control_sentences``), found before the model loads."""
+    pairs and their sentences (``control_sentences``), found before the model loads;
+    ``balance``: an objective's sentences (``True``: the default, the scored rows)."""
     rows = decoder_rows(data, classes, strengthen, max_rows)
     targets, mode = row_targets(data, objective, rows)
     lms_texts, ignore = lms_texts_of(data, objective.mask, rows, max_neutral)
@@ -57,7 +59,31 @@ def build_decoder_task(
         control_targets=tuple(control_targets),
         control_classes=tuple(control_classes),
         control_owner=tuple(owner),
+        balance_targets=tuple(balance_targets(data, objective, targets, balance)),
     )
+
+
+def balance_targets(
+    data: EvalData, objective: Objective, targets: list[RowTargets], balance: bool | list[str]
+) -> list[RowTargets]:
+    """The sentences an objective balances on: ``True`` → the scored rows of both classes
+    (their class words at the mask, as for the class probabilities); a list → the user's
+    masked sentences with the class words (``decoder_eval_targets`` when it maps them);
+    ``False`` → none."""
+    if balance is True:
+        return list(targets)
+    if not balance:
+        return []
+    spec = data.decoder_eval_targets
+    if isinstance(spec, dict) and all(c in spec for c in data.target_classes):
+        words = {c: [v for w in _as_list(spec[c]) for v in case_variants(str(w))]
+                 for c in data.target_classes}  # fmt: skip
+    else:
+        words = data.class_words()
+    if _overlap(words, objective.scorer()):
+        logger.warning("the target classes share words: their probabilities on the balance "
+                       "sentences overlap; pass decoder_eval_targets={class: [words]}")  # fmt: skip
+    return [RowTargets(text, words) for text in balance]
 
 
 def find_controls(data: EvalData, control_pairs: Any) -> tuple[tuple, list]:

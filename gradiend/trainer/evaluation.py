@@ -25,8 +25,15 @@ from gradiend.evaluator import decoder_eval, encoder_eval
 from gradiend.evaluator.decoder_describe import describe_summary
 from gradiend.evaluator.decoder_eval import DecoderEvalConfig
 from gradiend.evaluator.decoder_heldout import as_heldout_config
+from gradiend.evaluator.decoder_objective import (
+    DecoderObjective,
+    check_balance_data,
+    check_objective_call,
+    parse_objective,
+)
 from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
 from gradiend.evaluator.encoder_eval import EncoderTask
+from gradiend.lm.objectives import MASK
 from gradiend.model.rewrite import check_rewrite_dirs, read_results, summary_key
 from gradiend.model.with_gradiend import ModelWithGradiend, load_context
 from gradiend.run_layout import FIG_ENCODER, FIG_SHIFTS, RunLayout
@@ -37,6 +44,9 @@ from gradiend.trainer.eval_data import EvalData
 from gradiend.visualizer import plot_encoder_distributions, plot_probability_shifts
 
 logger = logging.getLogger(__name__)
+
+# evaluate_decoder's keywords with their own defaults (not the run's): None is a value there
+_CALL_KEYS = ("part", "search", "max_nll_increase", "search_config", "precondition", "heldout")
 
 
 @dataclass
@@ -146,6 +156,8 @@ class RunEvaluation:
         precondition: Any = None,
         heldout: Any = None,
         control_pairs: Any = None,
+        objective: str = "strengthen",
+        balance_data: Any = None,
     ) -> dict[str, Any]:
         """Score ``θ + η·decoder(ff)`` along each direction and select a point per class.
 
@@ -159,39 +171,50 @@ class RunEvaluation:
         Selection``, or a float LMS ratio. ``precondition="fisher"`` (or a ``FisherConfig``)
         rewrites along ``decoder(ff) ⊘ (F + λ)``, ``F`` the neutral texts' diagonal Fisher
         (``gradiend.lm.fisher``): a stronger rewrite inside the same budget. Unset keywords
-        take the run's defaults. ``heldout`` (``HeldoutConfig``/share/``False``): the budget's
-        held-out check; ``control_pairs=[("was", "were")]``: their transfer in ``specificity``.
-        """
+        take the run's defaults. ``heldout``: the budget's held-out check; ``control_pairs``:
+        their transfer in ``specificity``. ``objective="balance"``/``"prefer:<class>"``: one
+        summary over every direction and h = 0 on ``balance_data`` (docs/decoder.md)."""
         check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
+        strengthen = increase_target_probabilities
+        goal, balance = self.check_objective(objective, balance_data, target_class, strengthen)
         controls = find_controls(self.data, control_pairs)  # before the model loads
-        cfg = dataclasses.replace(
-            self._decoder_config(
-                lrs=tuple(lrs) if lrs else None,
-                feature_factors=tuple(feature_factors) if feature_factors else None,
-                max_size_training_like=max_size_training_like,
-                max_size_neutral=max_size_neutral,
-                use_cache=use_cache,
-            ),
-            part=part, search=search, max_nll_increase=max_nll_increase,
+        cfg = self._decoder_config(
+            lrs=tuple(lrs) if lrs else None,
+            feature_factors=tuple(feature_factors) if feature_factors else None,
+            max_size_training_like=max_size_training_like, max_size_neutral=max_size_neutral,
+            use_cache=use_cache, part=part, search=search, max_nll_increase=max_nll_increase,
             search_config=search_config or AdaptiveSearchConfig(), precondition=precondition,
             heldout=as_heldout_config(heldout),
         )  # fmt: skip
         classes = _as_list(target_class) or self.target_classes
         decoder_eval.check_classes(classes, self.target_classes)
-        mwg, strengthen = self.get_model(), increase_target_probabilities
+        mwg = self.get_model()
         task = build_decoder_task(
             self.data, mwg.objective, classes, strengthen, cfg.max_size_training_like,
             cfg.max_size_neutral, self.model_fingerprint(), controls,
+            balance=False if goal is None else (balance or True),
         )  # fmt: skip
         on_written = (lambda results: self.plot_probability_shifts(results)) if plot else None
-        return decoder_eval.evaluate_decoder(
-            mwg, task, cfg, self.layout, classes, strengthen, selector, self.progress,
-            self.memo, on_written,
-        )  # fmt: skip
+        return decoder_eval.evaluate_decoder(mwg, task, cfg, self.layout, classes, strengthen,
+                                             selector, self.progress, self.memo, on_written,
+                                             goal)  # fmt: skip
+
+    def check_objective(
+        self, objective: Any, balance_data: Any, target_class: Any = None, strengthen: Any = True
+    ) -> tuple[DecoderObjective | None, list[str] | None]:
+        """``evaluate_decoder``'s objective (``None``: per class) and balance sentences,
+        checked before any work (the mask is the run's, from its saved context)."""
+        goal = parse_objective(objective, self.target_classes)
+        check_objective_call(goal, target_class, strengthen)
+        mask = MASK
+        if balance_data is not None:
+            mask = str(load_context(self.layout.model_dir).get("mask") or MASK)
+        return goal, check_balance_data(balance_data, mask, goal)
 
     def _decoder_config(self, **overrides: Any) -> DecoderEvalConfig:
-        """The run's defaults with every keyword that was given (not ``None``) on top."""
-        given = {k: v for k, v in overrides.items() if v is not None}
+        """The run's defaults with every keyword that was given (not ``None``) on top; the
+        call's own keywords (``_CALL_KEYS``) replace them as given, ``None`` included."""
+        given = {k: v for k, v in overrides.items() if v is not None or k in _CALL_KEYS}
         return dataclasses.replace(self.decoder, **given)
 
     def plot_probability_shifts(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from gradiend import run_layout
+from gradiend import cli_bias, run_layout
 from gradiend.demo import DemoConfig
 
 DESCRIPTION = """The ``gradiend`` command: every stage of a run on a config file, plus report, compare, steer.
@@ -57,6 +57,7 @@ writes similarity.csv, the heatmap and the top-k Venn diagram""",
   gradiend steer runs/demo/he_she --prompt "My neighbour told me that" --target-class she \\
       --strength 0.5
 without --strength the decoder evaluation's selected learning rate is used""",
+    "bias": cli_bias.EXAMPLES,
 }
 
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_report(sub)
     _add_steer(sub)
+    _add_bias(sub)
     return parser
 
 
@@ -243,6 +245,13 @@ def _add_steer(sub: _Subparsers) -> None:
                     help="tokens generated per prompt (default: the run config's, else 20)")  # fmt: skip
     st.add_argument("--model", default=None, help="base model (default: the recorded one)")
     _trust_arg(st)
+
+
+def _add_bias(sub: _Subparsers) -> None:
+    """``bias``: a model's bias-suite scores, against another model's (``gradiend.cli_bias``)."""
+    p = _subcommand(sub, "bias", "score a model on CrowS-Pairs, StereoSet, WinoBias and SEAT, "
+                    "optionally against another model, with 95 % intervals")  # fmt: skip
+    cli_bias.add_arguments(p, positive_int)
 
 
 # --------------------------------------------------------------------------- argument types

@@ -18,6 +18,8 @@ A run folder is the contract between training, evaluation, comparison, the repor
         gradiend_config.json        the resolved CLI config
         timings.json                wall time per stage
         lr_search.json              the learning-rate search's probes (learning_rate="auto")
+        bias_results.json           trainer.evaluate_bias: the latest bias scores (and comparison)
+        bias_cache/<key>.json       the base model's bias scores, reused with use_cache
         <class>_rewritten/          rewritten base models saved by the CLI
         *.png                       figures
 
@@ -63,6 +65,8 @@ RUN_CONFIG = "gradiend_config.json"
 HF_CONFIG = "config.json"
 TIMINGS = "timings.json"
 LR_SEARCH = "lr_search.json"
+BIAS_RESULTS = "bias_results.json"
+BIAS_CACHE = "bias_cache"
 # periodic checkpoints, the runtime monitor's heartbeat and the trackers' logs (docs/training.md)
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
@@ -255,6 +259,14 @@ class RunLayout:
     def lr_search(self) -> Path:
         return self.run_dir / LR_SEARCH
 
+    @property
+    def bias_results(self) -> Path:
+        return self.run_dir / BIAS_RESULTS
+
+    def bias_cache(self, key: str) -> Path:
+        """A model's bias scores under one settings key (``trainer.evaluate_bias``)."""
+        return self.run_dir / BIAS_CACHE / f"{safe_name(key)}.json"
+
     def rewritten_dir(self, target_class: str) -> Path:
         """``<run>/<class>_rewritten``, the class id made one safe folder name."""
         return self.run_dir / f"{safe_name(str(target_class))}{REWRITTEN_SUFFIX}"
@@ -265,7 +277,7 @@ class RunLayout:
 
     def tidy_folders(self) -> Iterator[Path]:
         """Folders where an interrupted atomic write may have left an orphan."""
-        yield from (self.run_dir, self.model_dir.parent, self.seeds_dir)
+        yield from (self.run_dir, self.model_dir.parent, self.seeds_dir, self.run_dir / BIAS_CACHE)
 
 
 def run_config_file(path: str | Path) -> Path:

@@ -33,6 +33,7 @@ class RunFiles:
     seed_dirs: list[Path] = field(default_factory=list)  # RunLayout.seed_runs()
     timings: dict = field(default_factory=dict)  # RunLayout.timings
     lr_search: dict = field(default_factory=dict)  # RunLayout.lr_search (the probes' trace)
+    bias: dict = field(default_factory=dict)  # RunLayout.bias_results (trainer.evaluate_bias)
     rewritten: list[Path] = field(default_factory=list)
 
     @property
@@ -84,6 +85,7 @@ def collect_run(path: str | Path) -> RunFiles:
     run.seed_dirs = layout.seed_runs()
     run.timings = _json(layout.timings)
     run.lr_search = _json(layout.lr_search)
+    run.bias = _json(layout.bias_results)
     encoded = layout.encoder_results()
     if encoded:
         newest = max(encoded, key=lambda p: p.stat().st_mtime)

@@ -20,6 +20,7 @@ from gradiend.evaluator.converged_runs import check_runs, marked
 from gradiend.model.runs import load_gradiend
 from gradiend.report import decoder as report_decoder
 from gradiend.report import figures
+from gradiend.report.bias import section_bias
 from gradiend.report.collect import RunFiles, collect_run, get
 from gradiend.trainer.convergence_check import unconverged_banner
 
@@ -294,6 +295,7 @@ def run_sections(run: RunFiles, topk: int | float) -> str:
         section_lr_search(run),
         section_encoder(run),
         section_decoder(run),
+        section_bias(run, table),
         section_location(run, model, topk),
         section_seeds(run, topk),
         section_timings(run),

@@ -34,7 +34,7 @@ from gradiend.model import word_rows
 from gradiend.model.gradiend import GradiendModel
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.run_layout import CONTEXT, TRAINING, RunLayout
-from gradiend.trainer import lr_search, run_cache, trainer_figures, training, watch
+from gradiend.trainer import bias_task, lr_search, run_cache, trainer_figures, training, watch
 from gradiend.trainer import objective as objective_mod
 from gradiend.trainer.arguments import TrainingArguments
 from gradiend.trainer.data_checks import (
@@ -227,7 +227,9 @@ class TextPredictionTrainer:
 
     def _param_patterns(self) -> list[str] | None:
         """``args.params``, or the objective's default selection (e.g. a seq2seq encoder)."""
-        return self.args.params or self._objective().default_params(self._base().model)
+        model = self._base().model  # a signal_scope of a gradient signal names them by meaning
+        scoped = training.scope_patterns(self.args, model)
+        return scoped or self.args.params or self._objective().default_params(model)
 
     def _head_labels(self) -> list[str]:
         return objective_mod.head_labels(self.table.df)
@@ -482,6 +484,7 @@ class TextPredictionTrainer:
     evaluate_encoder = _delegated(RunEvaluation.evaluate_encoder)
     evaluate_decoder = _delegated(RunEvaluation.evaluate_decoder)
     rewrite_base_model = _delegated(RunEvaluation.rewrite_base_model)
+    evaluate_bias = bias_task.evaluate_bias_of_trainer  # docs/debias.md
 
     # ------------------------------------------------------------------ figures
     plot_probability_shifts = _delegated(RunEvaluation.plot_probability_shifts)

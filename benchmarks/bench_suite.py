@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import re
 import subprocess
 import sys
@@ -176,38 +178,62 @@ def _rel_diff(a: dict, b: dict) -> float:
     return worst
 
 
+def _remedy(run_dir: Path) -> str:
+    """What the run's seed selection kept: the configured source or the adopted remedy."""
+    for path in sorted(run_dir.glob("**/training.json")):
+        rem = json.loads(path.read_text()).get("remedies") or {}
+        return str(rem.get("adopted") or "as configured")
+    return "?"
+
+
+def _train_pairs(lm, data, pairs, a, tmp: str):
+    """The suite (timed, with its store's stats) and each pair alone (timed, summed)."""
+    suite = SymmetricTrainerSuite(
+        model=lm, data=data, target_pairs=pairs, run_id="suite",
+        args=training_args(tmp, a), progress=False,
+    )  # fmt: skip
+    suite.store.batch_size = a.store_batch
+    t0 = time.perf_counter()
+    suite.train()
+    suite_s = time.perf_counter() - t0
+    alone_s, rows = 0.0, []
+    for (x, y), cid in zip(pairs, suite.child_ids, strict=True):
+        one = TextPredictionTrainer(
+            model=lm, run_id=f"alone_{x}_{y}", data=data, target_classes=[x, y],
+            args=training_args(tmp, a), progress=False,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        one.train()
+        alone_s += time.perf_counter() - t0
+        mine = suite.get_trainer(cid).get_model().gradiend.state_dict()
+        diff = _rel_diff(mine, one.get_model().gradiend.state_dict())
+        rem = (_remedy(Path(tmp) / "suite" / cid), _remedy(Path(tmp) / f"alone_{x}_{y}"))
+        rows.append((cid, diff, *rem))
+    return suite, suite_s, alone_s, rows
+
+
 def compare(lm, data, cells: list[str], a, title: str) -> None:
     pairs = pairs_of(cells)
     skipped = [p for p in itertools.combinations(cells, 2) if p not in pairs]
     with tempfile.TemporaryDirectory() as tmp:
-        suite = SymmetricTrainerSuite(
-            model=lm, data=data, target_pairs=pairs, run_id="suite",
-            args=training_args(tmp, a), progress=False,
-        )  # fmt: skip
-        t0 = time.perf_counter()
-        suite.train()
-        suite_s = time.perf_counter() - t0
+        suite, suite_s, alone_s, rows = _train_pairs(lm, data, pairs, a, tmp)
         per_child = [_items(c) for c in suite]
-        alone_s, worst = 0.0, 0.0
-        for (x, y), cid in zip(pairs, suite.child_ids, strict=True):
-            one = TextPredictionTrainer(
-                model=lm, run_id=f"alone_{x}_{y}", data=data, target_classes=[x, y],
-                args=training_args(tmp, a), progress=False,
-            )  # fmt: skip
-            t0 = time.perf_counter()
-            one.train()
-            alone_s += time.perf_counter() - t0
-            mine = suite.get_trainer(cid).get_model().gradiend.state_dict()
-            worst = max(worst, _rel_diff(mine, one.get_model().gradiend.state_dict()))
     st = suite.stats
     print(f"\n## {title}: {len(cells)} cells {cells}, {len(pairs)} pairs"
           + (f" (left out, same word: {skipped})" if skipped else ""))  # fmt: skip
-    print(f"base-model backward passes, suite:      {st['backward_passes']}")
-    print(f"distinct (sentence, word) gradients:    {len(set().union(*per_child))}")
+    print(f"base-model backward passes, suite:      {st['backward_passes']} "
+          f"({st['batched_passes']} batched, {st['items_per_pass']} gradients per pass; "
+          f"{st['forward_passes']} forward passes)")  # fmt: skip
+    print(f"distinct (sentence, word) gradients:    {len(set().union(*per_child))} training, "
+          f"{st['distinct_items']} with validation (computed: {st['items_computed']})")  # fmt: skip
     print(f"(sentence, word) gradients one by one:  {sum(len(i) for i in per_child)}")
     print(f"suite wall time: {suite_s:.1f} s; one by one, summed: {alone_s:.1f} s; "
           f"ratio {suite_s / alone_s:.2f}x (goal <= 0.5x)")  # fmt: skip
+    worst = max(r[1] for r in rows)
     print(f"max relative weight difference suite vs one by one: {worst:.2e} (goal <= 1e-4)")
+    for cid, diff, mine, alone in rows:
+        print(f"  {cid}: {diff:.2e}; kept: suite {mine}, alone {alone}")
+    print(f"load average: {os.getloadavg()}")
 
 
 def main() -> None:
@@ -222,6 +248,7 @@ def main() -> None:
         action="store_true",
         help="one-by-one runs without the gradient cache (batch gradients each step)",
     )
+    p.add_argument("--store-batch", type=int, default=32, help="rows per batched store pass")
     p.add_argument("--layers", type=int, nargs="+", default=[17], help="base-model layers")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where Gemma is stored")
     p.add_argument("--smollm2", action="store_true", help="use SmolLM2-135M instead of Gemma")

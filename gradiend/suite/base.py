@@ -135,7 +135,7 @@ class TrainerSuite:
             if child._lm is None:
                 child._lm = self._lm
             if self.share_gradients:
-                child._computer_factory = self.store.factory()
+                child._computer_factory = self.store.factory(child)
 
     # ------------------------------------------------------------------ training
     def train(self, use_cache: bool | str | None = None, children: Sequence[str] | None = None):

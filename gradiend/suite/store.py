@@ -7,7 +7,15 @@ alternative words too. A training batch gradient is the mean of its rows' per-it
 ``g_diff = g_factual - g_alternative``, so every batch of every child can be assembled from one
 gradient per distinct *encoding* (token ids, scored positions, target ids): that is what the store
 keeps. Each encoding's gradient is computed once (one backward pass); encodings that share a
-context (a causal prefix, the same masked input) share one forward pass.
+context (a causal prefix, the same masked input) share one row of a batch.
+
+Missing gradients are computed many at once (``gradiend.suite.batched``): one padded forward and
+one backward per slot for up to ``batch_size`` rows, the per-sample gradients taken from the
+selected modules' inputs and output gradients. On the first miss a computer also *prefetches*:
+it computes every registered child's training and validation encodings that the store can hold,
+so the batches are full rather than a training batch's few rows. Objectives with their own
+``losses()`` and models that fail the batched path's check keep the one-encoding-at-a-time path
+(logged).
 
 :class:`SharedGradientComputer` is a :class:`~gradiend.lm.gradients.GradientComputer` whose
 batches, per-row gradients and pre-pruning sums come from the store; the children build it through
@@ -23,10 +31,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from gradiend.data.examples import cap_per_group
 from gradiend.lm.gradients import GradientComputer, _grad_enabled
+from gradiend.lm.items import build_items
 from gradiend.lm.loading import BaseLM
 from gradiend.lm.objectives import Encoded, Item, Objective
 from gradiend.lm.params import ParamMap
+from gradiend.suite.batched import BatchedUnsupported, PerSampleGradients, group_rows, rows_per_pass
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +53,17 @@ class StoreStats:
     items_computed: int = 0  # distinct (sentence, word) gradients computed
     items_served: int = 0  # per-item gradients handed to the children (hits included)
     double_backward_passes: int = 0  # JVP fall-backs (validation/encodings), counted above too
+    batched_passes: int = 0  # backward passes of the batched path (one per slot of a batch)
+    batched_items: int = 0  # gradients those passes computed
+    prefetched: int = 0  # gradients computed ahead for registered children
+
+    @property
+    def items_per_pass(self) -> float:
+        """Gradients per backward pass of the batched path (0 when it never ran)."""
+        return self.batched_items / self.batched_passes if self.batched_passes else 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "items_per_pass": round(self.items_per_pass, 2)}
 
 
 def enc_key(enc: Encoded) -> EncKey:
@@ -55,22 +74,41 @@ def enc_key(enc: Encoded) -> EncKey:
 class GradientStore:
     """Full-dimension float32 per-item gradients, one table per gradient space (objective and
     parameter selection); ``max_gb`` bounds the memory (oldest entries are dropped first and
-    computed again when asked for: the counters show it)."""
+    computed again when asked for: the counters show it). ``batch_size`` rows (fewer when
+    ``batch_max_gb`` cannot hold their per-sample gradients) go through one batched pass;
+    ``batch_size=1`` is the one-backward-per-encoding path."""
 
-    def __init__(self, max_gb: float | None = None):
+    def __init__(
+        self, max_gb: float | None = None, batch_size: int = 32, batch_max_gb: float = 2.0
+    ):
+        if batch_size < 1 or batch_max_gb <= 0:
+            raise ValueError(
+                f"batch_size={batch_size}, batch_max_gb={batch_max_gb}: give batch_size >= 1 "
+                "and batch_max_gb > 0"
+            )
         self.max_bytes = None if max_gb is None else max_gb * 1e9
+        self.batch_size, self.batch_max_gb = batch_size, batch_max_gb
         self.stats = StoreStats()
         self._tables: dict[str, dict[EncKey, torch.Tensor]] = {}
         self._bytes = 0
         self.seen: dict[str, set[EncKey]] = {}
+        self.children: list = []  # trainers whose encodings a first miss prefetches
+        self._planned: dict[str, set[int]] = {}  # per space: ids of children prefetched
 
-    def factory(self):
-        """``(lm, objective, pmap, device) -> SharedGradientComputer`` for ``training.prepare``."""
+    def factory(self, child=None):
+        """``(lm, objective, pmap, device) -> SharedGradientComputer`` for ``training.prepare``;
+        ``child`` (a trainer with ``table`` and ``args``) is registered for prefetching."""
+        if child is not None and all(c is not child for c in self.children):
+            self.children.append(child)
 
         def make(lm: BaseLM, objective: Objective, pmap: ParamMap, device=None):
             return SharedGradientComputer(lm, objective, pmap, device=device, store=self)
 
         return make
+
+    def room(self) -> int | None:
+        """Bytes the store can still take before dropping entries (``None``: unbounded)."""
+        return None if self.max_bytes is None else max(0, int(self.max_bytes - self._bytes))
 
     def table(self, space: str) -> dict[EncKey, torch.Tensor]:
         self.seen.setdefault(space, set())
@@ -114,6 +152,7 @@ class SharedGradientComputer(GradientComputer):
             default=str,
         )
         self._fast = type(objective).losses is Objective.losses
+        self._engine: PerSampleGradients | bool | None = None  # the batched path, once known
 
     # -- positions of the kept coordinates inside a full-dimension vector -------------------
     def set_indices(self, indices: torch.Tensor | None) -> None:
@@ -148,20 +187,105 @@ class SharedGradientComputer(GradientComputer):
         # this call's vectors, held here: the memory bound may drop them from the table
         held = {k: table[k] for k in keys if k in table}
         missing = {k: e for k, e in zip(keys, encs) if k not in held}
-        groups: dict[tuple, list[tuple[EncKey, Encoded]]] = {}
-        for k, e in missing.items():
-            groups.setdefault((k[0], k[1]), []).append((k, e))
-        for group in groups.values():
-            for k, vec in self._compute_group(group):
-                self.store.put(self.space, k, vec)
-                held[k] = vec
-                self.store.stats.items_computed += 1
+        if missing:
+            ahead = self._prefetch_encodings(set(missing))
+            held.update(self._compute(list(missing.values()), ahead))
         self.store.stats.items_served += len(keys)
         return [held[k] for k in keys]
 
+    def _compute(self, encs: list[Encoded], ahead: list[Encoded] = ()) -> dict:
+        """Compute and store ``encs`` (returned) and ``ahead`` (prefetched, stored only)."""
+        wanted = {enc_key(e) for e in encs}
+        out = {}
+        for k, vec in self._compute_all(list(encs) + list(ahead)):
+            self.store.put(self.space, k, vec)
+            self.store.stats.items_computed += 1
+            if k in wanted:
+                out[k] = vec
+            else:
+                self.store.stats.prefetched += 1
+        return out
+
+    def _compute_all(self, encs: list[Encoded]):
+        """``(key, vector)`` of each encoding: batched where the path allows, else one by one."""
+        rows = group_rows(encs)
+        if self._batched_ok():
+            per = rows_per_pass(
+                self.param_map.numel, self.store.batch_size, self.store.batch_max_gb
+            )
+            done = 0
+            try:
+                for lo in range(0, len(rows), per):
+                    yield from self._batched(rows[lo : lo + per])
+                    done = lo + per
+                return
+            except BatchedUnsupported as err:
+                self._engine = False
+                logger.warning(
+                    "batched per-item gradients are not available for this model (%s): the "
+                    "store computes one backward pass per encoding",
+                    err,
+                )
+                rows = rows[done:]
+        for row in rows:
+            yield from self._compute_group([(enc_key(e), e) for e in row])
+
+    def _batched_ok(self) -> bool:
+        if self._engine is None:
+            self._engine = False
+            if self.store.batch_size <= 1:
+                pass
+            elif not self._fast:
+                logger.info(
+                    "objective %s has its own losses(): the suite's store computes one backward "
+                    "pass per encoding (no batched per-item gradients)",
+                    self.objective.name,
+                )
+            else:
+                names = [s.name for s in self.param_map.specs]
+                self._engine = PerSampleGradients(self.lm.model, names)
+        return self._engine is not False
+
+    def _batched(self, rows: list[list[Encoded]]):
+        """One padded forward for ``rows``, one backward per slot; yields ``(key, vector)``."""
+        stats = self.store.stats
+        engine = self._engine
+        out = []
+        with _grad_enabled(self.params):
+            for i, j, vec in engine.rows(self.objective, rows):
+                out.append((enc_key(rows[i][j]), vec.to(self.device)))
+        stats.forward_passes += 1
+        stats.backward_passes += engine.passes
+        stats.batched_passes += engine.passes
+        stats.batched_items += len(out)
+        return out
+
+    def _prefetch_encodings(self, missing: set[EncKey]) -> list[Encoded]:
+        """The registered children's encodings not yet stored (this space), as many as the
+        store can hold beside ``missing``; each child is planned once per space."""
+        if not self._batched_ok():
+            return []
+        planned = self.store._planned.setdefault(self.space, set())
+        table = self.store.table(self.space)
+        room = self.store.room()
+        cap = None if room is None else room // (4 * self.param_map.numel) - len(missing)
+        ahead, seen = [], set(missing)
+        for child in self.store.children:
+            if id(child) in planned:
+                continue
+            encs = [e for e in _child_encodings(child, self.objective) if enc_key(e) not in seen]
+            encs = [e for e in encs if enc_key(e) not in table]
+            keys = {enc_key(e) for e in encs}
+            if cap is not None and len(ahead) + len(keys) > cap:
+                break  # the rest would push out what is prefetched: computed when asked for
+            planned.add(id(child))
+            seen |= keys
+            ahead += list({enc_key(e): e for e in encs}.values())
+        return ahead
+
     def _compute_group(self, group: list[tuple[EncKey, Encoded]]):
         """One forward for encodings that share their input (only the targets differ), then one
-        backward per encoding."""
+        backward per encoding: the path for objectives with their own ``losses()``."""
         model = self.lm.model
         with _grad_enabled(self.params):
             if self._fast:
@@ -205,9 +329,27 @@ class SharedGradientComputer(GradientComputer):
             out[k] = self._select(torch.stack(vecs).mean(0))
         return out
 
+    def _chunks(self, items: list[Item]):
+        """``items`` in pieces of one batched pass each (bounded memory, full batches)."""
+        step = max(1, rows_per_pass(self.dim, self.store.batch_size, self.store.batch_max_gb))
+        for lo in range(0, len(items), step):
+            yield items[lo : lo + step]
+
     def iter_per_example(self, items: list[Item], kind: str):
-        for item in items:
-            yield self._select(self._kind_vectors([item], kind)[0])
+        for chunk in self._chunks(items):
+            yield from (self._select(v) for v in self._kind_vectors(chunk, kind))
+
+    def directional(self, items: list[Item], kind: str, direction: torch.Tensor) -> torch.Tensor:
+        """``direction · ∇L_i`` from the stored gradients (computed batched when missing, and
+        then shared with the other children); the JVP path where the store cannot batch."""
+        if not self._batched_ok():
+            return super().directional(items, kind, direction)
+        d = direction.to(self.device, torch.float32)
+        out = [
+            torch.stack([self._select(v) for v in self._kind_vectors(chunk, kind)]) @ d
+            for chunk in self._chunks(items)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     def iter_per_example_params(self, items: list[Item], kind: str):
         for item in items:
@@ -233,3 +375,21 @@ class SharedGradientComputer(GradientComputer):
             out.append(vec[start : start + p.numel()].view(p.shape))
             start += p.numel()
         return out
+
+
+def _child_encodings(child, objective: Objective) -> list[Encoded]:
+    """A registered child's training and validation encodings (what its training asks for),
+    built as ``training.prepare`` builds them; none when its rows do not encode (its own
+    training then reports why)."""
+    args = child.args
+    val = cap_per_group(
+        child.table.split("validation"),
+        args.encoder_eval_train_max_size or args.encoder_eval_max_size,
+        args.seed,
+    )
+    try:
+        items = build_items(child.table.split("train"), objective) + build_items(val, objective)
+    except ValueError as err:
+        logger.debug("not prefetching %s: %s", getattr(child, "run_id", child), err)
+        return []
+    return [e for it in items for e in (it.factual, it.alternative)]

@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 from conftest import he_she_data
+from tiny import make_model
 
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.items import build_items
@@ -93,18 +94,48 @@ def test_encodings_from_the_store_equal_the_jvp(planted, kind):
     assert store.store.stats.double_backward_passes == 0
 
 
-def test_tied_weights_fall_back_to_one_pass_per_encoding(planted, caplog):
-    # BERT ties the word embeddings to the MLM decoder: the batched check must refuse them
-    lm, objective, pmap, items = _setup(planted, "mlm", n=4, patterns=["*word_embeddings*"])
+@pytest.mark.parametrize("kind", ["mlm", "clm"])
+def test_every_backbone_parameter_batched(planted, kind):
+    # the default selection: word embeddings (tied to BERT's decoder), position embeddings
+    # looked up once for the batch, layer norms, every linear layer
+    lm, objective, pmap, items = _setup(planted, kind, n=4, patterns=None)
+    pmap = ParamMap.from_model(lm.model, None)
+    assert any("word_embeddings" in s.name or "embed_tokens" in s.name for s in pmap.specs)
     batched = _computer(lm, objective, pmap, batch_size=8)
     single = _computer(lm, objective, pmap, batch_size=1)
-    encs = [it.factual for it in items]
-    with caplog.at_level(logging.WARNING, logger="gradiend.suite.store"):
-        got = batched.vectors(encs)
-    assert "batched per-item gradients are not available" in caplog.text
-    for g, w in zip(got, single.vectors(encs), strict=True):
+    encs = [it.factual for it in items] + [it.alternative for it in items]
+    for g, w in zip(batched.vectors(encs), single.vectors(encs), strict=True):
         _close(g, w)
-    assert batched.store.stats.batched_items == 0
+    assert batched.store.stats.batched_items == batched.store.stats.items_computed
+
+
+def test_a_parameter_used_outside_its_module_falls_back(caplog):
+    # a hook scales the last layer's output by the final norm's weight: a use that the norm
+    # module's own calls do not see, so the per-sample gradients cannot sum to the batch's
+    model, tok = make_model("clm")
+    weight = model.model.norm.weight
+
+    def outside(mod, args, out):
+        return out * weight if torch.is_tensor(out) else (out[0] * weight, *out[1:])
+
+    handle = model.model.layers[1].register_forward_hook(outside)
+    try:
+        lm = load_base_model((model, tok))
+        objective = make_objective("auto", lm.kind, tok)
+        items = build_items(_frame(4), objective)
+        pmap = ParamMap.from_model(lm.model, ["*norm.weight"])
+        batched = _computer(lm, objective, pmap, batch_size=8)
+        single = _computer(lm, objective, pmap, batch_size=1)
+        encs = [it.factual for it in items]
+        with caplog.at_level(logging.WARNING, logger="gradiend.suite.store"):
+            got = batched.vectors(encs)
+        assert "batched per-item gradients are not available" in caplog.text
+        assert "used outside its module" in caplog.text
+        for g, w in zip(got, single.vectors(encs), strict=True):
+            _close(g, w)
+        assert batched.store.stats.batched_items == 0
+    finally:
+        handle.remove()
 
 
 def test_objective_with_own_losses_keeps_the_per_item_path(planted, caplog):

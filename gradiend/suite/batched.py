@@ -33,16 +33,21 @@ class BatchedUnsupported(RuntimeError):
 
 
 class _Calls:
-    """Forward hooks that record ``(module, args, kwargs, output)`` of each owning module."""
+    """Forward hooks that record ``(module, args, kwargs, output)`` of each owning module. An
+    embedding looked up once for the whole batch (positions ``[1, T]``, broadcast when added)
+    has its output expanded to the ``n`` rows: the same sums, a gradient per row."""
 
-    def __init__(self, modules: Sequence[nn.Module]):
-        self.modules, self.calls, self.handles = list(modules), [], []
+    def __init__(self, modules: Sequence[nn.Module], n: int):
+        self.modules, self.n, self.calls, self.handles = list(modules), n, [], []
 
     def __enter__(self) -> list:
         def hook(mod, args, kwargs, out):
             if not torch.is_tensor(out) or not out.requires_grad:
                 raise BatchedUnsupported(f"{type(mod).__name__} returns no differentiable tensor")
+            if isinstance(mod, nn.Embedding) and out.dim() > 1 and out.shape[0] == 1 < self.n:
+                out = out.expand(self.n, *out.shape[1:])
             self.calls.append((mod, args, kwargs, out))
+            return out
 
         self.handles = [m.register_forward_hook(hook, with_kwargs=True) for m in self.modules]
         return self.calls
@@ -58,10 +63,13 @@ class PerSampleGradients:
     def __init__(self, model: nn.Module, names: Sequence[str]):
         self.model, self.names = model, list(names)
         self.params = [model.get_parameter(n) for n in self.names]
+        # every module that holds a selected parameter (a tied one: each of its modules)
+        index = {id(p): i for i, p in enumerate(self.params)}
         self.owners: dict[nn.Module, list[tuple[str, int]]] = {}
-        for i, name in enumerate(self.names):
-            mod_name, _, local = name.rpartition(".")
-            self.owners.setdefault(model.get_submodule(mod_name), []).append((local, i))
+        for mod in model.modules():
+            for local, p in mod.named_parameters(recurse=False):
+                if id(p) in index:
+                    self.owners.setdefault(mod, []).append((local, index[id(p)]))
         self.verified = False  # the first pass is checked against autograd's batch gradient
 
     def rows(self, objective: Objective, rows: Sequence[Sequence[Encoded]]):
@@ -69,7 +77,7 @@ class PerSampleGradients:
         with the same input ids and positions) and count the passes in :attr:`passes`."""
         device = next(self.model.parameters()).device
         batch = objective.collate([r[0] for r in rows], device)
-        with _Calls(list(self.owners)) as calls:
+        with _Calls(list(self.owners), len(rows)) as calls:
             logits = objective.position_logits(self.model, batch)
         outs = [c[3] for c in calls]
         n, slots = len(rows), max(len(r) for r in rows)
@@ -106,7 +114,8 @@ class PerSampleGradients:
 
     def _module_grads(self, mod, args, kwargs, g: torch.Tensor, n: int) -> dict:
         x = args[0] if args else kwargs.get("input")
-        if not torch.is_tensor(x) or x.shape[0] != n or g.shape[0] != n:
+        shared = isinstance(mod, nn.Embedding) and torch.is_tensor(x) and x.shape[:1] == (1,)
+        if not torch.is_tensor(x) or (x.shape[0] != n and not shared) or g.shape[0] != n:
             raise BatchedUnsupported(f"{type(mod).__name__}: no batch dimension first")
         owned = self.owners[mod]
         if type(mod) is nn.Linear and not kwargs and len(args) == 1:

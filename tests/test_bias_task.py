@@ -35,7 +35,7 @@ SUITES = ("crows", "winobias")
 
 
 @pytest.fixture(scope="module")
-def run(planted, tmp_path_factory):
+def run(one_thread, planted, tmp_path_factory):
     """A trained he/she trainer and its "strengthen she" rewrite, saved and in memory."""
     root = tmp_path_factory.mktemp("bias_task")
     tr = he_she_trainer(planted["clm"], root)

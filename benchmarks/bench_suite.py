@@ -15,10 +15,12 @@ SmolLM2-135M (``gradiend.demo.smollm2_path``) when that fails or with ``--smollm
 model is loaded once and given to every run, so the times compare the gradient work only. Last
 layers only (``--layers``).
 
-Printed: the suite's base-model backward passes beside its distinct (sentence, word) gradients
-and the one-by-one runs' total; the suite's wall time against the summed one-by-one times
-(goal ≤ 0.5×); the largest relative weight difference between each suite child and the same pair
-trained alone (goal ≤ 1e-4); then the same for a 3-class suite whose cells share no word.
+Printed: the suite's base-model backward passes (batched ones, gradients per pass) beside its
+distinct (sentence, word) gradients and the one-by-one runs' total; the suite's wall time against
+the summed one-by-one times (goal ≤ 0.5×); the largest relative weight difference between each
+suite child and the same pair trained alone (goal ≤ 1e-4), per pair with what each side's seed
+selection kept (the configured source or a collapse remedy); then the same for a 3-class suite
+whose cells share no word. ``--store-batch`` sets the rows of one batched store pass.
 
     .venv/bin/python benchmarks/bench_suite.py                    # 4 cells, small sizes
     .venv/bin/python benchmarks/bench_suite.py --cells m_der m_den m_dem m_des f_die f_der \\
@@ -47,7 +49,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from corpora import DING  # noqa: E402
 
 from gradiend import SymmetricTrainerSuite, TextPredictionTrainer, TrainingArguments  # noqa: E402
+from gradiend.lm.gradients import GradientComputer  # noqa: E402
+from gradiend.lm.items import build_items  # noqa: E402
 from gradiend.lm.loading import load_base_model  # noqa: E402
+from gradiend.lm.objectives import make_objective  # noqa: E402
+from gradiend.lm.params import ParamMap  # noqa: E402
+from gradiend.suite.store import SharedGradientComputer  # noqa: E402
 
 ARTICLES = {"m": ("der", "den", "dem", "des"), "f": ("die", "der"), "n": ("das", "dem", "des")}
 CELL_WORD = {f"{g}_{a}": a for g, arts in ARTICLES.items() for a in arts}
@@ -186,6 +193,20 @@ def _remedy(run_dir: Path) -> str:
     return "?"
 
 
+def _gradient_gap(lm, suite, a) -> float:
+    """Relative difference (max |Δ| / max |g|) between a one-by-one run's batch gradient (one
+    padded forward and backward) and the suite's (the mean of its stored per-item gradients),
+    on the first child's first four training rows: the float32 summation order alone."""
+    child = next(iter(suite))
+    objective = make_objective("auto", lm.kind, lm.tokenizer)
+    pmap = ParamMap.from_model(lm.model, [f"layers.{i}.*" for i in a.layers])
+    items = build_items(child.table.split("train").head(4), objective)
+    alone = GradientComputer(lm, objective, pmap).batch(items, ["diff"])["diff"]
+    shared = SharedGradientComputer(lm, objective, pmap, store=suite.store)
+    mine = shared.batch(items, ["diff"])["diff"]
+    return float((mine - alone).abs().max() / alone.abs().max())
+
+
 def _train_pairs(lm, data, pairs, a, tmp: str):
     """The suite (timed, with its store's stats) and each pair alone (timed, summed)."""
     suite = SymmetricTrainerSuite(
@@ -218,6 +239,7 @@ def compare(lm, data, cells: list[str], a, title: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         suite, suite_s, alone_s, rows = _train_pairs(lm, data, pairs, a, tmp)
         per_child = [_items(c) for c in suite]
+        gap = _gradient_gap(lm, suite, a)
     st = suite.stats
     print(f"\n## {title}: {len(cells)} cells {cells}, {len(pairs)} pairs"
           + (f" (left out, same word: {skipped})" if skipped else ""))  # fmt: skip
@@ -231,6 +253,7 @@ def compare(lm, data, cells: list[str], a, title: str) -> None:
           f"ratio {suite_s / alone_s:.2f}x (goal <= 0.5x)")  # fmt: skip
     worst = max(r[1] for r in rows)
     print(f"max relative weight difference suite vs one by one: {worst:.2e} (goal <= 1e-4)")
+    print(f"  input gradients (one batch, suite vs alone): {gap:.1e} relative")
     for cid, diff, mine, alone in rows:
         print(f"  {cid}: {diff:.2e}; kept: suite {mine}, alone {alone}")
     print(f"load average: {os.getloadavg()}")

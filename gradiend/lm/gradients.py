@@ -41,12 +41,15 @@ class GradientComputer:
         param_map: ParamMap,
         indices: torch.Tensor | None = None,
         device: torch.device | str | None = None,
+        check_finite: bool = True,
     ):
         self.lm, self.objective, self.param_map = lm, objective, param_map
         self.params = [lm.model.get_parameter(s.name) for s in param_map.specs]
         # before the first gradient pass: a NaN/inf weight anywhere on the forward path (not
-        # only in the selected parameters) makes every gradient non-finite
-        check_finite_params(lm.model.named_parameters(), lm.source)
+        # only in the selected parameters) makes every gradient non-finite (``check_finite``
+        # off: the caller has checked this model already, e.g. a suite for its children)
+        if check_finite:
+            check_finite_params(lm.model.named_parameters(), lm.source)
         # flat vectors (gradients, directions) live here: the GRADIEND's device
         self.device = torch.device(device) if device is not None else _last_device(self.params)
         self._jvp_ok = True  # switched off once forward-mode AD fails for this model's dtype

@@ -94,6 +94,7 @@ class GradientStore:
         self.seen: dict[str, set[EncKey]] = {}
         self.children: list = []  # trainers whose encodings a first miss prefetches
         self._planned: dict[str, set[int]] = {}  # per space: ids of children prefetched
+        self.checked: set[int] = set()  # ids of base models checked for non-finite weights
 
     def factory(self, child=None):
         """``(lm, objective, pmap, device) -> SharedGradientComputer`` for ``training.prepare``;
@@ -140,7 +141,10 @@ class SharedGradientComputer(GradientComputer):
 
     def __init__(self, lm, objective, param_map, indices=None, device=None, *, store):
         self.store = store
-        super().__init__(lm, objective, param_map, indices, device)
+        # the suite's base model is checked for NaN/inf weights once, not once per child
+        checked = id(lm.model) in store.checked
+        super().__init__(lm, objective, param_map, indices, device, check_finite=not checked)
+        store.checked.add(id(lm.model))
         self.space = json.dumps(
             {
                 "model": id(lm.model),

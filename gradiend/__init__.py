@@ -35,8 +35,10 @@ from gradiend.evaluator.cross_figures import (
 )
 from gradiend.evaluator.cross_pool import build_cross_task_encoder_summary
 from gradiend.evaluator.grouped import compute_grouped_similarity_matrices
+from gradiend.lm.signals import Signal, SignalScope
 from gradiend.model import GradiendModel, ModelWithGradiend, ParamMappedGradiendModel
 from gradiend.model.create import create_model_with_gradiend
+from gradiend.model.modified import HookedModel, load_modified_model
 from gradiend.runtime import get_logger, set_seed, setup_logging
 from gradiend.suite import (
     PositiveFeatureDefinition,
@@ -91,6 +93,7 @@ __all__ = [
     "DataCreator",
     "GradientTrainingDataset",
     "GradiendModel",
+    "HookedModel",
     "LMSThresholdPolicy",
     "LMSTimesMetricPolicy",
     "LRSearchConfig",
@@ -103,6 +106,8 @@ __all__ = [
     "PositiveTrainerSuite",
     "PostPruneConfig",
     "PrePruneConfig",
+    "Signal",
+    "SignalScope",
     "SpacyTagSpec",
     "SuitePairDefinition",
     "SymmetricTrainerSuite",
@@ -131,6 +136,7 @@ __all__ = [
     "format_transition_label",
     "get_logger",
     "identity",
+    "load_modified_model",
     "load_training_stats",
     "pair",
     "plot_comparison_heatmap",

@@ -394,7 +394,7 @@ def _run_search(run: _Run, ffs, base, budget, metrics, search=search_direction) 
     skipped."""
     mwg, store, cfg = run.mwg, run.store, run.cfg.search_config
     base_stats = store.stats[dec.point_key(0, 0)]
-    weight_norm = math.sqrt(sum(float(t.float().pow(2).sum()) for t in mwg.grads.snapshot()))
+    weight_norm = _reference_norm(mwg.grads)
     bar = tqdm(desc="decoder search", unit="point", disable=not run.progress)
     found: list[tuple[float, float]] = []
     for ff in ffs:
@@ -409,6 +409,14 @@ def _run_search(run: _Run, ffs, base, budget, metrics, search=search_direction) 
         found += [(ff, lr) for lr in trace.screened + trace.confirmed]
     bar.close()
     return [store.entries[dec.point_key(*p)] for p in sorted(set(found))]
+
+
+def _reference_norm(grads) -> float:
+    """``‖θ_S‖`` of a weight rewrite; for hooks (an activation signal) the typical norm of
+    the activations the update is added to."""
+    if hasattr(grads, "reference_norm"):
+        return grads.reference_norm()
+    return math.sqrt(sum(float(t.float().pow(2).sum()) for t in grads.snapshot()))
 
 
 def _point_evaluator(run: _Run, ff: float, update, base: dict, base_stats, bar):

@@ -118,6 +118,8 @@ class ParamMap:
 
     @classmethod
     def from_json(cls, data: dict) -> ParamMap:
+        if data.get("signal"):  # activation sites, not parameters
+            return SiteMap.from_json(data)
         specs = [ParamSpec(p["name"], tuple(p["shape"]), int(p["offset"])) for p in data["params"]]
         return cls(specs, data["total_numel"])
 
@@ -127,6 +129,52 @@ class ParamMap:
             and self.specs == other.specs
             and self.total_numel == other.total_numel
         )
+
+
+class SiteMap(ParamMap):
+    """The index space of an activation signal: one "spec" per site (a module path, shape
+    ``(hidden,)``), laid end to end; it also carries the signal and what training measured
+    (the per-site scale, the centre of the target vectors, the typical vector norm)."""
+
+    def __init__(
+        self,
+        specs: Sequence[ParamSpec],
+        signal: dict,
+        site_scale: list[float] | None = None,
+        center: dict[str, list[float]] | None = None,
+        reference_norm: float | None = None,
+    ):
+        super().__init__(specs, sum(s.numel for s in specs))
+        self.signal, self.site_scale, self.center = dict(signal), site_scale, center
+        self.reference_norm = reference_norm
+
+    @classmethod
+    def for_sites(cls, sites: Sequence[str], widths: Sequence[int], signal: dict) -> SiteMap:
+        specs, offset = [], 0
+        for name, width in zip(sites, widths):
+            specs.append(ParamSpec(name, (int(width),), offset))
+            offset += int(width)
+        return cls(specs, signal)
+
+    @property
+    def sites(self) -> list[str]:
+        return self.names
+
+    def to_json(self) -> dict:
+        extra = {"site_scale": self.site_scale, "center": self.center}
+        return {**super().to_json(), "signal": self.signal, **extra,
+                "reference_norm": self.reference_norm}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict) -> SiteMap:
+        specs = [ParamSpec(p["name"], tuple(p["shape"]), int(p["offset"])) for p in data["params"]]
+        return cls(
+            specs, data["signal"], data.get("site_scale"), data.get("center"),
+            data.get("reference_norm"),
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SiteMap) and self.specs == other.specs
 
 
 def _prefix(model: nn.Module) -> str:

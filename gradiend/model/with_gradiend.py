@@ -20,14 +20,16 @@ from tqdm.auto import tqdm
 from gradiend import distributed as dist
 from gradiend._io import read_json
 from gradiend._kwargs import strict_kwargs
+from gradiend.lm.activations import ActivationComputer, signal_computer, site_widths
 from gradiend.lm.devices import gradiend_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.loading import BaseLM, load_base_model
 from gradiend.lm.mlm_head import MLMHead
 from gradiend.lm.objectives import Item, Objective, make_objective
-from gradiend.lm.params import ParamMap
+from gradiend.lm.params import ParamMap, SiteMap
 from gradiend.model.files import warn_if_unconverged
 from gradiend.model.gradiend import GradiendModel
+from gradiend.model.modified import hooked_copy, modify_model
 from gradiend.model.rewrite import rewrite_from_results
 from gradiend.model.steering import SteeringMixin
 from gradiend.run_layout import CONTEXT, MLM_HEAD, MODEL_CONFIG, RunLayout, find_model_dir
@@ -59,7 +61,7 @@ class ModelWithGradiend(SteeringMixin):
             lm.tokenizer,
             mask=gradiend.metadata.get("mask", "[MASK]"),
         )
-        self.grads = GradientComputer(
+        self.grads = signal_computer(  # gradients, or activations at sites (lm.activations)
             lm, self.objective, gradiend.param_map, gradiend.indices, device=gradiend.W_e.device
         )
         # per-dimension factor of the update vector (neutral-Fisher preconditioning), or None
@@ -151,7 +153,10 @@ class ModelWithGradiend(SteeringMixin):
         part: str = "decoder",
         inplace: bool = False,
     ) -> torch.nn.Module:
-        """The base model with ``θ + η · decoder(ff)`` applied (a copy unless ``inplace``)."""
+        """The base model with ``θ + η · decoder(ff)`` applied (a copy unless ``inplace``); for
+        an activation signal a ``HookedModel`` (the update added by forward hooks)."""
+        if isinstance(self.grads, ActivationComputer) and not inplace:
+            return hooked_copy(self, learning_rate, feature_factor, part, {})
         if inplace:
             self.grads.add_to_params(self.get_update_vector(feature_factor, part), learning_rate)
             return self.lm.model
@@ -181,6 +186,25 @@ class ModelWithGradiend(SteeringMixin):
         return rewrite_from_results(
             self, decoder_results, target_class, increase_target_probabilities, output_dir, layout
         )
+
+    def modify_model(
+        self,
+        decoder_results: dict | None = None,
+        target_class: str | None = None,
+        increase_target_probabilities: bool = True,
+        run_dir: str | Path | RunLayout | None = None,
+    ):
+        """The base model at the selected decoder point of ``target_class``: rewritten weights
+        (gradient signals) or a ``HookedModel`` (activation signals; ``save_pretrained_modified``
+        saves it, ``gradiend.load_modified_model`` reloads it)."""
+        return modify_model(
+            self, decoder_results, target_class, increase_target_probabilities, run_dir
+        )
+
+    def intervene(self, value: float = 1.0, part: str = "decoder", strength: float = 1.0):
+        """Context manager: within it the model carries ``strength · decoder(value)`` (weights or
+        hooks); on exit, also after an exception, it is restored bit for bit."""
+        return self.steer(feature_factor=value, strength=strength, part=part)
 
     # ------------------------------------------------------------------ pruning / top-k
     def prune_gradiend(
@@ -250,7 +274,7 @@ class ModelWithGradiend(SteeringMixin):
                 load_kwargs["device"] = device
             lm = load_base_model(base_model, **load_kwargs)
         gradiend.to(gradiend_device(lm.model, device))
-        pmap = ParamMap.from_model(lm.model, gradiend.metadata.get("params"))
+        pmap = _model_map(lm, gradiend)
         if pmap != gradiend.param_map:
             raise ValueError(
                 "the base model's parameters do not match the GRADIEND's parameter map; "
@@ -262,6 +286,21 @@ class ModelWithGradiend(SteeringMixin):
             mask = gradiend.metadata.get("mask", "[MASK]")
             objective = make_objective("clm_mlm_head", lm.kind, lm.tokenizer, mask, head=head)
         return cls(lm, gradiend, objective=objective)
+
+
+def _model_map(lm: BaseLM, gradiend: GradiendModel) -> ParamMap:
+    """The base model's own map for this GRADIEND: its parameters, or (for an activation
+    signal) the same sites with the model's widths."""
+    saved = gradiend.param_map
+    if not isinstance(saved, SiteMap):
+        return ParamMap.from_model(lm.model, gradiend.metadata.get("params"))
+    try:
+        widths = site_widths(lm.model, saved.sites)
+    except AttributeError as err:  # a site the model does not have
+        raise ValueError(
+            f"the base model lacks an activation site of the GRADIEND: {err}"
+        ) from None
+    return SiteMap.for_sites(saved.sites, widths, saved.signal)
 
 
 def check_parts(lm: Any, gradiend: Any) -> None:

@@ -15,6 +15,7 @@ from gradiend.evaluator.decoder_eval import DecoderEvalConfig
 from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.lm.mlm_head import HeadTraining
 from gradiend.lm.placement import Placement
+from gradiend.lm.signals import Signal, SignalScope, as_scope, as_signal
 from gradiend.trainer.argument_checks import (
     CACHE_DTYPES,
     PRE_PRUNE_RULES,
@@ -151,6 +152,10 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
             `X` when the partner is named `non_X`, else `target_classes[0]`).
         params: Base-model parameters the GRADIEND reads: full names or `*` patterns (see
             `params` patterns); default every backbone parameter.
+        signal: What the GRADIEND reads: `None`/`"gradient"` (parameter gradients),
+            `"activation"` (ACTIEND) or `"activation_gradient"`, or a `Signal` (docs/signals.md).
+        signal_scope: Where: a `SignalScope` (`layers(0, 3)`, `layer(9)`, `embeddings()`, …)
+            resolved per architecture; `None`: `params` (gradients) or every block's output.
         prediction_objective: `"auto"`, `"mlm_mask_token"`, `"clm_next_token"`, `"clm_mlm_head"`
             or `"seq2seq_encoder_mlm"` (model kinds).
         decoder_mlm_head_epochs: Epochs of the MLM head of a decoder-only model
@@ -292,6 +297,8 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
     positive_class: str | None = None
     # base model
     params: list[str] | None = None
+    signal: Signal | str | None = None
+    signal_scope: SignalScope | str | None = None
     prediction_objective: str = "auto"
     # the MLM head of decoder-only models (prediction_objective="clm_mlm_head")
     decoder_mlm_head_epochs: int = 5
@@ -344,10 +351,27 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
         self.post_prune_config = _prune_config("post_prune_config", self.post_prune_config)
         self.lr_search_config = lr_search_config(self.lr_search_config)
         self._resolve_aliases()
+        self._resolve_signal()
         resolve_compat(self)  # 0.2.3 names: the batch-size alias, warnings for no-effect ones
         resolve_run_controls(self)  # trackers, checkpoints, heartbeat (trainer.run_controls)
         check_seed_analysis(self)  # the multi-seed fields (trainer.seed_arguments)
         check_arguments(self)
+
+    def _resolve_signal(self) -> None:
+        """``signal``/``signal_scope`` strings → values; clashes with ``params`` and pre-pruning
+        are refused here, before any model is loaded."""
+        if self.signal is not None:
+            self.signal = as_signal(self.signal)
+        self.signal_scope = as_scope(self.signal_scope)
+        if self.signal_scope is not None and self.params is not None:
+            raise ValueError(
+                "give params= or signal_scope=, not both (signal_scope replaces params)"
+            )
+        if self.signal is not None and self.signal.is_activation and self.pre_prune_config:
+            raise ValueError(
+                "pre_prune_config needs parameter gradients; an activation signal has few "
+                "dimensions (hidden size × sites): drop pre_prune_config (post_prune_config works)"
+            )
 
     def _resolve_aliases(self) -> None:
         """Fill both spellings of the convergence fields with one value (clash → error)."""

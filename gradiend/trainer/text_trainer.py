@@ -227,7 +227,9 @@ class TextPredictionTrainer:
 
     def _param_patterns(self) -> list[str] | None:
         """``args.params``, or the objective's default selection (e.g. a seq2seq encoder)."""
-        return self.args.params or self._objective().default_params(self._base().model)
+        model = self._base().model  # a signal_scope of a gradient signal names them by meaning
+        scoped = training.scope_patterns(self.args, model)
+        return scoped or self.args.params or self._objective().default_params(model)
 
     def _head_labels(self) -> list[str]:
         return objective_mod.head_labels(self.table.df)

@@ -18,12 +18,15 @@ import pandas as pd
 
 from gradiend import distributed as dist
 from gradiend.data.examples import ExampleTable, cap_per_group
+from gradiend.lm.activations import ActivationComputer, build_site_map
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.items import build_items, check_rows
 from gradiend.lm.loading import BaseLM
 from gradiend.lm.objectives import Item, Objective
 from gradiend.lm.params import ParamMap
+from gradiend.lm.signals import as_signal
+from gradiend.lm.topology import resolve_scope
 from gradiend.run_layout import RunLayout
 from gradiend.trainer.arguments import TrainingArguments
 from gradiend.trainer.data_checks import check_against_model, check_objective
@@ -45,7 +48,7 @@ class GradientSetup:
     """What training reads: the gradient computer, the rows and their items, the pre-pruned
     indices, the (cached) training batches and the validation callback."""
 
-    computer: GradientComputer
+    computer: GradientComputer | ActivationComputer
     pmap: ParamMap
     train_df: pd.DataFrame
     val_df: pd.DataFrame
@@ -79,9 +82,14 @@ def prepare(
     t0 = time.perf_counter() if started is None else started
     check_objective(lm.kind, objective)
     check_rows(table.df, objective, str(lm.source))
-    pmap = ParamMap.from_model(lm.model, patterns)
-    make = computer_factory or GradientComputer
-    computer = make(lm, objective, pmap, device=device)
+    signal = as_signal(args.signal)
+    if signal.is_activation:  # activation sites instead of parameters (lm.activations)
+        pmap = build_site_map(lm.model, signal, args.signal_scope)
+        computer = ActivationComputer(lm, objective, pmap, device=device, signal=signal)
+    else:
+        pmap = ParamMap.from_model(lm.model, patterns)
+        make = computer_factory or GradientComputer
+        computer = make(lm, objective, pmap, device=device)
     train_df = table.split("train")
     val_df = cap_per_group(
         table.split("validation"),
@@ -100,12 +108,24 @@ def prepare(
     setup = GradientSetup(computer, pmap, train_df, val_df, train_items, val_items)
     setup.train_labels = np.asarray(labels_of(train_df))
     setup.timings["load_and_check"] = time.perf_counter() - t0
+    if signal.is_activation:  # every training row's vector once, the centre and the scales
+        t = time.perf_counter()
+        computer.fit(train_items, setup.train_labels, progress)
+        setup.timings["training_activations"] = time.perf_counter() - t
     t = time.perf_counter()
     if args.pre_prune_config is not None:
         setup.indices = _pre_prune(setup, args, labels_of, progress)
         computer.set_indices(setup.indices)
     setup.timings["pre_prune"] = time.perf_counter() - t
     return setup
+
+
+def scope_patterns(args: TrainingArguments, model) -> list[str] | None:
+    """The parameter patterns of a gradient signal's ``signal_scope`` (``None``: no scope,
+    or one that means the default selection)."""
+    if args.signal_scope is None or as_signal(args.signal).is_activation:
+        return None
+    return resolve_scope(model, args.signal_scope).params
 
 
 def _pre_prune(setup: GradientSetup, args: TrainingArguments, labels_of, progress: bool):

@@ -180,6 +180,30 @@ def test_a_diverging_probe_is_classified_and_stopped_early(planted, tmp_path):
     assert stats["base_passes"]["training_batches_computed"] == 0  # no gradient computed again
 
 
+def test_the_search_makes_no_base_model_pass(planted, tmp_path):
+    """Once the gradients are cached, every probe (training and validation) is GRADIEND
+    arithmetic: the base model's forward is never called during the search."""
+    model, _ = planted["mlm"]
+    calls = []
+    trainer = _trainer(planted, tmp_path, run_id="nopass")
+    real = trainer._gradients
+
+    def gradients_then_count(*a, **kw):
+        setup = real(*a, **kw)
+        handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
+        trainer._count = handle
+        return setup
+
+    trainer._gradients = gradients_then_count
+    try:
+        result = tune_learning_rate(
+            trainer, initial_lr=1e3, max_lr=1e4, probe_steps=60, confirm=False
+        )
+    finally:
+        trainer._count.remove()
+    assert len(result.probes) >= 2 and calls == [], f"{len(calls)} base-model forward(s)"
+
+
 def test_no_convergent_rate_raises_with_the_trace(planted, tmp_path):
     cfg = LRSearchConfig(initial_lr=1e-8, min_lr=1e-9, max_lr=1e-7, probe_steps=20)
     trainer = _trainer(planted, tmp_path, run_id="none", learning_rate="auto", lr_search_config=cfg)

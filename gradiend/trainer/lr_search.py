@@ -129,6 +129,16 @@ def wants_search(learning_rate: Any, config: LRSearchConfig | None) -> bool:
     return learning_rate == AUTO or config is not None
 
 
+def search_evals(learning_rate: Any, config: LRSearchConfig | None, max_steps: int) -> int:
+    """How many validation evaluations a search may make (0 when none runs): with many, the
+    per-row validation gradients are worth computing once (``trainer.validation_encodings``)."""
+    if not wants_search(learning_rate, config):
+        return 0
+    cfg = config or LRSearchConfig()
+    steps = min(cfg.probe_steps, max_steps) if max_steps > 0 else cfg.probe_steps
+    return (cfg.max_probes + int(cfg.confirm)) * (steps // cfg.eval_steps(steps) + 2)
+
+
 # --------------------------------------------------------------------------- one probe
 class ProbeStop:
     """Ends a probe early (``early_stop``): a collapse (``trainer.collapse``) or a divergence
@@ -370,6 +380,8 @@ def tune_learning_rate(
     cfg = dataclasses.replace(cfg, **fields)  # checked again in __post_init__
     fingerprint = trainer._fingerprint()
     tuned = take_tuned(trainer, fingerprint)
+    if tuned is None:  # the validation path is chosen knowing that a search evaluates often
+        trainer.args = dataclasses.replace(trainer.args, lr_search_config=cfg)
     setup = tuned.setup if tuned else trainer._gradients(fingerprint, time.perf_counter())
     result = search_rate(trainer._seed_job(None), cfg, trainer.args.learning_rate, setup)
     trainer.args = dataclasses.replace(

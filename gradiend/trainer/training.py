@@ -32,6 +32,7 @@ from gradiend.trainer.arguments import TrainingArguments
 from gradiend.trainer.data_checks import check_against_model, check_objective
 from gradiend.trainer.fingerprint import gradient_fingerprint
 from gradiend.trainer.gradient_data import GradientBatches, schedule_batches, stable_hash
+from gradiend.trainer.lr_search import search_evals
 from gradiend.trainer.pruning import pre_prune, stratified_sample
 from gradiend.trainer.supervised import loop_variant
 from gradiend.trainer.validation_encodings import (
@@ -196,6 +197,8 @@ def add_validation(
         max_steps=args.max_steps,
         eval_steps=args.eval_steps,
         progress=progress,
+        runs=max(1, args.max_seeds),
+        extra_evals=search_evals(args.learning_rate, args.lr_search_config, args.max_steps),
     )
     classes = setup.val_df["factual_class"].to_numpy()
     setup.evaluate, setup.shared = validation_evaluator(

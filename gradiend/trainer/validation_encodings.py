@@ -99,6 +99,8 @@ class ValidationPlan:
     max_steps: int
     eval_steps: int
     progress: bool = True
+    runs: int = 1  # training runs that evaluate on these rows (seeds)
+    extra_evals: int = 0  # evaluations beyond the runs' (the learning-rate search's probes)
 
 
 def validation_evaluator(
@@ -140,7 +142,7 @@ def _matrix_fits(computer, items, dtype, plan: ValidationPlan) -> bool:
     fits = need <= plan.cache_max_gb * 0.5e9
     fits = fits and storage_device(computer.device, need, "validation gradients") == "device"
     steps = plan.max_steps if plan.max_steps > 0 else 10**9
-    n_evals = steps // plan.eval_steps + 2
+    n_evals = plan.runs * (steps // plan.eval_steps + 2) + plan.extra_evals
     jvp_passes = n_evals * -(-len(items) // plan.batch_size)
     fits = fits and len(items) <= jvp_passes  # else JVP passes are the cheaper way
     return dist.broadcast(fits, "choosing the validation path")  # rank 0's free memory

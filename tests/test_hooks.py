@@ -85,8 +85,9 @@ def test_modify_model_saves_and_reloads_to_identical_logits(actiend, tmp_path):
     mwg = trainer.get_model()
     base_model, tok = mwg.base_model, mwg.tokenizer
     base_hooks, base = _hooks(base_model), _logits(base_model, tok)
-    hooked = mwg.modify_model(results, "she")
+    hooked = trainer.modify_model(results, "she")
     assert isinstance(hooked, HookedModel) and hooked.sites == ["model.layers.1"]
+    assert torch.equal(hooked.updates[0], mwg.modify_model(results, "she").updates[0])
     assert _hooks(base_model) == base_hooks  # the trainer's base model stays unhooked
     steered = _logits(hooked, tok)
     assert _p(steered, tok, "she") > _p(base, tok, "she")

@@ -128,10 +128,15 @@ def test_every_selector_matches_the_hidden_states_oracle(arch):
         pm = build_site_map(lm.model, signal, SignalScope.layer(0))
         comp = ActivationComputer(lm, objective, pm)
         comp.use_signal(signal)
-        got = comp.per_example(items, "factual")
+        got = comp.raw_vectors(items, "factual")
         want = torch.stack([_oracle(lm, objective, s, 0, selector) for s in SENTENCES])
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4, msg=str(selector))
-        assert torch.equal(comp.per_example(items, "alternative"), got)
+        comp.fit(items, [1.0, -1.0, 1.0])  # the centre: the mean of the two class means
+        mu = (want[[0, 2]].mean(0) + want[1]) / 2
+        torch.testing.assert_close(comp.per_example(items, "alternative"), want - mu,
+                                   atol=1e-5, rtol=1e-4)  # fmt: skip
+        torch.testing.assert_close(comp.per_example(items, "diff"), mu - want,
+                                   atol=1e-5, rtol=1e-4)  # fmt: skip
 
 
 def test_selector_positions_and_errors():

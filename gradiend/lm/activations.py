@@ -324,6 +324,12 @@ class ActivationComputer:
             out[k] = self._restrict(v)
         return out
 
+    def raw_vectors(self, items: list[Item], kind: str = "factual") -> torch.Tensor:
+        """``[n, full_dim]`` vectors as read from the model: neither scaled nor centred."""
+        channel = self._channel(kind)
+        return torch.cat([self._raw(items[lo : lo + CHUNK], [channel])[channel]
+                          for lo in range(0, len(items), CHUNK)])  # fmt: skip
+
     def reference_norm(self) -> float:
         """Typical norm of one row's vector (the decoder search's ``‖θ_S‖``), 0 if unknown."""
         return float(self.param_map.reference_norm or 0.0)

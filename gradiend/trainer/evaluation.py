@@ -263,6 +263,22 @@ class RunEvaluation:
                 )
         return models
 
+    def modify_model(
+        self,
+        decoder_results: dict | None = None,
+        target_class: str | None = None,
+        increase_target_probabilities: bool = True,
+        allow_unconverged: bool = False,
+    ):
+        """The base model at ``target_class``'s selected point: weight-rewritten for a gradient
+        signal, a ``HookedModel`` (forward hooks at the trained sites) for an activation signal;
+        ``HookedModel.save_pretrained_modified`` saves it (docs/signals.md)."""
+        check_converged(self.layout, "modify_model", allow_unconverged)
+        results = read_results(self.layout) if decoder_results is None else decoder_results
+        return self.get_model().modify_model(
+            results, target_class, increase_target_probabilities, self.layout
+        )
+
 
 def _as_list(x: Any) -> list:
     if x is None:

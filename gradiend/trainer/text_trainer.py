@@ -484,6 +484,7 @@ class TextPredictionTrainer:
     evaluate_encoder = _delegated(RunEvaluation.evaluate_encoder)
     evaluate_decoder = _delegated(RunEvaluation.evaluate_decoder)
     rewrite_base_model = _delegated(RunEvaluation.rewrite_base_model)
+    modify_model = _delegated(RunEvaluation.modify_model)  # hooks for activation signals
     evaluate_bias = bias_task.evaluate_bias_of_trainer  # docs/debias.md
 
     # ------------------------------------------------------------------ figures

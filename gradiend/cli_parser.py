@@ -250,7 +250,7 @@ def _add_steer(sub: _Subparsers) -> None:
 def _add_bias(sub: _Subparsers) -> None:
     """``bias``: a model's bias-suite scores, against another model's (``gradiend.cli_bias``)."""
     p = _subcommand(sub, "bias", "score a model on CrowS-Pairs, StereoSet, WinoBias and SEAT, "
-                    "optionally against another model, with 95 % intervals")  # fmt: skip
+                    "optionally against another model, with bootstrap intervals")  # fmt: skip
     cli_bias.add_arguments(p, positive_int)
 
 

@@ -179,3 +179,10 @@ def test_report_shows_the_saved_comparison(run, tmp_path):
 def test_strengthened_model_is_a_separate_module(run):
     base = run["trainer"].get_model().base_model
     assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), run["model"].parameters()))
+
+
+def test_bias_help_shows_its_example(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "bias" in capsys.readouterr().out  # the help strings format (no stray %)
+    assert cli.main(["bias", "--help"]) == 0
+    assert "gradiend bias" in capsys.readouterr().out.split("example")[-1]

@@ -98,11 +98,20 @@ _NOT_GRADIENTS = {
 }
 
 
+# fields added after runs were recorded: left out while unset, so that the fingerprints (and the
+# decoder cache keys hashed from them) of earlier runs stay what they were
+_OMITTED_WHEN_UNSET = ("signal", "signal_scope")
+
+
 def training_fingerprint(
     args: TrainingArguments, model: dict, data: str, targets: list[str]
 ) -> dict:
     """The fingerprint of a training run (see the module docstring)."""
-    fp = {k: v for k, v in args.to_dict().items() if k not in _IGNORED}
+    fp = {
+        k: v
+        for k, v in args.to_dict().items()
+        if k not in _IGNORED and not (k in _OMITTED_WHEN_UNSET and v is None)
+    }
     fp.update({"base_model": model, "data_sha": data, "target_classes": list(targets)})
     return _jsonable(fp)
 

@@ -95,7 +95,8 @@ def test_symmetric_suite_from_the_command_line(model_dir, tmp_path, capsys):
     for child in ("he__she", "he__it", "she__it"):
         assert (tmp_path / "runs" / "pronouns" / child / "model").is_dir()
     m = re.search(r"(\d+) base-model backward passes for (\d+) distinct", out)
-    assert m and int(m[1]) == int(m[2]) > 0  # each distinct (sentence, word) gradient once
+    # each distinct (sentence, word) gradient once, many per batched backward pass
+    assert m and 0 < int(m[1]) < int(m[2])
 
 
 def test_all_but_one_suite_from_the_command_line(model_dir, tmp_path, capsys):

@@ -30,6 +30,7 @@ from gradiend.evaluator.decoder_search import (
     find_edge,
     log_trace,
     probe_beyond,
+    screener,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,7 @@ def search_interior(
     cfg, interior = cfg or AdaptiveSearchConfig(), interior or InteriorSearchConfig()
     points: dict[float, Entry] = {}
     trace = SearchTrace([], [], False)
-
-    def screen(lr: float) -> float:
-        points[lr] = evaluate(lr, False)
-        trace.screened.append(lr)
-        return budget.usage_of(points[lr], base)
+    screen = screener(evaluate, points, trace, budget, base)
 
     def screen_new(lr: float) -> None:  # unless a scored point is within 5 %
         if not any(abs(math.log(lr / p)) < math.log(MIN_RATIO) for p in points):

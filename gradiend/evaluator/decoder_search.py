@@ -70,6 +70,18 @@ class SearchTrace:
     edge_found: bool
 
 
+def screener(evaluate, points: dict, trace: SearchTrace, budget: Budget, base: Entry):
+    """``screen(lr) -> budget usage``: scores ``lr`` on the screening set into ``points`` and
+    records it in ``trace``."""
+
+    def screen(lr: float) -> float:
+        points[lr] = evaluate(lr, False)
+        trace.screened.append(lr)
+        return budget.usage_of(points[lr], base)
+
+    return screen
+
+
 def search_direction(
     evaluate: Callable[[float, bool], Entry],
     base: Entry,
@@ -83,12 +95,7 @@ def search_direction(
     cfg = cfg or AdaptiveSearchConfig()
     points: dict[float, Entry] = {}
     trace = SearchTrace([], [], False)
-
-    def screen(lr: float) -> float:
-        points[lr] = evaluate(lr, False)
-        trace.screened.append(lr)
-        return budget.usage_of(points[lr], base)
-
+    screen = screener(evaluate, points, trace, budget, base)
     trace.edge_found = find_edge(screen, points, budget, base, eta0, cfg)
     probe_beyond(screen, points, budget, base, cfg)
     confirm_best(evaluate, points, budget, base, metric, cfg, trace)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gradiend._kwargs import strict_kwargs
+
 logger = logging.getLogger(__name__)
 
 SIGNAL_KINDS = ("gradient", "activation", "activation_gradient")
@@ -38,6 +40,7 @@ def check_selector(selector: Any, name: str = "token_selector") -> None:
         )
 
 
+@strict_kwargs
 @dataclass(frozen=True)
 class Signal:
     """One training signal. ``token_selector`` picks the positions whose hidden states are
@@ -130,6 +133,7 @@ def as_signal(value: Signal | str | dict | None) -> Signal:
     raise TypeError(f"signal must be a Signal, one of {list(SIGNAL_KINDS)} or None; got {value!r}")
 
 
+@strict_kwargs
 @dataclass(frozen=True)
 class SignalScope:
     """Where a signal is read: parameters (gradient signals) or layer outputs (activation

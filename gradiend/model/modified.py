@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gradiend._io import atomic_dir, check_replaceable, read_json, write_json
+from gradiend._kwargs import strict_kwargs
 from gradiend.lm.activations import ActivationComputer, site_widths
 from gradiend.lm.loading import BaseLM, load_base_model
 from gradiend.lm.site_hooks import SiteHooks
@@ -42,6 +43,7 @@ FORMAT = "gradiend-hooked-model"
 FORMAT_VERSION = 1
 
 
+@strict_kwargs
 class HookedModel(nn.Module):
     """``model`` with an additive forward hook at each site (every row and token position);
     its forward and ``generate`` give the steered outputs."""

@@ -56,6 +56,7 @@ from gradiend.trainer import (
     TrainingArguments,
 )
 from gradiend.trainer.gradient_datasets import GradientTrainingDataset, TextGradientTrainingDataset
+from gradiend.trainer.signal_trainer import SignalTrainer
 from gradiend.trainer.trainer_config import TextPredictionConfig, TrainerConfig
 from gradiend.visualizer import (
     load_training_stats,
@@ -108,6 +109,7 @@ __all__ = [
     "PrePruneConfig",
     "Signal",
     "SignalScope",
+    "SignalTrainer",
     "SpacyTagSpec",
     "SuitePairDefinition",
     "SymmetricTrainerSuite",

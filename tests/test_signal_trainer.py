@@ -245,3 +245,20 @@ def test_a_given_model_with_gradiend_lends_its_map(tmp_path):
     assert tied.param_map.names == mwg.param_map.names
     assert cos(tied.gradiend.W_d.detach(), u) > 0.9
     assert tied.get_update_vector(1.0).shape == (d,)
+
+
+def test_post_pruning_keeps_the_planted_dimensions(tmp_path):
+    u, pos, neg, _ = planted(seed=7)
+    args = args_for(tmp_path, post_prune_config=gradiend.PostPruneConfig(topk=8))
+    trainer = SignalTrainer(None, pos, neg, args, run_id="pruned", progress=False)
+    model = trainer.train()
+    kept = set(model.global_indices().tolist())
+    assert model.input_dim == 8
+    assert len(kept & set(u.abs().topk(8).indices.tolist())) >= 6
+    cols = sorted(kept)
+    with torch.no_grad():
+        direct = model.encode(neg[:, cols])[:, 0].numpy()
+    assert np.allclose(trainer.encode(neg), direct)  # the trainer picks the kept columns
+    full = trainer.decoder_vector(+1)
+    assert full.shape == (D,) and set(full.nonzero().flatten().tolist()) <= kept
+    assert trainer.evaluate_encoder()["correlation"] > 0.9

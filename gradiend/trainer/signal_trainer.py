@@ -267,17 +267,34 @@ class SignalTrainer:
         self.get_training_stats()
         return self._save(self.get_gradiend(), Path(path))
 
+    def _columns(self, gradiend: GradiendModel) -> torch.Tensor | None:
+        """The positions in the vectors of the GRADIEND's input dimensions (``None``: all, in
+        order; a post-pruned GRADIEND keeps some)."""
+        mwg = self.model_with_gradiend
+        if gradiend.input_dim == self.input_dim:
+            return None
+        base = torch.arange(self.input_dim) if mwg is None else mwg.gradiend.global_indices()
+        order = torch.argsort(base)
+        return order[torch.searchsorted(base[order], gradiend.global_indices().cpu())]
+
     @torch.no_grad()
     def encode(self, vectors: Any) -> np.ndarray:
         """The encodings (one float per vector, in [−1, 1]) of ``vectors``, shape ``(n, d)``."""
         x = as_matrix(vectors, "vectors", self.input_dim, min_rows=1)
-        return self.get_gradiend().encode(x)[:, 0].float().cpu().numpy()
+        gradiend = self.get_gradiend()
+        cols = self._columns(gradiend)
+        x = x if cols is None else x[:, cols]
+        return gradiend.encode(x)[:, 0].float().cpu().numpy()
 
     @torch.no_grad()
     def decoder_vector(self, value: float = 1.0) -> torch.Tensor:
         """``decoder(value)``, shape ``(d,)``: ``+1`` reconstructs the positive class's vector,
-        ``−1`` the negative class's."""
-        return self.get_gradiend().decode(float(value)).float().cpu()
+        ``−1`` the negative class's (dimensions a post-pruning dropped are 0)."""
+        gradiend = self.get_gradiend()
+        out, cols = gradiend.decode(float(value)).float().cpu(), self._columns(gradiend)
+        if cols is None:
+            return out
+        return torch.zeros(self.input_dim).index_copy_(0, cols, out)
 
     def direction(self) -> torch.Tensor:
         """``(decoder(+1) − decoder(−1)) / 2``: the learned direction from the negative to the

@@ -35,6 +35,7 @@ from gradiend.evaluator.cross_figures import (
 )
 from gradiend.evaluator.cross_pool import build_cross_task_encoder_summary
 from gradiend.evaluator.grouped import compute_grouped_similarity_matrices
+from gradiend.evaluator.methods_table import MethodComparison
 from gradiend.lm.signals import Signal, SignalScope
 from gradiend.model import GradiendModel, ModelWithGradiend, ParamMappedGradiendModel
 from gradiend.model.create import create_model_with_gradiend
@@ -56,6 +57,7 @@ from gradiend.trainer import (
     TrainingArguments,
 )
 from gradiend.trainer.gradient_datasets import GradientTrainingDataset, TextGradientTrainingDataset
+from gradiend.trainer.methods import compare_methods
 from gradiend.trainer.signal_trainer import SignalTrainer
 from gradiend.trainer.trainer_config import TextPredictionConfig, TrainerConfig
 from gradiend.visualizer import (
@@ -110,6 +112,8 @@ __all__ = [
     "Signal",
     "SignalScope",
     "SignalTrainer",
+    "MethodComparison",
+    "compare_methods",
     "SpacyTagSpec",
     "SuitePairDefinition",
     "SymmetricTrainerSuite",

@@ -1,0 +1,82 @@
+"""compare_methods: GRADIEND, ACTIEND and CAA on the planted causal model under one budget, each
+effect recomputed from the saved and reloaded model; bad input refused before any work."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from conftest import fast_args, he_she_data, neutral_texts
+
+from gradiend import MethodComparison, compare_methods
+from gradiend.evaluator.methods_table import METHODS_RESULTS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def comparison(planted, tmp_path_factory):
+    model, tok = planted["clm"]
+    root = tmp_path_factory.mktemp("methods")
+    result = compare_methods(
+        (model, tok), he_she_data(), ["he", "she"], args=fast_args(root),
+        actiend_layers=[0, -1], eval_neutral_data=neutral_texts(40), experiment_dir=root,
+    )  # fmt: skip
+    return result, root
+
+
+def test_table_has_every_method_and_its_columns(comparison):
+    result, _ = comparison
+    table = result.table
+    assert list(table.index) == ["gradiend", "actiend", "caa"]
+    for col in ("encoder_test_abs_r", "encoder_neutral_mean", "probability", "nll_increase",
+                "lms_change", "seconds", "peak_memory_mb", "recompute_rel_diff"):  # fmt: skip
+        assert col in table.columns
+    assert math.isnan(table.loc["caa", "encoder_test_abs_r"])
+    assert math.isnan(table.loc["caa", "encoder_neutral_mean"])
+    for m in ("gradiend", "actiend"):
+        assert table.loc[m, "encoder_test_abs_r"] > 0.9
+    for m in table.index:
+        row = table.loc[m]
+        assert row["probability"] > row["base_probability"]  # each steers towards she
+        assert row["nll_increase"] <= 0.01 and row["seconds"] > 0
+    assert table.loc["actiend", "sites"] in ("model.layers.0", "model.layers.1")
+    md = result.to_markdown()
+    assert md.count("\n") == 4 and "| caa | " in md and "—" in md.split("| caa |")[1]
+
+
+def test_recomputed_effect_from_the_reloaded_model_matches(comparison):
+    result, _ = comparison
+    for row in result.rows:
+        assert row["recomputed_probability"] == pytest.approx(row["probability"], rel=1e-4)
+        assert abs(row["recompute_rel_diff"]) < 1e-4
+
+
+def test_comparison_is_saved_and_reloads(comparison):
+    result, root = comparison
+    path = root / "methods" / METHODS_RESULTS
+    saved = json.loads(path.read_text())
+    assert [r["method"] for r in saved["rows"]] == ["gradiend", "actiend", "caa"]
+    assert saved["rows"][2]["encoder_test_abs_r"] is None
+    again = MethodComparison.load(path.parent)
+    assert again.to_markdown() == result.to_markdown()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"methods": ("gradiend", "leace")}, "unknown method"),
+        ({"methods": ()}, "unknown method"),
+        ({"target_classes": ["he"]}, "two classes"),
+        ({"target_classes": ["he", "he"]}, "must differ"),
+        ({"actiend_layers": []}, "at least one layer"),
+        ({"target_class": "it"}, "not one of the target classes"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, match):
+    call = {"model": "no/such-model", "data": he_she_data(), "target_classes": ["he", "she"],
+            "experiment_dir": tmp_path, **kwargs}  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        compare_methods(**call)
+    assert not any(tmp_path.iterdir())  # nothing written, no model loaded

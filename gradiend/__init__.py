@@ -40,6 +40,7 @@ from gradiend.lm.signals import Signal, SignalScope
 from gradiend.model import GradiendModel, ModelWithGradiend, ParamMappedGradiendModel
 from gradiend.model.create import create_model_with_gradiend
 from gradiend.model.modified import HookedModel, load_modified_model
+from gradiend.model.split import GradiendSplit
 from gradiend.runtime import get_logger, set_seed, setup_logging
 from gradiend.suite import (
     PositiveFeatureDefinition,
@@ -94,6 +95,7 @@ del _cls
 
 __all__ = [
     "DataCreator",
+    "GradiendSplit",
     "GradientTrainingDataset",
     "GradiendModel",
     "HookedModel",

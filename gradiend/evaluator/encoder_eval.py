@@ -17,7 +17,7 @@ import pandas as pd
 from gradiend import distributed as dist
 from gradiend._io import read_json_cache, write_json
 from gradiend.data.fingerprint import data_hash
-from gradiend.evaluator.encoder import encoder_metrics
+from gradiend.evaluator.encoder_components import with_components
 from gradiend.evaluator.encoder_rows import encoder_rows
 from gradiend.model.with_gradiend import ModelWithGradiend
 from gradiend.run_layout import RunLayout
@@ -53,7 +53,7 @@ def evaluate_encoder(
     if cached is not None and cached.get("fingerprint") == fp:
         try:
             enc_df = pd.read_csv(csv_path)
-            return enc_df, encoder_metrics(enc_df, task.class_names)
+            return enc_df, with_components(enc_df, task.class_names)
         except (OSError, ValueError, KeyError) as err:
             logger.warning("cache file %s is unreadable (%s); recomputing", csv_path, err)
     enc_df = encoder_rows(
@@ -66,7 +66,7 @@ def evaluate_encoder(
         task.seed,
         include_neutral_training=neutral and task.split == "test",
     )
-    metrics = encoder_metrics(enc_df, task.class_names)
+    metrics = with_components(enc_df, task.class_names)
 
     def write() -> None:  # rank 0 writes; the others see the files after it
         enc_df.to_csv(csv_path, index=False)

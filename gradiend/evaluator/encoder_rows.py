@@ -12,13 +12,17 @@ import logging
 
 import numpy as np
 import pandas as pd
+import torch
 
 from gradiend.data.examples import row_words
 from gradiend.lm.items import build_items, neutral_item
 from gradiend.lm.objectives import Item
+from gradiend.model.split import summary_encoding
 from gradiend.model.with_gradiend import ModelWithGradiend
 
 logger = logging.getLogger(__name__)
+
+COMPONENT_PREFIX = "encoded:"  # per-component encoding columns (a split GRADIEND)
 
 # what each neutral group's progress bar says it encodes
 NEUTRAL_DESC = {
@@ -53,6 +57,14 @@ def neutral_items(
     return items, kept
 
 
+def component_columns(mwg: ModelWithGradiend, enc: torch.Tensor) -> dict[str, np.ndarray]:
+    """``encoded:<component>`` columns of a GRADIEND split into more than one component."""
+    names = mwg.gradiend.component_names
+    if len(names) < 2:
+        return {}
+    return {f"{COMPONENT_PREFIX}{n}": enc[:, k].cpu().numpy() for k, n in enumerate(names)}
+
+
 def encoder_rows(
     mwg: ModelWithGradiend,
     rows: pd.DataFrame,
@@ -67,7 +79,8 @@ def encoder_rows(
     items = build_items(rows, mwg.objective)
     classes = ", ".join(str(c) for c in dict.fromkeys(rows["factual_class"]))
     desc = f"encoding {len(items)} class rows ({classes})"
-    enc = mwg.encode_items(items, mwg.source, batch_size, split=True, desc=desc)[:, 0].cpu().numpy()
+    enc_all = mwg.encode_items(items, mwg.source, batch_size, split=True, desc=desc)
+    enc = summary_encoding(enc_all).cpu().numpy()
     frames = [
         pd.DataFrame(
             {
@@ -80,6 +93,7 @@ def encoder_rows(
                 "transition": rows["transition"].to_numpy(),
                 "factual": rows["factual"].to_numpy(),
                 "alternative": rows["alternative"].to_numpy(),
+                **component_columns(mwg, enc_all),
             }
         )
     ]
@@ -95,10 +109,10 @@ def encoder_rows(
             logger.warning("no %s rows could be re-masked", kind)
             continue
         desc = f"encoding {len(n_items)} {NEUTRAL_DESC[kind]}"
-        values = (
-            mwg.encode_items(n_items, "factual", batch_size, split=True, desc=desc)[:, 0]
-            .cpu()
-            .numpy()
+        n_all = mwg.encode_items(n_items, "factual", batch_size, split=True, desc=desc)
+        values = summary_encoding(n_all).cpu().numpy()
+        extra = component_columns(mwg, n_all)
+        frames.append(
+            pd.DataFrame({"text": kept, "encoded": values, "label": 0, "type": kind, **extra})
         )
-        frames.append(pd.DataFrame({"text": kept, "encoded": values, "label": 0, "type": kind}))
     return pd.concat(frames, ignore_index=True)

@@ -28,6 +28,7 @@ from gradiend.model.files import finite_weights, inside, read_tensors
 from gradiend.model.hub import GradiendHubMixin, model_card, resolve_pretrained
 from gradiend.model.importance import DEFAULT_PART, PARTS, SNR_EPS
 from gradiend.model.localise import by_layer, by_module
+from gradiend.model.split import ComponentViews
 from gradiend.model.word_rows import DEFAULT_REGION
 
 __all__ = [
@@ -83,7 +84,7 @@ class _Linear(nn.Module):
         return self.linear(x)
 
 
-class GradiendModel(GradiendHubMixin, nn.Module):
+class GradiendModel(GradiendHubMixin, ComponentViews, nn.Module):
     """Encoder/decoder weights plus the map from input dimensions to base-model parameters."""
 
     def __init__(
@@ -123,6 +124,7 @@ class GradiendModel(GradiendHubMixin, nn.Module):
             self.decoder[0].linear.weight.uniform_(-m, m)
             if bias_decoder:
                 self.decoder[0].linear.bias.uniform_(-m, m)
+        self._init_split()  # components (gradiend.model.split); none: nothing changes
         self.to(torch_dtype)
 
     # ------------------------------------------------------------------ weights
@@ -283,6 +285,8 @@ class GradiendModel(GradiendHubMixin, nn.Module):
         Returns the pruned model (``self`` when ``inplace``), and the boolean keep-mask over the
         old dimensions when ``return_mask``.
         """
+        if self.component_positions:
+            raise ValueError("a split GRADIEND cannot be pruned: prune with GradiendSplit.none()")
         keep = torch.ones(self.input_dim, dtype=torch.bool) if mask is None else mask.bool().clone()
         if len(keep) != self.input_dim:
             raise ValueError(f"mask has {len(keep)} entries, the model has {self.input_dim} dims")

@@ -16,6 +16,7 @@ from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.lm.mlm_head import HeadTraining
 from gradiend.lm.placement import Placement
 from gradiend.lm.signals import Signal, SignalScope, as_scope, as_signal
+from gradiend.model.split import GradiendSplit, as_split, check_loss
 from gradiend.trainer.argument_checks import (
     CACHE_DTYPES,
     PRE_PRUNE_RULES,
@@ -156,6 +157,9 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
             `"activation"` (ACTIEND) or `"activation_gradient"`, or a `Signal` (docs/signals.md).
         signal_scope: Where: a `SignalScope` (`layers(0, 3)`, `layer(9)`, `embeddings()`, …)
             resolved per architecture; `None`: `params` (gradients) or every block's output.
+        gradiend_split: `GradiendSplit.none()` (default), `.single()` or `.by_tensor()` (one
+            latent per tensor or site, block-diagonal masks; docs/signals.md "Components").
+        gradiend_split_loss: A split's loss: `"mean"`, `"sum"`, `"size_weighted"` or `"full"`.
         prediction_objective: `"auto"`, `"mlm_mask_token"`, `"clm_next_token"`, `"clm_mlm_head"`
             or `"seq2seq_encoder_mlm"` (model kinds).
         decoder_mlm_head_epochs: Epochs of the MLM head of a decoder-only model
@@ -299,6 +303,8 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
     params: list[str] | None = None
     signal: Signal | str | None = None
     signal_scope: SignalScope | str | None = None
+    gradiend_split: GradiendSplit | str | None = None
+    gradiend_split_loss: str = "mean"
     prediction_objective: str = "auto"
     # the MLM head of decoder-only models (prediction_objective="clm_mlm_head")
     decoder_mlm_head_epochs: int = 5
@@ -352,6 +358,9 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
         self.lr_search_config = lr_search_config(self.lr_search_config)
         self._resolve_aliases()
         self._resolve_signal()
+        self.gradiend_split, _ = as_split(self.gradiend_split), check_loss(self.gradiend_split_loss)
+        if not self.gradiend_split.is_none and self.post_prune_config is not None:
+            raise ValueError("a split GRADIEND is not post-pruned: set post_prune_config=None")
         resolve_compat(self)  # 0.2.3 names: the batch-size alias, warnings for no-effect ones
         resolve_run_controls(self)  # trackers, checkpoints, heartbeat (trainer.run_controls)
         check_seed_analysis(self)  # the multi-seed fields (trainer.seed_arguments)
@@ -446,6 +455,8 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
             activation_decoder=self.activation_decoder or "id",
             bias_decoder=True if self.bias_decoder is None else self.bias_decoder,
             dtype=self.gradiend_dtype,
+            split=None if self.gradiend_split.is_none else self.gradiend_split.to_json(),
+            split_loss=self.gradiend_split_loss,
         )
 
     def placement(self) -> Placement:

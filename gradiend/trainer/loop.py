@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from gradiend.lm.devices import resolve_dtype
 from gradiend.lm.params import ParamMap
 from gradiend.model.gradiend import GradiendModel
+from gradiend.model.split import split_latents, split_loss
 from gradiend.trainer.checkpoints import LoopProgress
 from gradiend.trainer.collapse import CollapseMonitor
 from gradiend.trainer.optim import grad_norms, make_optimizer
@@ -71,13 +72,16 @@ class Architecture:
     activation_decoder: str = "id"
     bias_decoder: bool = True
     dtype: str = "float32"
+    split: dict | None = None  # GradiendSplit JSON (gradiend.model.split); None: no components
+    split_loss: str = "mean"
 
     def build(self, pmap: ParamMap, indices, meta: dict, seed: int) -> GradiendModel:
         torch.manual_seed(seed)  # initialised on the CPU: the same weights on every device
         dim = pmap.numel if indices is None else len(indices)
+        latent_dim, meta = split_latents(self.split, self.split_loss, pmap, indices, meta)
         return GradiendModel(
             dim,
-            latent_dim=self.latent_dim,
+            latent_dim=latent_dim or self.latent_dim,
             activation_encoder=self.activation_encoder,
             activation_decoder=self.activation_decoder,
             bias_decoder=self.bias_decoder,
@@ -220,8 +224,8 @@ def _step(model: GradiendModel, opt, pairs: list, device, dtype, objective=None)
     # the cache may hold 16-bit values in host memory: one cast and move per step
     s = torch.stack([p[0].to(device, dtype, non_blocking=True) for p in pairs])
     t = torch.stack([p[1].to(device, dtype, non_blocking=True) for p in pairs])
-    if objective is None:
-        loss = torch.nn.functional.mse_loss(model(s), t)
+    if objective is None:  # MSE, or the split's per-component loss (gradiend.model.split)
+        loss = split_loss(model, model(s), t)
     else:  # a criterion or a supervised baseline (trainer.supervised)
         loss = objective(model, s, t)
     opt.zero_grad(set_to_none=True)

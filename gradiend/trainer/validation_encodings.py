@@ -26,6 +26,7 @@ from gradiend.lm.devices import resolve_dtype, storage_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
 from gradiend.model.gradiend import GradiendModel
+from gradiend.model.split import summary_encoding
 from gradiend.model.with_gradiend import encode_batches, jvp_encode
 from gradiend.trainer.gradient_data import per_example_matrix
 
@@ -124,11 +125,11 @@ def validation_evaluator(
     def evaluate(model: GradiendModel) -> dict:
         if matrix is not None:
             # in chunks: the 16-bit matrix is never copied whole to float32
-            enc = torch.cat([model.encode(m)[:, 0] for m in matrix.split(8)])
+            enc = torch.cat([summary_encoding(model.encode(m)) for m in matrix.split(8)])
         elif shared is not None:
-            enc = shared.encode(model)[:, 0]
+            enc = summary_encoding(shared.encode(model))
         else:
-            enc = jvp_encode(model, computer, items, kind, plan.batch_size)[:, 0]
+            enc = summary_encoding(jvp_encode(model, computer, items, kind, plan.batch_size))
         frame["encoded"] = enc.detach().float().cpu().numpy()
         return class_summary(frame)
 

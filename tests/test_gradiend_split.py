@@ -173,3 +173,26 @@ def test_bad_input_errors_clearly():
         _build().encoders  # noqa: B018
     with pytest.raises(ValueError, match="post_prune_config"):
         TrainingArguments(gradiend_split="by_tensor", post_prune_config={"topk": 0.5})
+
+
+def test_a_split_trainer_reports_components_and_reloads_with_them(planted, tmp_path):
+    from conftest import he_she_trainer
+
+    from gradiend import ModelWithGradiend
+
+    params = ["*layer.1.output.dense.weight", "*layer.1.output.dense.bias"]
+    trainer = he_she_trainer(
+        planted["mlm"], tmp_path, params=params, gradiend_split=GradiendSplit.by_tensor(),
+        gradiend_split_loss="size_weighted", n_neutral=None, learning_rate=1e-2,
+    )  # fmt: skip
+    gradiend = trainer.get_model().gradiend
+    assert gradiend.latent_dim == 2 and len(gradiend.component_names) == 2
+    metrics = trainer.evaluate_encoder(allow_unconverged=True)  # the bias latent stays small
+    assert set(metrics["components"]) == set(gradiend.component_names)
+    for comp in metrics["components"].values():
+        assert -1 <= comp["correlation"] <= 1 and set(comp["mean_by_class"]) >= {1, -1}
+    assert abs(metrics["correlation"]) > 0.5
+    again = ModelWithGradiend.from_pretrained(trainer.model_dir, base_model=planted["mlm"])
+    assert again.gradiend.component_names == gradiend.component_names
+    x = torch.randn(3, gradiend.input_dim)
+    assert torch.equal(again.gradiend.encode(x), gradiend.encode(x))

@@ -23,7 +23,7 @@ from gradiend._kwargs import did_you_mean, strict_kwargs
 if TYPE_CHECKING:
     from gradiend.lm.params import ParamMap
 
-__all__ = ["SPLIT_LOSSES", "ComponentView", "GradiendSplit", "split_loss", "summary_encoding"]
+__all__ = ["ComponentView", "ComponentViews", "GradiendSplit", "split_loss", "summary_encoding"]
 
 logger = logging.getLogger(__name__)
 

@@ -358,8 +358,9 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
         self.lr_search_config = lr_search_config(self.lr_search_config)
         self._resolve_aliases()
         self._resolve_signal()
-        self.gradiend_split, _ = as_split(self.gradiend_split), check_loss(self.gradiend_split_loss)
-        if not self.gradiend_split.is_none and self.post_prune_config is not None:
+        split, _ = as_split(self.gradiend_split), check_loss(self.gradiend_split_loss)
+        self.gradiend_split = None if split.is_none else split  # none(): today's fingerprint
+        if self.gradiend_split is not None and self.post_prune_config is not None:
             raise ValueError("a split GRADIEND is not post-pruned: set post_prune_config=None")
         resolve_compat(self)  # 0.2.3 names: the batch-size alias, warnings for no-effect ones
         resolve_run_controls(self)  # trackers, checkpoints, heartbeat (trainer.run_controls)
@@ -455,7 +456,7 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
             activation_decoder=self.activation_decoder or "id",
             bias_decoder=True if self.bias_decoder is None else self.bias_decoder,
             dtype=self.gradiend_dtype,
-            split=None if self.gradiend_split.is_none else self.gradiend_split.to_json(),
+            split=None if self.gradiend_split is None else self.gradiend_split.to_json(),
             split_loss=self.gradiend_split_loss,
         )
 

@@ -100,7 +100,7 @@ _NOT_GRADIENTS = {
 
 # fields added after runs were recorded: left out while unset, so that the fingerprints (and the
 # decoder cache keys hashed from them) of earlier runs stay what they were
-_OMITTED_WHEN_UNSET = ("signal", "signal_scope")
+_OMITTED_WHEN_UNSET = ("signal", "signal_scope", "gradiend_split")
 
 
 def training_fingerprint(
@@ -112,6 +112,8 @@ def training_fingerprint(
         for k, v in args.to_dict().items()
         if k not in _IGNORED and not (k in _OMITTED_WHEN_UNSET and v is None)
     }
+    if args.gradiend_split is None:  # the split's loss only matters with a split
+        fp.pop("gradiend_split_loss", None)
     fp.update({"base_model": model, "data_sha": data, "target_classes": list(targets)})
     return _jsonable(fp)
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from gradiend import cli_bias, run_layout
+from gradiend import cli_bias, cli_methods, run_layout
 from gradiend.cli_objective import apply_objective_options
 from gradiend.cli_parser import build_parser, strength_problem
 from gradiend.config import ConfigError, RunConfig
@@ -426,6 +426,7 @@ COMMANDS = {
     "report": _report,
     "steer": _steer,
     "bias": cli_bias.run,
+    "compare-methods": cli_methods.run,
 }
 
 

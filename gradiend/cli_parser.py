@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from gradiend import cli_bias, run_layout
+from gradiend import cli_bias, cli_methods, run_layout
 from gradiend.demo import DemoConfig
 
 DESCRIPTION = """The ``gradiend`` command: every stage of a run on a config file, plus report, compare, steer.
@@ -58,6 +58,7 @@ writes similarity.csv, the heatmap and the top-k Venn diagram""",
       --strength 0.5
 without --strength the decoder evaluation's selected learning rate is used""",
     "bias": cli_bias.EXAMPLES,
+    "compare-methods": cli_methods.EXAMPLES,
 }
 
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_steer(sub)
     _add_bias(sub)
+    _add_methods(sub)
     return parser
 
 
@@ -252,6 +254,13 @@ def _add_bias(sub: _Subparsers) -> None:
     p = _subcommand(sub, "bias", "score a model on CrowS-Pairs, StereoSet, WinoBias and SEAT, "
                     "optionally against another model, with bootstrap intervals")  # fmt: skip
     cli_bias.add_arguments(p, positive_int)
+
+
+def _add_methods(sub: _Subparsers) -> None:
+    """``compare-methods``: GRADIEND, ACTIEND and CAA side by side (``gradiend.cli_methods``)."""
+    p = _subcommand(sub, "compare-methods", "train GRADIEND, ACTIEND and CAA on the same data "
+                    "and compare their effects under the same decoder budget")  # fmt: skip
+    cli_methods.add_arguments(p, positive_int)
 
 
 # --------------------------------------------------------------------------- argument types

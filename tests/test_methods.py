@@ -80,3 +80,36 @@ def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         compare_methods(**call)
     assert not any(tmp_path.iterdir())  # nothing written, no model loaded
+
+
+def test_report_shows_the_saved_comparison(comparison, tmp_path):
+    from gradiend.report import write_report
+
+    result, root = comparison
+    run = result.row("gradiend")["run_dir"]
+    page = write_report(run, output=tmp_path / "report.html").read_text()
+    section = page.split("<h2>Methods side by side</h2>")[1]
+    assert all(f"<td>{m}</td>" in section for m in ("gradiend", "actiend", "caa"))
+
+
+def test_cli_compares_methods_on_a_saved_tiny_model(planted, tmp_path, capsys):
+    from gradiend import cli
+
+    model, tok = planted["clm"]
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    files = []
+    for cls, df in he_she_data().items():
+        files.append(tmp_path / f"training_{cls}.csv")
+        df.to_csv(files[-1], index=False)
+    (tmp_path / "neutral.txt").write_text("\n".join(neutral_texts(40)))
+    argv = ["compare-methods", str(tmp_path / "base"), "--data", *map(str, files),
+            "--classes", "he", "she", "--neutral", str(tmp_path / "neutral.txt"),
+            "--methods", "actiend", "caa", "--max-steps", "120", "--batch-size", "4",
+            "--experiment-dir", str(tmp_path / "runs")]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| actiend |" in out and "| caa |" in out and "strongest inside the budget" in out
+    saved = MethodComparison.load(tmp_path / "runs" / "methods")
+    assert [r["method"] for r in saved.rows] == ["actiend", "caa"]
+    assert cli.main([*argv[:-2], "--methods", "leace"]) == 2  # refused before any work

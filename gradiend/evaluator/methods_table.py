@@ -51,7 +51,7 @@ COLUMNS = (
 )
 
 # the markdown table's columns and headers
-_SHOWN = (
+SHOWN = (
     ("method", "method"),
     ("sites", "sites"),
     ("encoder_test_abs_r", "test |r|"),
@@ -75,7 +75,7 @@ def _num(x: Any) -> float:
         return math.nan
 
 
-def _cell(key: str, value: Any) -> str:
+def cell(key: str, value: Any) -> str:
     if isinstance(value, str) or value is None:
         return "—" if value in (None, "") else value
     v = _num(value)
@@ -113,19 +113,23 @@ class MethodComparison:
 
     def to_markdown(self) -> str:
         """The table as markdown (``—`` where a method has no value)."""
-        head = "| " + " | ".join(h for _, h in _SHOWN) + " |"
-        sep = "| " + " | ".join("---" for _ in _SHOWN) + " |"
+        head = "| " + " | ".join(h for _, h in SHOWN) + " |"
+        sep = "| " + " | ".join("---" for _ in SHOWN) + " |"
         lines = [head, sep]
         for r in self.rows:
-            lines.append("| " + " | ".join(_cell(k, r.get(k)) for k, _ in _SHOWN) + " |")
+            lines.append("| " + " | ".join(cell(k, r.get(k)) for k, _ in SHOWN) + " |")
         return "\n".join(lines)
+
+    def best(self) -> dict | None:
+        """The row of the strongest effect among the methods that kept the budget."""
+        kept = [r for r in self.rows if r.get("passed") and not math.isnan(_num(r["probability"]))]
+        return max(kept, key=lambda r: _num(r["probability"])) if kept else None
 
     def summary(self) -> str:
         """A line naming the strongest method inside the budget (of those that kept it)."""
-        kept = [r for r in self.rows if r.get("passed") and not math.isnan(_num(r["probability"]))]
-        if not kept:
+        best = self.best()
+        if best is None:
             return "no method kept the budget"
-        best = max(kept, key=lambda r: _num(r["probability"]))
         return (
             f"strongest inside the budget: {best['method']} "
             f"(P({self.target_class}) {_num(best['probability']):.4f})"

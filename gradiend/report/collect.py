@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradiend.evaluator.methods_table import METHODS_RESULTS
 from gradiend.run_layout import MODEL_CONFIG, RunLayout, encoder_table
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class RunFiles:
     timings: dict = field(default_factory=dict)  # RunLayout.timings
     lr_search: dict = field(default_factory=dict)  # RunLayout.lr_search (the probes' trace)
     bias: dict = field(default_factory=dict)  # RunLayout.bias_results (trainer.evaluate_bias)
+    methods: dict = field(default_factory=dict)  # compare_methods' table, here or one level up
     rewritten: list[Path] = field(default_factory=list)
 
     @property
@@ -86,6 +88,7 @@ def collect_run(path: str | Path) -> RunFiles:
     run.timings = _json(layout.timings)
     run.lr_search = _json(layout.lr_search)
     run.bias = _json(layout.bias_results)
+    run.methods = _json(run_dir / METHODS_RESULTS) or _json(run_dir.parent / METHODS_RESULTS)
     encoded = layout.encoder_results()
     if encoded:
         newest = max(encoded, key=lambda p: p.stat().st_mtime)

@@ -22,6 +22,7 @@ from gradiend.report import decoder as report_decoder
 from gradiend.report import figures
 from gradiend.report.bias import section_bias
 from gradiend.report.collect import RunFiles, collect_run, get
+from gradiend.report.methods import section_methods
 from gradiend.trainer.convergence_check import unconverged_banner
 
 logger = logging.getLogger(__name__)
@@ -296,6 +297,7 @@ def run_sections(run: RunFiles, topk: int | float) -> str:
         section_encoder(run),
         section_decoder(run),
         section_bias(run, table),
+        section_methods(run, table),
         section_location(run, model, topk),
         section_seeds(run, topk),
         section_timings(run),

@@ -206,8 +206,12 @@ def compare_methods(
         rows.append(job.gradiend(args))
     if {"actiend", "caa"} & set(methods):
         act_args = dataclasses.replace(
-            args, learning_rate=actiend_learning_rate, signal=Signal.activation(scale="running_rms")
-        )
+            args,
+            learning_rate=actiend_learning_rate,
+            params=None,
+            pre_prune_config=None,
+            signal=Signal.activation(scale="running_rms"),
+        )  # the GRADIEND's parameter selection and pre-pruning do not apply to activations
         best, tried = job.best_actiend(act_args, actiend_layers)
         if "actiend" in methods:
             rows.append(job.actiend_row(best, tried))

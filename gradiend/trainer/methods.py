@@ -189,10 +189,7 @@ def compare_methods(
     ``actiend_learning_rate``. The effect is P(``target_class``, default the second class) on
     the other class's held-out sentences."""
     methods = check_methods(methods, target_classes, actiend_layers)
-    tcs = [str(c) for c in target_classes]
-    cls = tcs[1] if target_class is None else str(target_class)
-    if cls not in tcs:
-        raise ValueError(f"target_class {cls!r} is not one of the target classes {tcs}")
+    tcs, cls = _target(target_classes, target_class)
     args = args or TrainingArguments()
     root = Path(experiment_dir or args.experiment_dir or "runs") / run_id
     common = dict(data=data, target_classes=tcs, eval_neutral_data=eval_neutral_data,
@@ -226,6 +223,15 @@ def compare_methods(
     path = result.save(root)
     logger.info("method comparison written to %s", path)
     return result
+
+
+def _target(target_classes: Sequence[str], target_class: str | None) -> tuple[list[str], str]:
+    """The two classes and the strengthened one (default the second), checked."""
+    tcs = [str(c) for c in target_classes]
+    cls = tcs[1] if target_class is None else str(target_class)
+    if cls not in tcs:
+        raise ValueError(f"target_class {cls!r} is not one of the target classes {tcs}")
+    return tcs, cls
 
 
 def _relative_costs(rows: list[dict]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from gradiend._io import read_json, write_json
+from gradiend._kwargs import strict_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def cell(key: str, value: Any) -> str:
     return f"{v:.4f}"
 
 
+@strict_kwargs
 @dataclass
 class MethodComparison:
     """Rows of ``compare_methods`` (dicts with the keys of ``COLUMNS``) and its settings."""

@@ -188,6 +188,8 @@ def check_arguments(args: TrainingArguments) -> None:
     _check_names(args)
     _check_placement(args)
     _check_compat(args)
+    if args.gradiend_split is not None and args.post_prune_config is not None:
+        raise ValueError("a split GRADIEND is not post-pruned: set post_prune_config=None")
 
 
 def _check_modes(args: TrainingArguments) -> None:

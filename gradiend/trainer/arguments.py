@@ -360,8 +360,6 @@ class TrainingArguments(CompatArguments, RunControlArguments, SeedAnalysisArgume
         self._resolve_signal()
         split, _ = as_split(self.gradiend_split), check_loss(self.gradiend_split_loss)
         self.gradiend_split = None if split.is_none else split  # none(): today's fingerprint
-        if self.gradiend_split is not None and self.post_prune_config is not None:
-            raise ValueError("a split GRADIEND is not post-pruned: set post_prune_config=None")
         resolve_compat(self)  # 0.2.3 names: the batch-size alias, warnings for no-effect ones
         resolve_run_controls(self)  # trackers, checkpoints, heartbeat (trainer.run_controls)
         check_seed_analysis(self)  # the multi-seed fields (trainer.seed_arguments)

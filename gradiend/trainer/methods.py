@@ -70,13 +70,11 @@ def measured(record: dict):
     process's resident memory above its level at the start, sampled every 20 ms)."""
     cuda = torch.cuda.is_available()
     stop, peak = threading.Event(), [0]
+    proc = None if cuda else _process()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         start_mem = torch.cuda.memory_allocated()
-    else:
-        import psutil  # reason: an optional dependency of the memory figure only
-
-        proc = psutil.Process()
+    elif proc is not None:
         start_mem = proc.memory_info().rss
 
         def sample() -> None:
@@ -93,12 +91,24 @@ def measured(record: dict):
         record["seconds"] = time.perf_counter() - t0
         if cuda:
             used, kind = torch.cuda.max_memory_allocated() - start_mem, "cuda max allocated"
-        else:
+        elif proc is not None:
             stop.set()
             thread.join()
             used, kind = max(peak[0], proc.memory_info().rss) - start_mem, "rss above start"
-        record["peak_memory_mb"] = max(used, 0) / 2**20
+        else:
+            used, kind = math.nan, "unavailable on CPU without psutil (pip install psutil)"
+        record["peak_memory_mb"] = max(used, 0) / 2**20 if used == used else math.nan
         record["memory_kind"] = kind
+
+
+def _process():
+    """This process for the CPU memory figure, or None where psutil (optional) is missing."""
+    try:
+        import psutil  # reason: an optional dependency of the memory figure only
+    except ImportError:
+        logger.info("psutil is not installed: the methods' CPU peak memory is not measured")
+        return None
+    return psutil.Process()
 
 
 def recompute_probability(trainer, model, cls: str, max_rows: int | None) -> float:

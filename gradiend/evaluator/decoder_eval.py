@@ -74,6 +74,7 @@ class DecoderTask:
     control_classes: tuple[str, ...] = ()
     control_owner: tuple[int, ...] = ()
     balance_targets: tuple[RowTargets, ...] = ()  # the sentences an objective balances on
+    balance_classes: tuple[str, ...] = ()  # each one's row class (the default set), else ()
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,8 @@ def _cache_key(mwg, task: DecoderTask, cfg: DecoderEvalConfig, fisher_texts: lis
         "version": 2,
     }
     if task.balance_targets:  # only then: the key of today's evaluations stays as it was
-        key["balance"] = _hash([(t.text, t.words) for t in task.balance_targets])
+        key["balance"] = _hash([[(t.text, t.words) for t in task.balance_targets],
+                                list(task.balance_classes)])  # fmt: skip
     pre = None
     if cfg.precondition is not None:
         fkey = _hash([key["model"], key["gradiend"], texts_hash(fisher_texts)])
@@ -320,7 +322,8 @@ def _point_scorer(mwg, task: DecoderTask, cfg: DecoderEvalConfig) -> PointScorer
     if task.balance_targets and balance is None:
         balance = TargetScorer(obj, list(task.balance_targets), tcs, cfg.batch_size, device)
         balance.split = True
-    return PointScorer(target_scorer, lms, row_classes, tcs, screen.z, balance)
+    return PointScorer(target_scorer, lms, row_classes, tcs, screen.z, balance,
+                       list(task.balance_classes))  # fmt: skip
 
 
 def _ignored_ids(mwg, task: DecoderTask) -> set[int]:

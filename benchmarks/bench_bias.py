@@ -108,7 +108,7 @@ def run(a: argparse.Namespace, work: Path) -> dict:
     wino = load_suites(cfg).get("winobias", [])
     out = {"converged": converged, "models": {}}
     out["models"]["base"] = score_model(tr, "base", None, a, wino)
-    for label, kw, key in (r for r in REWRITES if r[0] in a.rewrites):
+    for label, kw, key in REWRITES:
         t = time.perf_counter()
         dec = tr.evaluate_decoder(max_size_neutral=a.neutral, max_size_training_like=a.rows,
                                   allow_unconverged=not converged, **kw)  # fmt: skip
@@ -121,12 +121,7 @@ def run(a: argparse.Namespace, work: Path) -> dict:
                               allow_unconverged=not converged)  # fmt: skip
         found = score_model(tr, label, folder, a, wino)
         found["decoder"] = {k: s.get(k) for k in ("feature_factor", "learning_rate", "nll_increase",
-                                                  "heldout_nll_increase", "lms", "base_lms",
-                                                  "objective")}  # fmt: skip
-        if "objective" in s:  # the balance sentences' P(he), P(she) per row class
-            ob = s["objective"]
-            print(f"[{label}] balance {ob['base_balance'].get('p_by_class', ob['base_balance']['p'])}"
-                  f" -> {ob['balance'].get('p_by_class', ob['balance']['p'])}", flush=True)  # fmt: skip
+                                                  "heldout_nll_increase", "lms", "base_lms")}  # fmt: skip
         out["models"][label] = found
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -182,8 +177,6 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None, help="decoder rows per class")
     ap.add_argument("--steps", type=int, default=30, help="training steps")
     ap.add_argument("--all-layers", action="store_true", help="train on the whole model")
-    ap.add_argument("--rewrites", nargs="+", default=[r[0] for r in REWRITES],
-                    choices=[r[0] for r in REWRITES], help="the rewrites to select and score")  # fmt: skip
     ap.add_argument("--work", default=None, help="keep the run here (default: a temp folder)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()

@@ -15,16 +15,13 @@ import pandas as pd
 import pytest
 import torch
 from conftest import he_she_data, he_she_trainer, neutral_texts
-from tiny import FEMALE, MALE, VERBS
 
 from gradiend import cli
 from gradiend.evaluator import decoder as dec
 from gradiend.evaluator.decoder_interior import search_interior
-from gradiend.evaluator.decoder_objective import balance_record, parse_objective
+from gradiend.evaluator.decoder_objective import parse_objective
 from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
 from gradiend.run_layout import REWRITE_MANIFEST
-from gradiend.trainer.balance_context import neutral_context, revealing_words
-from gradiend.trainer.decoder_task import build_decoder_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -113,10 +110,10 @@ def test_prefer_objective_is_one_sided_times_lms(trained):
 # --------------------------------------------------------------------------- the selection
 @pytest.mark.parametrize("kind", ["mlm", "clm"])
 def test_balanced_entry_moves_toward_parity_within_budget(trained, kind):
-    res = trained[kind].evaluate_decoder(objective="balance", balance_data=BALANCE)
+    res = trained[kind].evaluate_decoder(objective="balance")  # default: both classes' rows
     s = res["balanced"]
     ob = s["objective"]
-    assert ob["balance"]["n_sentences"] == len(BALANCE)
+    assert ob["balance"]["n_sentences"] == res["search"]["n_rows"]
     assert ob["base_balance"]["abs_diff"] > 0.9  # the planted model follows the context
     assert ob["balance"]["abs_diff"] < ob["base_balance"]["abs_diff"] - 0.2
     assert s["value"] > s["base_value"]
@@ -129,89 +126,6 @@ def test_balanced_entry_moves_toward_parity_within_budget(trained, kind):
     for side in ("best_inside", "best_outside"):
         assert s[side] is None or s[side]["feature_factor"] in (-1.0, 0.0, 1.0)
     assert s["specificity"]["target"] in ("he", "she")
-
-
-@pytest.mark.parametrize("kind", ["mlm", "clm"])
-def test_default_balance_sentences_are_neutral_contexts_scored_per_class(trained, kind):
-    """Default: the test rows with the subject (which decides the pronoun) cut away; the score
-    is the minimum over the row classes of the mean share balance."""
-    tr = trained[kind]
-    mwg = tr.get_model()
-    task = build_decoder_task(tr.data, mwg.objective, ["he", "she"], True, None, None,
-                              balance=True)  # fmt: skip
-    texts = [t.text for t in task.balance_targets]
-    assert len(texts) == len(task.rows) and sorted(set(task.balance_classes)) == ["he", "she"]
-    for text in texts:
-        assert text.count("[MASK]") == 1 and not set(text.split()) & set(MALE + FEMALE)
-        assert text.split()[0] in VERBS  # "the king said that [MASK] …" → "said that [MASK] …"
-    res = tr.evaluate_decoder(objective="balance")
-    s = res["balanced"]
-    base = s["objective"]["base_balance"]
-    assert base["abs_diff"] < 0.3  # the cut context no longer decides the pronoun
-    for rec in (base, s["objective"]["balance"]):
-        assert rec["bpi"] == pytest.approx(min(rec["share_balance_by_class"].values()))
-        assert rec["n_sentences"] == len(texts)
-    assert s["passed"] and s["value"] >= s["base_value"]
-    assert {dec.ff_of(e) for e in res["grid"] if dec.lr_of(e) > 0} == {-1.0, 0.0, 1.0}
-
-
-def test_neutral_context_cuts_class_revealing_words():
-    data = he_she_data(40)
-    texts = [*data["he"]["masked"], *data["she"]["masked"]]
-    classes = ["he"] * 40 + ["she"] * 40
-    found = revealing_words(texts, classes, {"he": ["he"], "she": ["she"]}, "[MASK]")
-    seen = {w for t in texts for w in t.split()}
-    assert set(MALE + FEMALE) & seen <= found and {"he", "she"} <= found
-    assert not found & {"the", "that", "will", "[MASK]", ".", *VERBS}
-    assert neutral_context("his wife said that [MASK] will come .", "[MASK]", {"wife", "his"}) == (
-        "said that [MASK] will come ."
-    )
-    cut = neutral_context("a b c d e f [MASK] g wife h", "[MASK]", {"wife"}, window=4)
-    assert cut == "c d e f [MASK] g"
-    assert neutral_context("wife [MASK] will come", "[MASK]", {"wife"}) is None
-
-
-def test_per_class_share_balance_by_hand():
-    probs = np.array([[0.004, 0.010], [0.002, 0.006], [0.010, 0.010], [0.5, 0.1]])
-    rec = balance_record(probs, ["he", "she"], ["he", "he", "she", "she"])
-    s = probs[:, 0] / probs.sum(1)
-    even = 1 - np.abs(2 * s - 1)
-    assert rec["share_balance_by_class"] == pytest.approx({"he": even[:2].mean(),
-                                                           "she": even[2:].mean()})  # fmt: skip
-    assert rec["bpi"] == pytest.approx(min(even[:2].mean(), even[2:].mean()))
-    paper = (1 - np.abs(probs[:, 0] - probs[:, 1])) * probs.sum(1)
-    assert rec["bpi_mean"] == pytest.approx(paper.mean())
-    assert balance_record(probs, ["he", "she"])["bpi"] == pytest.approx(paper.mean())
-
-
-def _low_mass_point(ff: float, lr: float, classes) -> dict:
-    """Neutral contexts where the class words take ~1 % of the mass and the base prefers she:
-    ff = −1 raises she (and the joint mass), ff = +1 moves towards he (parity at η = 0.5)."""
-    g = math.exp(lr * ff)
-    probs = np.array([[0.004 * g**1.8, 0.01 / g], [0.005 * g**1.8, 0.012 / g]])
-    return {"id": dec.point_id(ff, lr), "lms": {"lms": 1.0, "nll": 1 + 0.01 * lr**2},
-            "balance": balance_record(probs, ["he", "she"], classes), "scored": "full"}  # fmt: skip
-
-
-@pytest.mark.parametrize("classes, interior", [(None, False), (["he", "she"], True)])
-def test_share_balance_picks_the_interior_point_the_paper_form_misses(classes, interior):
-    """The paper's form on low-mass contexts picks the budget's edge of the she direction; the
-    default set's per-class share balance picks the parity point inside the budget."""
-    goal = parse_objective("balance", ["he", "she"])
-    metric, budget = goal.metric(), dec.Budget(None, 0.01)
-    base = _low_mass_point(0.0, 0.0, classes)
-    best = {}
-    for ff in (-1.0, 1.0):
-        trace = search_interior(lambda lr, full, ff=ff: _low_mass_point(ff, lr, classes), base,
-                                budget, metric, 0.01, AdaptiveSearchConfig())  # fmt: skip
-        lr = max(trace.confirmed, key=lambda x: metric(_low_mass_point(ff, x, classes)))
-        best[ff] = (metric(_low_mass_point(ff, lr, classes)), lr)
-    ff, (value, lr) = max(((k, v) for k, v in best.items()), key=lambda kv: kv[1][0])
-    if interior:  # parity of the shares: 0.0045·g^1.8 = 0.011/g → η = ln(2.44) / 2.8
-        assert ff == 1.0 and lr == pytest.approx(math.log(0.011 / 0.0045) / 2.8, rel=0.1)
-        assert lr < 0.9 and value > metric(base)
-    else:
-        assert ff == -1.0 and lr > 0.9  # the edge (η ≈ 1, NLL +1 %)
 
 
 def test_rewrite_balanced_writes_the_entry(trained, tmp_path):

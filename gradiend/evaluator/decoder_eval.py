@@ -74,7 +74,6 @@ class DecoderTask:
     control_classes: tuple[str, ...] = ()
     control_owner: tuple[int, ...] = ()
     balance_targets: tuple[RowTargets, ...] = ()  # the sentences an objective balances on
-    balance_classes: tuple[str, ...] = ()  # each one's row class (the default set), else ()
 
 
 @dataclass(frozen=True)
@@ -285,8 +284,7 @@ def _cache_key(mwg, task: DecoderTask, cfg: DecoderEvalConfig, fisher_texts: lis
         "version": 2,
     }
     if task.balance_targets:  # only then: the key of today's evaluations stays as it was
-        key["balance"] = _hash([[(t.text, t.words) for t in task.balance_targets],
-                                list(task.balance_classes)])  # fmt: skip
+        key["balance"] = _hash([(t.text, t.words) for t in task.balance_targets])
     pre = None
     if cfg.precondition is not None:
         fkey = _hash([key["model"], key["gradiend"], texts_hash(fisher_texts)])
@@ -322,8 +320,7 @@ def _point_scorer(mwg, task: DecoderTask, cfg: DecoderEvalConfig) -> PointScorer
     if task.balance_targets and balance is None:
         balance = TargetScorer(obj, list(task.balance_targets), tcs, cfg.batch_size, device)
         balance.split = True
-    return PointScorer(target_scorer, lms, row_classes, tcs, screen.z, balance,
-                       list(task.balance_classes))  # fmt: skip
+    return PointScorer(target_scorer, lms, row_classes, tcs, screen.z, balance)
 
 
 def _ignored_ids(mwg, task: DecoderTask) -> set[int]:

@@ -8,17 +8,9 @@ LMS (see ``docs/decoder.md``, "Balanced debiasing"):
 * ``balance``:     ``BPI = mean_i (1 − |p_a,i − p_b,i|) · (p_a,i + p_b,i) · LMS``
 * ``prefer:<X>``:  ``mean_i (1 − p_other,i) · p_X,i · LMS``
 
-The product is taken per sentence, then averaged: on sentences whose context implies a class,
-the means of a model that follows the context perfectly are balanced, the sentences are not.
-``bpi_of_means`` (the product of the mean probabilities) is recorded too. On the default
-sentences (the scored rows' neutral contexts, ``gradiend.trainer.balance_context``) each
-sentence keeps its row's class and the score is ``min_c mean_{i in c} (1 − |s_a,i − s_b,i|)``
-with the shares ``s = p / (p_a + p_b)``: the paper's BPI where the two classes' words take all
-the mass (``p_a + p_b = 1``). Where they take little (a pronoun after a cut context: about 1 %
-on SmolLM2), the paper's ``(p_a + p_b)`` factor rewards raising either class far more than it
-rewards evening them out, and the budget's edge wins again; the minimum over the row classes
-keeps one class's sentences from dominating. The paper's form stays in the record
-(``bpi_mean``, ``bpi_by_class``); user sentences (``balance_data``) are scored by it.
+The product is taken per sentence, then averaged: on sentences whose context implies a class
+(the default), the means of a model that follows the context perfectly are balanced, the
+sentences are not. ``bpi_of_means`` (the product of the mean probabilities) is recorded too.
 """
 
 from __future__ import annotations
@@ -124,7 +116,7 @@ def check_objective_call(goal: DecoderObjective | None, target_class: Any, stren
 
 def check_balance_data(data: Any, mask: str, goal: DecoderObjective | None) -> list[str] | None:
     """The user's balance sentences as a list (each with exactly one ``mask``), or ``None`` for
-    the default (the neutral contexts of the run's test rows). Refused before any model loads."""
+    the default (the run's test sentences of both classes). Refused before any model loads."""
     if data is None:
         return None
     if goal is None:
@@ -154,36 +146,19 @@ def check_balance_data(data: Any, mask: str, goal: DecoderObjective | None) -> l
     return [str(t) for t in data]
 
 
-def balance_record(
-    probs: np.ndarray, target_classes: Sequence[str], classes: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """The balance scores of one point from ``[n_sentences, 2]`` class probabilities;
-    ``classes``: each sentence's row class (the default set), whose ``bpi`` is the minimum over
-    the two classes of the mean share balance ``1 − |s_a − s_b|`` (``s = p / (p_a + p_b)``)."""
+def balance_record(probs: np.ndarray, target_classes: Sequence[str]) -> dict[str, Any]:
+    """The balance scores of one point from ``[n_sentences, 2]`` class probabilities."""
     a, b = str(target_classes[0]), str(target_classes[1])
     pa, pb = np.asarray(probs[:, 0], float), np.asarray(probs[:, 1], float)
     mean_a, mean_b = float(pa.mean()), float(pb.mean())
-    per = (1 - np.abs(pa - pb)) * (pa + pb)
-    out = {
+    return {
         "p": {a: mean_a, b: mean_b},
         "abs_diff": float(np.abs(pa - pb).mean()),
-        "bpi": float(per.mean()),
+        "bpi": float(((1 - np.abs(pa - pb)) * (pa + pb)).mean()),
         "prefer": {a: float(((1 - pb) * pa).mean()), b: float(((1 - pa) * pb).mean())},
         "bpi_of_means": (1 - abs(mean_a - mean_b)) * (mean_a + mean_b),
         "n_sentences": len(pa),
     }
-    if classes is not None:
-        labels = np.asarray([str(c) for c in classes])
-        share = pa / np.maximum(pa + pb, 1e-30)  # the first class's share of the two
-        even = 1 - np.abs(2 * share - 1)  # the paper's 1 − |P_a − P_b| where P_a + P_b = 1
-        groups = [c for c in (a, b) if (labels == c).any()]
-        out["bpi_mean"] = out["bpi"]  # the paper's form, every sentence
-        out["bpi_by_class"] = {c: float(per[labels == c].mean()) for c in groups}
-        out["share_balance_by_class"] = {c: float(even[labels == c].mean()) for c in groups}
-        out["p_by_class"] = {c: {a: float(pa[labels == c].mean()), b: float(pb[labels == c].mean())}
-                             for c in groups}  # fmt: skip
-        out["bpi"] = min(out["share_balance_by_class"].values())
-    return out
 
 
 def promoted_class(entry: Entry, base: Entry, target_classes: Sequence[str]) -> str:

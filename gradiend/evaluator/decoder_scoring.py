@@ -49,12 +49,10 @@ class PointScorer:
         target_classes: list[str],
         z: float = 2.0,
         balance: TargetScorer | None = None,
-        balance_classes: list[str] | None = None,
     ):
         self.targets, self.lms, self.z = targets, lms, z
         self.row_classes, self.tcs = row_classes, target_classes
         self.balance = balance  # the balance sentences (``decoder_objective``), if any
-        self.balance_classes = balance_classes or None  # their rows' classes, if known
         tok = {g: 0 for g in (SCREEN, REST)}
         for b in lms.batches:
             tok[b["group"]] += b["input_ids"].numel()
@@ -76,7 +74,7 @@ class PointScorer:
         )
         if self.balance is not None:  # the same rows: their probabilities once
             balanced = probs if self.balance is self.targets else self.balance(model)
-            entry["balance"] = balance_record(balanced, self.tcs, self.balance_classes)
+            entry["balance"] = balance_record(balanced, self.tcs)
         entry["scored"] = scored
         entry["_stats"] = stats
         return entry

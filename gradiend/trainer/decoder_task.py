@@ -18,7 +18,6 @@ from gradiend.evaluator.decoder_specificity import (
 from gradiend.evaluator.encoder_rows import fill_masks
 from gradiend.lm.objectives import Objective
 from gradiend.lm.scoring import RowTargets, case_variants
-from gradiend.trainer.balance_context import neutral_balance_targets
 from gradiend.trainer.eval_data import EvalData
 
 logger = logging.getLogger(__name__)
@@ -37,8 +36,7 @@ def build_decoder_task(
 ) -> DecoderTask:
     """The frozen task of one ``evaluate_decoder`` call; ``controls``: the parsed control
     pairs and their sentences (``control_sentences``), found before the model loads;
-    ``balance``: an objective's sentences (``True``: the default, the scored rows' neutral
-    contexts, ``balance_context``)."""
+    ``balance``: an objective's sentences (``True``: the default, the scored rows)."""
     rows = decoder_rows(data, classes, strengthen, max_rows)
     targets, mode = row_targets(data, objective, rows)
     lms_texts, ignore = lms_texts_of(data, objective.mask, rows, max_neutral)
@@ -46,7 +44,6 @@ def build_decoder_task(
     check_targets, _ = row_targets(data, objective, check_rows)
     pairs, found = controls
     control_targets, control_classes, owner = control_rows(pairs, found, objective.mask)
-    bal_targets, bal_classes = balance_targets(data, objective, targets, balance, rows)
     return DecoderTask(
         target_classes=tuple(data.target_classes),
         rows=rows,
@@ -62,30 +59,21 @@ def build_decoder_task(
         control_targets=tuple(control_targets),
         control_classes=tuple(control_classes),
         control_owner=tuple(owner),
-        balance_targets=tuple(bal_targets),
-        balance_classes=tuple(bal_classes),
+        balance_targets=tuple(balance_targets(data, objective, targets, balance)),
     )
 
 
 def balance_targets(
-    data: EvalData,
-    objective: Objective,
-    targets: list[RowTargets],
-    balance: bool | list[str],
-    rows: pd.DataFrame,
-) -> tuple[list[RowTargets], list[str]]:
-    """The sentences an objective balances on and the class of each one's row (empty: none
-    known): ``True`` → the neutral contexts of the scored rows of both classes (their class
-    words at the mask; ``balance_context``); a list → the user's masked sentences with the
-    class words (``decoder_eval_targets`` when it maps them); ``False`` → none."""
+    data: EvalData, objective: Objective, targets: list[RowTargets], balance: bool | list[str]
+) -> list[RowTargets]:
+    """The sentences an objective balances on: ``True`` → the scored rows of both classes
+    (their class words at the mask, as for the class probabilities); a list → the user's
+    masked sentences with the class words (``decoder_eval_targets`` when it maps them);
+    ``False`` → none."""
     if balance is True:
-        df = data.table.df
-        df = df[df["factual_class"].isin(data.target_classes)]
-        row_classes = rows["factual_class"].astype(str).tolist()
-        return neutral_balance_targets(df, targets, row_classes, data.class_words(),
-                                       objective.mask)  # fmt: skip
+        return list(targets)
     if not balance:
-        return [], []
+        return []
     spec = data.decoder_eval_targets
     if isinstance(spec, dict) and all(c in spec for c in data.target_classes):
         words = {c: [v for w in _as_list(spec[c]) for v in case_variants(str(w))]
@@ -95,7 +83,7 @@ def balance_targets(
     if _overlap(words, objective.scorer()):
         logger.warning("the target classes share words: their probabilities on the balance "
                        "sentences overlap; pass decoder_eval_targets={class: [words]}")  # fmt: skip
-    return [RowTargets(text, words) for text in balance], []
+    return [RowTargets(text, words) for text in balance]
 
 
 def find_controls(data: EvalData, control_pairs: Any) -> tuple[tuple, list]:

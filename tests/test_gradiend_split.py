@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from gradiend import GradiendModel, GradiendSplit, TrainingArguments
+from gradiend._io import read_json
+from gradiend.evaluator.encoder import ConvergenceRule
 from gradiend.lm.params import ParamMap, ParamSpec
 from gradiend.model.split import split_loss, summary_encoding
 from gradiend.trainer.loop import Architecture, train_loop
@@ -158,6 +160,45 @@ def test_steering_applies_the_same_value_to_every_component():
     assert torch.equal(model.decode(1.0), want)
 
 
+def _summary(corr: float, means: tuple[float, float], comps: dict | None = None) -> dict:
+    out = {"correlation": corr, "mean_by_class": {"he": means[0], "she": means[1]}}
+    if comps is not None:
+        out["components"] = {n: _summary(*v) for n, v in comps.items()}
+    return out
+
+
+def test_a_split_converges_when_one_component_carries_the_feature():
+    rule, classes = ConvergenceRule(), ["he", "she"]
+    weak = _summary(0.99, (0.45, -0.45))  # the mean of the latents: under mean_threshold
+    assert not rule.is_convergent(weak, 5, classes)
+    split = _summary(0.99, (0.45, -0.45), {"w": (0.99, (0.8, -0.8)), "b": (0.9, (0.1, -0.1))})
+    assert rule.component_verdicts(split, 5, classes) == {"w": True, "b": False}
+    assert rule.is_convergent(split, 5, classes)
+    assert not rule.is_convergent(split, 0, classes)  # the untrained step never converges
+    opposed = _summary(0.2, (0.1, -0.1), {"w": (-0.99, (-0.8, 0.8)), "b": (0.3, (0.1, -0.1))})
+    assert rule.component_verdicts(opposed, 5, classes) == {"w": False, "b": False}
+    noise = _summary(0.1, (0.05, 0.0), {"w": (0.2, (0.1, 0.0)), "b": (0.1, (0.0, 0.02))})
+    assert not rule.is_convergent(noise, 5, classes)
+    strict = ConvergenceRule(mean_threshold=0.9)
+    assert not strict.is_convergent(split, 5, classes)  # the run's thresholds apply per component
+
+
+def test_a_split_trainer_without_the_feature_in_any_component_is_unconverged(planted, tmp_path):
+    from conftest import he_she_trainer
+
+    from gradiend.trainer.convergence_check import UnconvergedError
+
+    params = ["*layer.1.output.dense.weight", "*layer.1.output.dense.bias"]
+    trainer = he_she_trainer(
+        planted["mlm"], tmp_path, params=params, gradiend_split=GradiendSplit.by_tensor(),
+        n_neutral=None, learning_rate=1e-7, max_steps=20, eval_steps=10,
+    )  # fmt: skip
+    info = read_json(trainer.layout.training)["convergence_info"]
+    assert not info["converged"] and not any(c["converged"] for c in info["components"].values())
+    with pytest.raises(UnconvergedError):
+        trainer.evaluate_encoder()
+
+
 def test_bad_input_errors_clearly():
     with pytest.raises(ValueError, match="gradiend_split_loss 'avg'"):
         TrainingArguments(gradiend_split=GradiendSplit.by_tensor(), gradiend_split_loss="avg")
@@ -187,7 +228,16 @@ def test_a_split_trainer_reports_components_and_reloads_with_them(planted, tmp_p
     )  # fmt: skip
     gradiend = trainer.get_model().gradiend
     assert gradiend.latent_dim == 2 and len(gradiend.component_names) == 2
-    metrics = trainer.evaluate_encoder(allow_unconverged=True)  # the bias latent stays small
+    info = read_json(trainer.layout.training)["convergence_info"]
+    rule = TrainingArguments().convergence()
+    verdicts = {n: c["converged"] for n, c in info["components"].items()}
+    assert info["converged"] and set(verdicts) == set(gradiend.component_names)
+    weight = next(n for n in verdicts if n.endswith("weight"))
+    assert verdicts[weight], info["components"]  # the weight tensor carries the planted feature
+    best = read_json(trainer.layout.training)["best"]
+    summary_only = {k: v for k, v in best.items() if k != "components"}
+    assert not rule.is_convergent(summary_only, 1, ["he", "she"])  # the mean alone misses it
+    metrics = trainer.evaluate_encoder()  # no allow_unconverged: the split converged
     assert set(metrics["components"]) == set(gradiend.component_names)
     for comp in metrics["components"].values():
         assert -1 <= comp["correlation"] <= 1 and set(comp["mean_by_class"]) >= {1, -1}

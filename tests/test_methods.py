@@ -110,6 +110,64 @@ def test_cli_compares_methods_on_a_saved_tiny_model(planted, tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "| actiend |" in out and "| caa |" in out and "strongest inside the budget" in out
+    assert "not converged" not in out
     saved = MethodComparison.load(tmp_path / "runs" / "methods")
     assert [r["method"] for r in saved.rows] == ["actiend", "caa"]
     assert cli.main([*argv[:-2], "--methods", "leace"]) == 2  # refused before any work
+
+
+@pytest.fixture(scope="module")
+def unconverged(planted, tmp_path_factory):
+    """A comparison whose GRADIEND cannot reach its convergence threshold (|r| > 1 is
+    impossible) and no remedy is tried: it must still be compared, marked, and not preferred."""
+    model, tok = planted["clm"]
+    root = tmp_path_factory.mktemp("methods_unconverged")
+    args = fast_args(root, max_steps=20, convergent_score_threshold=0.9999999, auto_remedy=False,
+                     learning_rate=1e-9)  # fmt: skip
+    return compare_methods(
+        (model, tok), he_she_data(), ["he", "she"], args=args, actiend_layers=[-1],
+        actiend_learning_rate=1e-9, eval_neutral_data=neutral_texts(40), experiment_dir=root,
+    )  # fmt: skip
+
+
+def test_unconverged_methods_are_compared_and_marked(unconverged, caplog):
+    table = unconverged.table
+    assert list(table.index) == ["gradiend", "actiend", "caa"]
+    assert table.loc["gradiend", "converged"] is False or not table.loc["gradiend", "converged"]
+    assert not table.loc["actiend", "converged"] and table.loc["caa", "converged"]
+    assert "not converged" in table.loc["gradiend", "convergence"]
+    for m in ("gradiend", "actiend"):  # evaluated anyway: encoder and decoder numbers exist
+        assert not math.isnan(table.loc[m, "encoder_test_abs_r"])
+        assert table.loc[m, "probability"] > 0
+    lines = unconverged.to_markdown().splitlines()
+    assert lines[2].startswith("| gradiend (not converged) |")
+    assert lines[3].startswith("| actiend (not converged) |") and lines[4].startswith("| caa |")
+    again = MethodComparison.from_dict(json.loads(json.dumps(unconverged.to_dict())))
+    assert [r["converged"] for r in again.rows] == [False, False, True]
+
+
+def test_best_prefers_a_converged_method(unconverged):
+    rows = [dict(r) for r in unconverged.rows]
+    for r in rows:
+        r["passed"] = True
+    rows[0]["probability"] = 0.99  # the unconverged GRADIEND has the strongest effect
+    cmp = MethodComparison(rows, ["he", "she"], "she")
+    assert cmp.best()["method"] == "caa"
+    assert "caa" in cmp.summary() and "not converged: gradiend, actiend" in cmp.summary()
+    for r in rows:
+        r["converged"] = False  # none converged: the strongest, said to be unconverged
+    cmp = MethodComparison(rows, ["he", "she"], "she")
+    assert cmp.best()["method"] == "gradiend" and "NOT converged" in cmp.summary()
+
+
+def test_an_unconverged_method_is_named_in_a_warning(planted, tmp_path, caplog):
+    model, tok = planted["clm"]
+    args = fast_args(tmp_path, max_steps=20, convergent_score_threshold=0.9999999,
+                     auto_remedy=False, learning_rate=1e-9)  # fmt: skip
+    with caplog.at_level("WARNING", logger="gradiend.trainer.methods"):
+        compare_methods(
+            (model, tok), he_she_data(), ["he", "she"], args=args, methods=("gradiend",),
+            eval_neutral_data=neutral_texts(40), experiment_dir=tmp_path,
+        )  # fmt: skip
+    named = [r.getMessage() for r in caplog.records if r.name == "gradiend.trainer.methods"]
+    assert any("gradiend did not converge" in m for m in named)

@@ -118,6 +118,30 @@ class ConvergenceRule:
     loss_threshold: float | None = None
 
     def is_convergent(self, summary: dict, best_step: int, target_classes: list[str]) -> bool:
+        """Whether the run converged; a split GRADIEND (``summary["components"]``) also
+        converges when one of its components carries the feature (:meth:`component_verdicts`)."""
+        if summary.get("components") and any(
+            self.component_verdicts(summary, best_step, target_classes).values()
+        ):
+            return True
+        return self._converges(summary, best_step, target_classes)
+
+    def component_verdicts(
+        self, summary: dict, best_step: int, target_classes: list[str]
+    ) -> dict[str, bool]:
+        """Component name → whether it carries the feature: its own latent meets the rule (the
+        run's loss for ``metric="loss"``) with a correlation of the summary's sign."""
+        rest = {k: v for k, v in summary.items() if k != "components"}
+        sign = np.sign(summary["correlation"])
+        out = {}
+        for name, comp in (summary.get("components") or {}).items():
+            agrees = sign != 0 and np.sign(comp["correlation"]) == sign
+            out[name] = bool(
+                agrees and self._converges({**rest, **comp}, best_step, target_classes)
+            )
+        return out
+
+    def _converges(self, summary: dict, best_step: int, target_classes: list[str]) -> bool:
         if best_step <= 0:
             return False
         if self.metric == "loss":

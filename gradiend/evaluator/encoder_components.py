@@ -1,21 +1,56 @@
 """Per-component encoder metrics of a split GRADIEND (``gradiend.model.split``).
 
 The ``encoded:<component>`` columns of the encoder table each get the same correlation and class
-means as the summary encoding, reported under ``metrics["components"]``.
+means as the summary encoding, reported under ``metrics["components"]``; during training each
+validation summary carries the components' correlation and class means too, so the convergence
+rule can judge each component (``ConvergenceRule.component_verdicts``).
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
-from gradiend.evaluator.encoder import encoder_metrics
+from gradiend.evaluator.encoder import ConvergenceRule, class_summary, encoder_metrics
 from gradiend.evaluator.encoder_rows import COMPONENT_PREFIX
 
 logger = logging.getLogger(__name__)
 
 COMPONENT_KEYS = ("correlation", "mean_by_class", "mean_by_feature_class", "neutral_mean_by_type")
+SPREAD_KEYS = (
+    "q1_by_class",
+    "q3_by_class",
+    "min_by_class",
+    "max_by_class",
+)  # not kept per component
+
+
+def component_summaries(frame: pd.DataFrame, enc: np.ndarray, names: list[str]) -> dict:
+    """Component name → ``class_summary`` of its latent (column ``k`` of ``enc``, ``[n, k]``)
+    without the quartiles; empty for fewer than two components (the summary is the latent)."""
+    if len(names) < 2:
+        return {}
+    out = {}
+    for k, name in enumerate(names):
+        one = class_summary(frame.assign(encoded=enc[:, k]))
+        out[name] = {key: v for key, v in one.items() if key not in SPREAD_KEYS}
+    return out
+
+
+def component_record(summary: dict, rule: ConvergenceRule, best_step: int, classes) -> dict:
+    """Component name → its correlation, class means and whether it carries the feature
+    (``rule.component_verdicts``): the per-component part of the training record."""
+    verdicts = rule.component_verdicts(summary, best_step, list(classes))
+    return {
+        name: {
+            "correlation": comp["correlation"],
+            "mean_by_class": comp["mean_by_class"],
+            "converged": verdicts[name],
+        }
+        for name, comp in summary["components"].items()
+    }
 
 
 def with_components(df: pd.DataFrame, class_names: dict[int, str]) -> dict:

@@ -5,7 +5,9 @@ A row holds the encoder's test |r| and neutral mean (NaN where the method has no
 the strongest effect inside the budget (the target class's probability on the other class's
 held-out sentences, before and after), what it cost (neutral NLL increase, on the selection and
 the held-out texts, and LMS change), wall time and peak memory, and the effect recomputed from
-the method's saved and reloaded model with its relative disagreement.
+the method's saved and reloaded model with its relative disagreement, and whether the method's
+training converged (an unconverged GRADIEND or ACTIEND is kept, marked "(not converged)" in the
+markdown table, and ``best()`` prefers the converged methods).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ COLUMNS = (
     "method",
     "signal",
     "sites",
+    "converged",
+    "convergence",
     "encoder_test_abs_r",
     "encoder_neutral_mean",
     "base_probability",
@@ -117,24 +121,38 @@ class MethodComparison:
         """The table as markdown (``—`` where a method has no value)."""
         head = "| " + " | ".join(h for _, h in SHOWN) + " |"
         sep = "| " + " | ".join("---" for _ in SHOWN) + " |"
-        lines = [head, sep]
-        for r in self.rows:
-            lines.append("| " + " | ".join(cell(k, r.get(k)) for k, _ in SHOWN) + " |")
+        lines = [head, sep] + ["| " + " | ".join(cells) + " |" for cells in self.cells()]
         return "\n".join(lines)
 
+    def cells(self) -> list[list[str]]:
+        """Each row's shown cells as text; an unconverged method is named "(not converged)"."""
+        out = []
+        for r in self.rows:
+            cells = [cell(k, r.get(k)) for k, _ in SHOWN]
+            if not converged(r):
+                cells[0] += " (not converged)"
+            out.append(cells)
+        return out
+
     def best(self) -> dict | None:
-        """The row of the strongest effect among the methods that kept the budget."""
+        """The row of the strongest effect among the methods that kept the budget, a converged
+        one where any converged method kept it (an unconverged one only when none did)."""
         kept = [r for r in self.rows if r.get("passed") and not math.isnan(_num(r["probability"]))]
-        return max(kept, key=lambda r: _num(r["probability"])) if kept else None
+        pool = [r for r in kept if converged(r)] or kept
+        return max(pool, key=lambda r: _num(r["probability"])) if pool else None
 
     def summary(self) -> str:
-        """A line naming the strongest method inside the budget (of those that kept it)."""
+        """A line naming the strongest method inside the budget, preferring converged ones, and
+        the methods that did not converge."""
         best = self.best()
+        bad = [r["method"] for r in self.rows if not converged(r)]
+        note = f"; not converged: {', '.join(bad)}" if bad else ""
         if best is None:
-            return "no method kept the budget"
+            return "no method kept the budget" + note
+        which = "converged" if converged(best) else "NOT converged: no converged method kept it"
         return (
-            f"strongest inside the budget: {best['method']} "
-            f"(P({self.target_class}) {_num(best['probability']):.4f})"
+            f"strongest inside the budget (converged methods first): {best['method']} "
+            f"(P({self.target_class}) {_num(best['probability']):.4f}; {which}){note}"
         )
 
     def __str__(self) -> str:
@@ -167,6 +185,11 @@ class MethodComparison:
         """A saved comparison: its JSON file or the folder holding it."""
         path = Path(path)
         return cls.from_dict(read_json(path / METHODS_RESULTS if path.is_dir() else path))
+
+
+def converged(row: dict) -> bool:
+    """A row's convergence (a row saved before the column existed counts as converged)."""
+    return row.get("converged") is not False
 
 
 def _jsonable(v: Any) -> Any:

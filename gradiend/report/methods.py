@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import logging
 
-from gradiend.evaluator.methods_table import SHOWN, MethodComparison, cell
+from gradiend.evaluator.methods_table import SHOWN, MethodComparison
 from gradiend.report.collect import RunFiles
 
 logger = logging.getLogger(__name__)
@@ -24,13 +24,14 @@ def section_methods(run: RunFiles, table) -> str:
         logger.warning("report: the saved method comparison of %s is unreadable (%s)",
                        run.run_dir, err)  # fmt: skip
         return TITLE + '<p class="note">the saved method comparison cannot be read</p>'
-    rows = [tuple(html.escape(cell(k, r.get(k))) for k, _ in SHOWN) for r in cmp.rows]
+    rows = [tuple(html.escape(c) for c in cells) for cells in cmp.cells()]
     best = {i for i, r in enumerate(cmp.rows) if r is cmp.best()}
     intro = (
         f"<p>GRADIEND (gradient signal), ACTIEND (activation at the prediction position) and "
         f"CAA (difference of class means) under the same decoder budget: P("
         f"{html.escape(cmp.target_class)}) on the other class's held-out sentences, recomputed "
         "from each method's saved and reloaded model (<code>compare_methods</code>). "
-        "Highlighted: the strongest inside the budget.</p>"
+        "Highlighted: the strongest inside the budget, a converged method where one kept it; "
+        "a method that did not converge is marked (not converged).</p>"
     )
     return TITLE + intro + table(rows, [h for _, h in SHOWN], selected=best)

@@ -262,4 +262,6 @@ def orient_stats(summary: dict) -> dict:
         if k in summary:
             partner = {"q1": "q3", "q3": "q1", "min": "max", "max": "min"}.get(key, key)
             out[k] = {c: -v for c, v in summary[f"{partner}_by_class"].items()}
+    if "components" in summary:  # a split GRADIEND's latents flip with it
+        out["components"] = {n: orient_stats(c) for n, c in summary["components"].items()}
     return out

@@ -7,6 +7,10 @@ CAA in the chosen ACTIEND's ``caa`` sub-run). Its selected point is saved as a m
 (``save_pretrained`` of the rewrite, ``save_pretrained_modified`` of the hooks), reloaded, and
 the effect recomputed from the reloaded model on the same held-out rows; the table reports both
 and their relative difference. The table is written to ``method_comparison.json`` there.
+
+A GRADIEND or ACTIEND that does not converge does not stop the comparison: it is evaluated with
+``allow_unconverged=True``, a warning names it, and its row says ``converged: False`` (the
+markdown table marks it, ``best()`` prefers the converged methods).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gradiend.model.modified import HookedModel, load_modified_model
 from gradiend.run_layout import RunLayout
 from gradiend.trainer.arguments import TrainingArguments
 from gradiend.trainer.caa import CAA_RUN
+from gradiend.trainer.convergence_check import convergence_of
 from gradiend.trainer.decoder_task import build_decoder_task
 from gradiend.trainer.text_trainer import TextPredictionTrainer
 
@@ -154,8 +159,20 @@ def effect_row(trainer, modify: Callable, results: dict, cls: str, max_rows, fol
     return row
 
 
+def convergence_row(trainer, method: str) -> dict:
+    """Whether the method's run converged (a warning naming it when not: it is still compared)."""
+    converged, what = convergence_of(trainer.get_training_stats())
+    if not converged:
+        logger.warning(
+            "compare_methods: %s did not converge (%s); it is evaluated anyway and its row is "
+            "marked not converged: retrain it (docs/training.md) before trusting its numbers",
+            method, what,
+        )  # fmt: skip
+    return {"converged": converged, "convergence": what}
+
+
 def encoder_row(trainer) -> dict:
-    enc = trainer.evaluate_encoder()
+    enc = trainer.evaluate_encoder(allow_unconverged=True)  # the row records convergence
     neutral = enc.get("neutral_mean_by_type") or {}
     values = [float(v) for v in neutral.values()]
     return {
@@ -283,10 +300,16 @@ class _Job:
             trainer.train()
         row = {"method": "gradiend", "signal": "gradient", "sites": "parameters",
                "train_seconds": cost["seconds"], "peak_memory_mb": cost["peak_memory_mb"],
-               "run_dir": str(trainer.run_dir), **encoder_row(trainer)}  # fmt: skip
+               "run_dir": str(trainer.run_dir), **convergence_row(trainer, "gradiend"),
+               **encoder_row(trainer)}  # fmt: skip
+        return self.trained(trainer, row)
+
+    def trained(self, trainer, row: dict) -> dict:
+        """A trained method's decoder row (allowed unconverged: ``row`` records convergence)."""
         folder = trainer.run_dir / f"{self.cls}_modified"
-        return self.evaluate(trainer, row, trainer.modify_model, folder,
-                             lambda: trainer.evaluate_decoder(**self.decoder))  # fmt: skip
+        modify = lambda results, c: trainer.modify_model(results, c, allow_unconverged=True)  # noqa: E731
+        return self.evaluate(trainer, row, modify, folder, lambda: trainer.evaluate_decoder(
+            **self.decoder, allow_unconverged=True))  # fmt: skip
 
     def best_actiend(self, args: TrainingArguments, layers: Sequence[int]):
         """The ACTIEND of the layer with the highest validation |r| (each layer trained)."""
@@ -307,10 +330,9 @@ class _Job:
                "sites": ", ".join(trainer.get_model().param_map.sites),
                "train_seconds": cost["seconds"], "peak_memory_mb": cost["peak_memory_mb"],
                "validation_abs_r_by_layer": {str(k): v for k, v in tried},
-               "run_dir": str(trainer.run_dir), **encoder_row(trainer)}  # fmt: skip
-        folder = trainer.run_dir / f"{self.cls}_modified"
-        return self.evaluate(trainer, row, trainer.modify_model, folder,
-                             lambda: trainer.evaluate_decoder(**self.decoder))  # fmt: skip
+               "run_dir": str(trainer.run_dir), **convergence_row(trainer, "actiend"),
+               **encoder_row(trainer)}  # fmt: skip
+        return self.trained(trainer, row)
 
     def caa(self, best) -> dict:
         _, _, trainer, _ = best
@@ -323,7 +345,8 @@ class _Job:
         row = {"method": "caa", "signal": "class-mean difference", "sites": ", ".join(
                mwg.param_map.sites), "encoder_test_abs_r": math.nan,
                "encoder_neutral_mean": math.nan, "train_seconds": cost["seconds"],
-               "peak_memory_mb": cost["peak_memory_mb"], "run_dir": str(layout.run_dir)}  # fmt: skip
+               "peak_memory_mb": cost["peak_memory_mb"], "run_dir": str(layout.run_dir),
+               "converged": True, "convergence": "no training (class means)"}  # fmt: skip
         folder = layout.run_dir / f"{self.cls}_modified"
         modify = lambda results, c: caa.modify_model(results, c)  # noqa: E731
         return self.evaluate(trainer, row, modify, folder,

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from gradiend._io import read_json_cache, write_json
 from gradiend.distributed import DistributedError
 from gradiend.evaluator.encoder import ConvergenceRule
+from gradiend.evaluator.encoder_components import component_record
 from gradiend.model.gradiend import GradiendModel
 from gradiend.run_layout import TRAINING, RunLayout
 from gradiend.trainer.callbacks import CallbackError
@@ -103,6 +104,10 @@ def train_one_seed(job: SeedJob, pmap, indices, batches, evaluate, meta, seed, k
         "learning_rate": loop.learning_rate,
         "learning_rate_decoder": lr_dec,
     }
+    if best.get("components"):  # a split GRADIEND: each component's verdict
+        record["components"] = component_record(
+            best, job.convergence, res.best_step, job.target_classes
+        )
     if res.collapse is not None:
         logger.warning(
             "seed %d collapsed at step %d of %d: %s; stopped early",
@@ -172,6 +177,7 @@ def _summary(job: SeedJob, record: dict, n_conv: int, run: RemedyRun, stability)
             "min_convergent_seeds": job.plan.min_convergent_seeds,
             "convergence_metric": rule.metric,
             "threshold": rule.score_threshold,
+            **({"components": record["components"]} if "components" in record else {}),
         },
         "convergence_status": status(record),
         "collapse": record.get("collapse"),
@@ -242,6 +248,11 @@ def _log_seed(seed: int, record: dict, attempt: Attempt) -> None:
         "seed %d%s: correlation %.3f at step %d, converged=%s",
         seed, how, record["correlation"], record["best_step"], record["converged"],
     )  # fmt: skip
+    for name, comp in record.get("components", {}).items():
+        logger.info(
+            "seed %d component %s: correlation %.3f, class means %s, converged=%s",
+            seed, name, comp["correlation"], comp["mean_by_class"], comp["converged"],
+        )  # fmt: skip
 
 
 def _seed_run(job: SeedJob, pmap, indices, inputs, meta, fingerprint, seed, attempt: Attempt):

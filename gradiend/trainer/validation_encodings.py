@@ -22,6 +22,7 @@ import torch
 
 from gradiend import distributed as dist
 from gradiend.evaluator.encoder import class_summary
+from gradiend.evaluator.encoder_components import component_summaries
 from gradiend.lm.devices import resolve_dtype, storage_device
 from gradiend.lm.gradients import GradientComputer
 from gradiend.lm.objectives import Item
@@ -125,13 +126,17 @@ def validation_evaluator(
     def evaluate(model: GradiendModel) -> dict:
         if matrix is not None:
             # in chunks: the 16-bit matrix is never copied whole to float32
-            enc = torch.cat([summary_encoding(model.encode(m)) for m in matrix.split(8)])
+            enc = torch.cat([model.encode(m) for m in matrix.split(8)])
         elif shared is not None:
-            enc = summary_encoding(shared.encode(model))
+            enc = shared.encode(model)
         else:
-            enc = summary_encoding(jvp_encode(model, computer, items, kind, plan.batch_size))
-        frame["encoded"] = enc.detach().float().cpu().numpy()
-        return class_summary(frame)
+            enc = jvp_encode(model, computer, items, kind, plan.batch_size)
+        frame["encoded"] = summary_encoding(enc).detach().float().cpu().numpy()
+        summary = class_summary(frame)
+        comps = component_summaries(
+            frame, enc.detach().float().cpu().numpy(), model.component_names
+        )
+        return {**summary, "components": comps} if comps else summary
 
     return evaluate, shared
 

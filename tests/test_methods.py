@@ -133,7 +133,7 @@ def unconverged(planted, tmp_path_factory):
 def test_unconverged_methods_are_compared_and_marked(unconverged, caplog):
     table = unconverged.table
     assert list(table.index) == ["gradiend", "actiend", "caa"]
-    assert table.loc["gradiend", "converged"] is False or not table.loc["gradiend", "converged"]
+    assert not table.loc["gradiend", "converged"]
     assert not table.loc["actiend", "converged"] and table.loc["caa", "converged"]
     assert "not converged" in table.loc["gradiend", "convergence"]
     for m in ("gradiend", "actiend"):  # evaluated anyway: encoder and decoder numbers exist

@@ -9,7 +9,9 @@ pre-activation for a whole batch without any backward pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -21,6 +23,20 @@ from gradiend.lm.params import ParamMap
 logger = logging.getLogger(__name__)
 
 KINDS = ("factual", "alternative", "diff")
+
+# ids of the base models checked for NaN/inf weights in a ``finite_check_once`` scope
+_ONCE: ContextVar[set[int] | None] = ContextVar("gradiend_finite_once", default=None)
+
+
+@contextmanager
+def finite_check_once(checked: set[int]) -> Iterator[None]:
+    """Within: the first computer built on a base model checks its weights for NaN/inf and
+    later ones skip it (a suite's children share one model); ``checked`` holds the ids."""
+    token = _ONCE.set(checked)
+    try:
+        yield
+    finally:
+        _ONCE.reset(token)
 
 
 def _kind_loss(losses: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
@@ -48,8 +64,11 @@ class GradientComputer:
         # before the first gradient pass: a NaN/inf weight anywhere on the forward path (not
         # only in the selected parameters) makes every gradient non-finite (``check_finite``
         # off: the caller has checked this model already, e.g. a suite for its children)
-        if check_finite:
+        once = _ONCE.get()
+        if check_finite and (once is None or id(lm.model) not in once):
             check_finite_params(lm.model.named_parameters(), lm.source)
+            if once is not None:
+                once.add(id(lm.model))
         # flat vectors (gradients, directions) live here: the GRADIEND's device
         self.device = torch.device(device) if device is not None else _last_device(self.params)
         self._jvp_ok = True  # switched off once forward-mode AD fails for this model's dtype

@@ -19,6 +19,7 @@ from typing import Any
 from gradiend import distributed as dist
 from gradiend._io import write_json
 from gradiend._kwargs import did_you_mean, init_names
+from gradiend.lm.gradients import finite_check_once
 from gradiend.suite.store import GradientStore
 from gradiend.trainer.arguments import TrainingArguments
 
@@ -152,15 +153,21 @@ class TrainerSuite:
                 child = self._children[cid]
                 child.args = dataclasses.replace(child.args, use_cache=use_cache)
         t0 = time.perf_counter()
-        if dist.is_distributed() and len(ids) >= dist.world_size():
-            self._train_spread(ids)
-        else:
-            self._attach([self._children[c] for c in ids])
-            for cid in ids:
-                self._train_one(cid)
+        with self._shared():
+            if dist.is_distributed() and len(ids) >= dist.world_size():
+                self._train_spread(ids)
+            else:
+                self._attach([self._children[c] for c in ids])
+                for cid in ids:
+                    self._train_one(cid)
         self.timings["train"] = time.perf_counter() - t0
         self._write_record()
         return {cid: self._children[cid].get_model() for cid in ids}
+
+    def _shared(self):
+        """The scope of the children's shared fixed costs: the base model's finite-weight check
+        is made by the first computer built on it, once per suite (not once per child)."""
+        return finite_check_once(self.store.checked)
 
     def _id_of(self, key: Any) -> str:
         child = self.get_trainer(key)
@@ -214,7 +221,8 @@ class TrainerSuite:
     def get_models(self, gradiend_only: bool = False) -> dict[str, Any]:
         """``{child_id: ModelWithGradiend}`` (``gradiend_only``: the ``GradiendModel`` alone)."""
         self._attach()
-        models = {cid: c.get_model() for cid, c in self._children.items()}
+        with self._shared():
+            models = {cid: c.get_model() for cid, c in self._children.items()}
         return {k: m.gradiend for k, m in models.items()} if gradiend_only else models
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -223,7 +231,8 @@ class TrainerSuite:
         for child in self._children.values():
             if not callable(getattr(child, method, None)):
                 raise AttributeError(f"{type(child).__name__} has no method {method!r}")
-        return {cid: getattr(c, method)(*args, **kwargs) for cid, c in self._children.items()}
+        with self._shared():
+            return {cid: getattr(c, method)(*args, **kwargs) for cid, c in self._children.items()}
 
     def evaluate_encoder(self, **kwargs: Any) -> dict[str, Any]:
         return self.call("evaluate_encoder", **kwargs)
@@ -242,6 +251,7 @@ class TrainerSuite:
     def clear_model_cache(self) -> None:
         """Forget the loaded models (base model, GRADIENDs) and the stored gradients."""
         self.store.clear()
+        self.store.checked.clear()  # a model loaded again is checked again
         self._lm = None
         for child in self._children.values():
             child._lm, child._model = None, None

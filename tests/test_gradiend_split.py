@@ -239,8 +239,9 @@ def test_a_split_trainer_reports_components_and_reloads_with_them(planted, tmp_p
     assert not rule.is_convergent(summary_only, 1, ["he", "she"])  # the mean alone misses it
     metrics = trainer.evaluate_encoder()  # no allow_unconverged: the split converged
     assert set(metrics["components"]) == set(gradiend.component_names)
-    for comp in metrics["components"].values():
+    for name, comp in metrics["components"].items():
         assert -1 <= comp["correlation"] <= 1 and set(comp["mean_by_class"]) >= {1, -1}
+        assert comp["converged"] is verdicts[name]  # the training verdict, on the test entry
     assert abs(metrics["correlation"]) > 0.5
     again = ModelWithGradiend.from_pretrained(trainer.model_dir, base_model=planted["mlm"])
     assert again.gradiend.component_names == gradiend.component_names

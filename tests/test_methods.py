@@ -4,6 +4,7 @@ effect recomputed from the saved and reloaded model; bad input refused before an
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -42,6 +43,8 @@ def test_table_has_every_method_and_its_columns(comparison):
         assert row["probability"] > row["base_probability"]  # each steers towards she
         assert row["nll_increase"] <= 0.01 and row["seconds"] > 0
     assert table.loc["actiend", "sites"] in ("model.layers.0", "model.layers.1")
+    by_layer = result.rows[1]["validation_abs_r_by_layer"]  # the layer is picked on these
+    assert set(by_layer) == {"0", "-1"} and all(0 <= r <= 1 for r in by_layer.values())
     md = result.to_markdown()
     assert md.count("\n") == 4 and "| caa | " in md and "—" in md.split("| caa |")[1]
 
@@ -124,13 +127,23 @@ def unconverged(planted, tmp_path_factory):
     root = tmp_path_factory.mktemp("methods_unconverged")
     args = fast_args(root, max_steps=20, convergent_score_threshold=0.9999999, auto_remedy=False,
                      learning_rate=1e-9)  # fmt: skip
-    return compare_methods(
-        (model, tok), he_she_data(), ["he", "she"], args=args, actiend_layers=[-1],
-        actiend_learning_rate=1e-9, eval_neutral_data=neutral_texts(40), experiment_dir=root,
-    )  # fmt: skip
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    log = logging.getLogger("gradiend.trainer.methods")
+    log.addHandler(handler)
+    try:
+        result = compare_methods(
+            (model, tok), he_she_data(), ["he", "she"], args=args, actiend_layers=[-1],
+            actiend_learning_rate=1e-9, eval_neutral_data=neutral_texts(40), experiment_dir=root,
+        )  # fmt: skip
+    finally:
+        log.removeHandler(handler)
+    return result, [r.getMessage() for r in records]
 
 
-def test_unconverged_methods_are_compared_and_marked(unconverged, caplog):
+def test_unconverged_methods_are_compared_and_marked(unconverged):
+    unconverged, _ = unconverged
     table = unconverged.table
     assert list(table.index) == ["gradiend", "actiend", "caa"]
     assert not table.loc["gradiend", "converged"]
@@ -147,7 +160,7 @@ def test_unconverged_methods_are_compared_and_marked(unconverged, caplog):
 
 
 def test_best_prefers_a_converged_method(unconverged):
-    rows = [dict(r) for r in unconverged.rows]
+    rows = [dict(r) for r in unconverged[0].rows]
     for r in rows:
         r["passed"] = True
     rows[0]["probability"] = 0.99  # the unconverged GRADIEND has the strongest effect
@@ -160,14 +173,7 @@ def test_best_prefers_a_converged_method(unconverged):
     assert cmp.best()["method"] == "gradiend" and "NOT converged" in cmp.summary()
 
 
-def test_an_unconverged_method_is_named_in_a_warning(planted, tmp_path, caplog):
-    model, tok = planted["clm"]
-    args = fast_args(tmp_path, max_steps=20, convergent_score_threshold=0.9999999,
-                     auto_remedy=False, learning_rate=1e-9)  # fmt: skip
-    with caplog.at_level("WARNING", logger="gradiend.trainer.methods"):
-        compare_methods(
-            (model, tok), he_she_data(), ["he", "she"], args=args, methods=("gradiend",),
-            eval_neutral_data=neutral_texts(40), experiment_dir=tmp_path,
-        )  # fmt: skip
-    named = [r.getMessage() for r in caplog.records if r.name == "gradiend.trainer.methods"]
-    assert any("gradiend did not converge" in m for m in named)
+def test_an_unconverged_method_is_named_in_a_warning(unconverged):
+    _, warnings = unconverged
+    assert any("gradiend did not converge" in m for m in warnings)
+    assert any("actiend did not converge" in m for m in warnings)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pandas as pd
+import torch
 
 from gradiend.evaluator.encoder import ConvergenceRule, class_summary, encoder_metrics
 from gradiend.evaluator.encoder_rows import COMPONENT_PREFIX
@@ -27,11 +27,13 @@ SPREAD_KEYS = (
 )  # not kept per component
 
 
-def component_summaries(frame: pd.DataFrame, enc: np.ndarray, names: list[str]) -> dict:
+def component_summaries(frame: pd.DataFrame, enc: torch.Tensor, names: list[str]) -> dict:
     """Component name → ``class_summary`` of its latent (column ``k`` of ``enc``, ``[n, k]``)
-    without the quartiles; empty for fewer than two components (the summary is the latent)."""
+    without the quartiles; empty for fewer than two components (the summary is the latent, and
+    ``enc`` is not copied to the CPU)."""
     if len(names) < 2:
         return {}
+    enc = enc.detach().float().cpu().numpy()
     out = {}
     for k, name in enumerate(names):
         one = class_summary(frame.assign(encoded=enc[:, k]))
@@ -66,3 +68,16 @@ def with_components(df: pd.DataFrame, class_names: dict[int, str]) -> dict:
         one = encoder_metrics(base.assign(encoded=df[col].to_numpy()), class_names)
         out[col[len(COMPONENT_PREFIX) :]] = {k: one[k] for k in COMPONENT_KEYS if k in one}
     return {**metrics, "components": out}
+
+
+def with_training_verdicts(metrics: dict, stats: dict | None) -> dict:
+    """``metrics`` with each component's ``converged``: its verdict on the validation rows at
+    training (``training.json``'s ``convergence_info.components``; ``None`` without one)."""
+    if "components" not in metrics:
+        return metrics
+    verdicts = ((stats or {}).get("convergence_info") or {}).get("components") or {}
+    comps = {
+        name: {**comp, "converged": (verdicts.get(name) or {}).get("converged")}
+        for name, comp in metrics["components"].items()
+    }
+    return {**metrics, "components": comps}

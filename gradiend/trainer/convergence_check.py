@@ -49,7 +49,7 @@ def check_converged(layout: RunLayout | Path, action: str, allow_unconverged: bo
     """Raise :class:`UnconvergedError` before ``action`` runs on an unconverged GRADIEND (a
     warning instead with ``allow_unconverged=True``)."""
     training = layout.training if isinstance(layout, RunLayout) else Path(layout)
-    stats = _read(training)
+    stats = read_training(training)
     converged, what = convergence_of(stats)
     if converged:
         return
@@ -85,7 +85,7 @@ def refuses_unconverged(action: str):
     return wrap
 
 
-def _read(path: Path) -> dict | None:
+def read_training(path: Path) -> dict | None:
     """The training record, or ``None`` when there is none (an unreadable one is kept)."""
     if not path.exists():
         return None

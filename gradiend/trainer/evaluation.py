@@ -32,13 +32,18 @@ from gradiend.evaluator.decoder_objective import (
     parse_objective,
 )
 from gradiend.evaluator.decoder_search import AdaptiveSearchConfig
+from gradiend.evaluator.encoder_components import with_training_verdicts
 from gradiend.evaluator.encoder_eval import EncoderTask
 from gradiend.lm.objectives import MASK
 from gradiend.model.rewrite import check_rewrite_dirs, read_results, summary_key
 from gradiend.model.with_gradiend import ModelWithGradiend, load_context
 from gradiend.run_layout import FIG_ENCODER, FIG_SHIFTS, RunLayout
 from gradiend.trainer.argument_checks import check_decoder_call, check_eval_call
-from gradiend.trainer.convergence_check import check_converged, refuses_unconverged
+from gradiend.trainer.convergence_check import (
+    check_converged,
+    read_training,
+    refuses_unconverged,
+)
 from gradiend.trainer.decoder_task import build_decoder_task, find_controls
 from gradiend.trainer.eval_data import EvalData
 from gradiend.visualizer import plot_encoder_distributions, plot_probability_shifts
@@ -98,6 +103,7 @@ class RunEvaluation:
         task = self._encoder_task(split, max_size, neutral)
         cache = self.use_cache if use_cache is None else use_cache
         enc_df, result = encoder_eval.evaluate_encoder(mwg, task, self.layout, cache, neutral)
+        result = with_training_verdicts(result, read_training(self.layout.training))
         if return_df:
             result["encoder_df"] = enc_df
         if plot and dist.is_main():

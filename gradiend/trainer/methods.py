@@ -182,8 +182,10 @@ def encoder_row(trainer) -> dict:
 
 
 def validation_r(trainer) -> float:
-    stats = trainer.get_training_stats()
-    r = stats.get("correlation", stats.get("best_correlation"))
+    """|r| of the run's best validation evaluation (``training.json``'s ``best``), used to pick
+    ACTIEND's layer without touching the test rows; NaN when the run recorded none."""
+    best = trainer.get_training_stats().get("best") or {}
+    r = best.get("correlation")
     return abs(float(r)) if r is not None else math.nan
 
 

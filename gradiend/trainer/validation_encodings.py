@@ -133,9 +133,7 @@ def validation_evaluator(
             enc = jvp_encode(model, computer, items, kind, plan.batch_size)
         frame["encoded"] = summary_encoding(enc).detach().float().cpu().numpy()
         summary = class_summary(frame)
-        comps = component_summaries(
-            frame, enc.detach().float().cpu().numpy(), model.component_names
-        )
+        comps = component_summaries(frame, enc, model.component_names)
         return {**summary, "components": comps} if comps else summary
 
     return evaluate, shared

@@ -87,6 +87,7 @@ FIG_VENN = "topk_venn"
 FIG_SEED_ENCODER = "multi_seed_encoder_by_target"
 FIG_SEED_CONVERGENCE = "multi_seed_training_convergence"
 FIG_SEED_DISPERSION = "seed_dispersion_heatmap"
+FIG_COMPONENTS = "encoder_components"  # a split GRADIEND's components
 
 
 def is_model_dir(path: str | Path) -> bool:

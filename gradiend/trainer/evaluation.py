@@ -36,8 +36,9 @@ from gradiend.evaluator.encoder_components import with_training_verdicts
 from gradiend.evaluator.encoder_eval import EncoderTask
 from gradiend.lm.objectives import MASK
 from gradiend.model.rewrite import check_rewrite_dirs, read_results, summary_key
+from gradiend.model.stitch import require_components
 from gradiend.model.with_gradiend import ModelWithGradiend, load_context
-from gradiend.run_layout import FIG_ENCODER, FIG_SHIFTS, RunLayout
+from gradiend.run_layout import FIG_COMPONENTS, FIG_ENCODER, FIG_SHIFTS, RunLayout
 from gradiend.trainer.argument_checks import check_decoder_call, check_eval_call
 from gradiend.trainer.convergence_check import (
     check_converged,
@@ -46,7 +47,16 @@ from gradiend.trainer.convergence_check import (
 )
 from gradiend.trainer.decoder_task import build_decoder_task, find_controls
 from gradiend.trainer.eval_data import EvalData
-from gradiend.visualizer import plot_encoder_distributions, plot_probability_shifts
+from gradiend.trainer.seed_stitch import (
+    StitchedComponents,
+    saved_components,
+    stitch_seed_components,
+)
+from gradiend.visualizer import (
+    plot_components,
+    plot_encoder_distributions,
+    plot_probability_shifts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +119,8 @@ class RunEvaluation:
         if plot and dist.is_main():
             kwargs = plot_kwargs or {}
             result["plot"] = self.plot_encoder_distributions(encoder_df=enc_df, **kwargs)
+            if "components" in result:  # a split GRADIEND: which components carry the feature
+                result["components_plot"] = self.plot_components({**result, "encoder_df": enc_df})
         return result
 
     def _encoder_task(self, split: str, max_size: int | None, neutral: bool) -> EncoderTask:
@@ -141,6 +153,36 @@ class RunEvaluation:
         kwargs.setdefault("target_classes", self.target_classes)
         kwargs.setdefault("img_format", self.img_format)
         return plot_encoder_distributions(encoder_df, **kwargs)
+
+    def plot_components(
+        self, encoder_results: dict | None = None, output: Any = None, show: bool | None = False
+    ) -> dict:
+        """The component figure of a split GRADIEND (``gradiend.visualizer.components``): each
+        component's encoder |r| and its encodings per class; saved as
+        ``run_dir/encoder_components.<fmt>``. ``encoder_results``: an
+        ``evaluate_encoder(return_df=True)`` result (default: a new evaluation of the test rows)."""
+        require_components(saved_components(self.layout), "plot_components")
+        if encoder_results is None:
+            encoder_results = self.evaluate_encoder(return_df=True)
+        if "encoder_df" not in encoder_results or "components" not in encoder_results:
+            raise ValueError(
+                "encoder_results must be an evaluate_encoder(return_df=True) result of a split "
+                "GRADIEND (with its 'encoder_df' and 'components'); pass None to evaluate anew"
+            )
+        if output is None:
+            output = self.layout.figure(FIG_COMPONENTS, self.img_format)
+        return plot_components(
+            encoder_results["encoder_df"], encoder_results["components"], output=output,
+            show=show, target_classes=self.target_classes, img_format=self.img_format,
+        )  # fmt: skip
+
+    def stitch_seed_components(
+        self, output_dir: str | Path | None = None, device: str | None = None
+    ) -> StitchedComponents:
+        """One GRADIEND whose every component comes from the seed run with the best validation
+        |r| for it (``gradiend.trainer.seed_stitch``); saved atomically to ``output_dir`` when
+        given. Returns a ``StitchedComponents`` (the model and each component's seed)."""
+        return stitch_seed_components(self.layout, output_dir, device)
 
     # ------------------------------------------------------------------ decoder
     @refuses_unconverged("evaluate_decoder")

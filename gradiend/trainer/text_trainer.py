@@ -485,11 +485,13 @@ class TextPredictionTrainer:
     evaluate_decoder = _delegated(RunEvaluation.evaluate_decoder)
     rewrite_base_model = _delegated(RunEvaluation.rewrite_base_model)
     modify_model = _delegated(RunEvaluation.modify_model)  # hooks for activation signals
+    stitch_seed_components = _delegated(RunEvaluation.stitch_seed_components)  # split + seeds
     evaluate_bias = bias_task.evaluate_bias_of_trainer  # docs/debias.md
 
     # ------------------------------------------------------------------ figures
     plot_probability_shifts = _delegated(RunEvaluation.plot_probability_shifts)
     plot_encoder_distributions = _delegated(RunEvaluation.plot_encoder_distributions)
+    plot_components = _delegated(RunEvaluation.plot_components)  # a split GRADIEND
     plot_importance_by_layer = trainer_figures.plot_importance_by_layer
     plot_training_convergence = trainer_figures.plot_training_convergence
     _plot_importance_after_training = trainer_figures.plot_importance_after_training

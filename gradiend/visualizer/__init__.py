@@ -20,6 +20,7 @@ from gradiend.evaluator.figures import (
     plot_topk_overlap_heatmap,
     plot_topk_overlap_venn,
 )
+from gradiend.visualizer.components import plot_components
 from gradiend.visualizer.convergence import load_training_stats, plot_training_convergence
 from gradiend.visualizer.cross_heatmaps import plot_comparison_heatmap
 from gradiend.visualizer.decoder import plot_probability_shifts
@@ -34,6 +35,7 @@ __all__ = [
     "format_transition_label",
     "load_training_stats",
     "plot_comparison_heatmap",
+    "plot_components",
     "plot_cross_encoding_heatmap",
     "plot_encoder_distributions",
     "plot_gradiend_feature_cross_encoding_heatmap",

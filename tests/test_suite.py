@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import fast_args, three_pronouns
-from tiny import make_model, pretrain
 
 from gradiend import TextPredictionTrainer
 from gradiend.suite import (
@@ -25,10 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def lm(one_thread):
-    """A tiny masked LM with the planted feature (pronoun agrees with the subject)."""
-    model, tok = make_model("mlm")
-    return pretrain(model, tok, "mlm", steps=600), tok
+def lm(planted):
+    """The session's tiny masked LM with the planted feature (pronoun agrees with the subject)."""
+    return planted["mlm"]
 
 
 def suite_args(tmp_path, **overrides):

@@ -9,7 +9,6 @@ import copy
 import pytest
 import torch
 from conftest import fast_args, three_pronouns
-from tiny import make_model, pretrain
 
 from gradiend import TextPredictionTrainer
 from gradiend.lm import gradients
@@ -21,9 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def lm(one_thread):
-    model, tok = make_model("mlm")
-    return pretrain(model, tok, "mlm", steps=600), tok
+def lm(planted):
+    """The session's tiny masked LM with the planted feature (pronoun agrees with the subject)."""
+    return planted["mlm"]
 
 
 def _args(tmp_path, **overrides):
@@ -70,12 +69,13 @@ def test_one_finite_check_per_suite_and_children_unchanged(lm, tmp_path, checks,
     shared.evaluate_encoder()  # the children's models are built and used: no check again
     mine = _weights(shared)
     assert len(checks) == 1
-    # the same suite with no shared scope: the store checks once, every child's model again
+    # the same suite with no shared scope: every child checks in its store computer and its
+    # model (the scope is the only once-per-suite mechanism)
     monkeypatch.setattr(TrainerSuite, "_shared", lambda self: contextlib.nullcontext())
     checks.clear()
     unshared = _suite(lm, tmp_path / "unshared")
     unshared.train()
-    assert len(checks) == 1 + len(CLASSES)
+    assert len(checks) == 2 * len(CLASSES)
     theirs = _weights(unshared)
     assert mine.keys() == theirs.keys()
     for cid in mine:  # bit for bit: sharing the fixed costs changes no arithmetic

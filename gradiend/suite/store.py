@@ -141,10 +141,8 @@ class SharedGradientComputer(GradientComputer):
 
     def __init__(self, lm, objective, param_map, indices=None, device=None, *, store):
         self.store = store
-        # the suite's base model is checked for NaN/inf weights once, not once per child
-        checked = id(lm.model) in store.checked
-        super().__init__(lm, objective, param_map, indices, device, check_finite=not checked)
-        store.checked.add(id(lm.model))
+        # the base model's NaN/inf check runs once per suite operation (``finite_check_once``)
+        super().__init__(lm, objective, param_map, indices, device)
         self.space = json.dumps(
             {
                 "model": id(lm.model),

@@ -2,7 +2,9 @@
 
 A he/she GRADIEND is trained on SmolLM2-135M from the Ding dictionary's English sentences
 (``bench_validity``'s data and arguments); the decoder evaluation selects three rewrites —
-``objective="balance"`` (the ``"balanced"`` entry), strengthen *she*, strengthen *he* — each
+``objective="balance"`` (the ``"balanced"`` entry; balanced on ``gradiend.data.neutral_templates``,
+occupation sentences whose context does not decide the pronoun, or with ``--balance test`` on
+the run's test rows), strengthen *she*, strengthen *he* — each
 saved and scored with ``trainer.evaluate_bias`` against the base model (scored once, cached).
 Printed per model: the WinoBias pro-stereotype share and P(he-form) share (share of WinoBias
 pairs whose he/him/his sentence scores higher), the neutral NLL change the decoder evaluation
@@ -26,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -34,6 +38,7 @@ from bench_validity import STUDIES, build_data, make_trainer  # noqa: E402
 from corpora import DING, ding_english_sentences  # noqa: E402
 
 from gradiend.cli_bias import table_lines  # noqa: E402
+from gradiend.data import neutral_templates  # noqa: E402
 from gradiend.evaluator.bias import (  # noqa: E402
     BiasConfig,
     load_crows,
@@ -43,6 +48,7 @@ from gradiend.evaluator.bias import (  # noqa: E402
 )
 from gradiend.evaluator.bias.bootstrap import mean_score, preference  # noqa: E402
 from gradiend.lm.loading import load_base_model  # noqa: E402
+from gradiend.lm.objectives import MASK  # noqa: E402
 
 HE_FORMS = {"he", "him", "his", "himself"}
 REWRITES = (("balanced", {"objective": "balance"}, "balanced"),
@@ -55,12 +61,30 @@ def _has_he(text: str) -> bool:
 
 
 def he_share(model, tokenizer, pairs) -> dict:
-    """% of WinoBias pairs whose he-form sentence (pro or anti) scores higher, with interval."""
+    """% of WinoBias pairs whose he-form sentence (pro or anti) scores higher, with interval,
+    and the floor of a uniform he/she shift (``shift_floor``)."""
     he_first = [(p.pro, p.anti) if _has_he(p.pro) else (p.anti, p.pro) for p in pairs]
     s = sentence_scores(model, tokenizer, [("", a) for a, _ in he_first]
                         + [("", b) for _, b in he_first])  # fmt: skip
     n = len(pairs)
-    return mean_score(preference(s[:n], s[n:])).to_dict()
+    he_is_pro = np.array([_has_he(p.pro) for p in pairs])
+    return {**mean_score(preference(s[:n], s[n:])).to_dict(),
+            "shift_floor": shift_floor(np.asarray(s[:n] - s[n:]), he_is_pro)}  # fmt: skip
+
+
+def shift_floor(d: np.ndarray, he_is_pro: np.ndarray) -> dict:
+    """The lowest pro-stereotype % that adding one constant δ to every pair's he-minus-she
+    log-likelihood reaches with the P(he-form) share inside 45–55 %: what a rewrite that moves
+    *he* against *she* uniformly, whatever the occupation, can do at best."""
+    best = None
+    for delta in np.concatenate([[0.0], -d, -d - 1e-6, -d + 1e-6]):
+        he = d + delta > 0
+        share = 100 * he.mean()
+        if 45 <= share <= 55:
+            pro = 100 * (he == he_is_pro).mean()
+            if best is None or pro < best["pro"]:
+                best = {"pro": float(pro), "he_share": float(share), "delta": float(delta)}
+    return best or {}
 
 
 def _load() -> str:
@@ -109,6 +133,12 @@ def run(a: argparse.Namespace, work: Path) -> dict:
     out = {"converged": converged, "models": {}}
     out["models"]["base"] = score_model(tr, "base", None, a, wino)
     for label, kw, key in REWRITES:
+        if label not in a.rewrites:
+            continue
+        if key == "balanced":
+            kw = {"objective": a.objective}
+            if a.balance == "templates":  # else: the run's test rows
+                kw["balance_data"] = neutral_templates(MASK, n=a.balance_n, seed=0)
         t = time.perf_counter()
         dec = tr.evaluate_decoder(max_size_neutral=a.neutral, max_size_training_like=a.rows,
                                   allow_unconverged=not converged, **kw)  # fmt: skip
@@ -129,6 +159,10 @@ def run(a: argparse.Namespace, work: Path) -> dict:
 
 def _cell(s: dict | None) -> str:
     return "—" if s is None else f"{s['value']:6.2f} [{s['low']:6.2f}, {s['high']:6.2f}]"
+
+
+def _floor(x: dict | None) -> str:
+    return "—" if not x else f"pro {x['pro']:.1f} % at he {x['he_share']:.1f} %"
 
 
 def _get(res: dict, *keys: str):
@@ -156,6 +190,8 @@ def summary(found: dict) -> list[str]:
                                                    for f in models.values()))  # fmt: skip
     nll = [f.get("decoder", {}).get("nll_increase") for f in models.values()]
     held = [f.get("decoder", {}).get("heldout_nll_increase") for f in models.values()]
+    floors = [(f["he_share"] or {}).get("shift_floor") for f in models.values()]
+    lines.append(f"{'uniform-shift floor':22s}" + "".join(f"{_floor(x):>28s}" for x in floors))
     lines.append(f"{'neutral NLL change':22s}" + "".join(
         f"{'—' if x is None else f'{100 * x:+.2f} % (ho {100 * (h or 0):+.2f} %)':>28s}"
         for x, h in zip(nll, held, strict=True)))  # fmt: skip
@@ -177,6 +213,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None, help="decoder rows per class")
     ap.add_argument("--steps", type=int, default=30, help="training steps")
     ap.add_argument("--all-layers", action="store_true", help="train on the whole model")
+    ap.add_argument("--balance", choices=["templates", "test"], default="templates",
+                    help="balance sentences: gradiend.data.neutral_templates or the test rows")  # fmt: skip
+    ap.add_argument("--objective", choices=["balance", "parity"], default="parity",
+                    help="the balanced rewrite's objective (BPI x LMS, or the shares' parity)")  # fmt: skip
+    ap.add_argument("--balance-n", type=int, default=64, help="template sentences to balance on")
+    ap.add_argument("--rewrites", nargs="+", default=[r[0] for r in REWRITES],
+                    choices=[r[0] for r in REWRITES])  # fmt: skip
     ap.add_argument("--work", default=None, help="keep the run here (default: a temp folder)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()

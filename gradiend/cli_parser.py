@@ -190,7 +190,7 @@ def _add_stages(sub: _Subparsers) -> None:
     ev.add_argument("--no-plot", action="store_true", help="skip the figures")
     ev.add_argument("--objective", metavar="OBJECTIVE",
                     help="the decoder's selection: strengthen (per class, the default), balance "
-                         "(result key 'balanced') or prefer:CLASS (docs/decoder.md)")  # fmt: skip
+                         "or parity (result key 'balanced') or prefer:CLASS (docs/decoder.md)")  # fmt: skip
     ev.add_argument("--balance-data", metavar="FILE",
                     help="masked sentences to balance on: one per line, or a .csv/.parquet "
                          "with a 'masked' column (default: the run's test sentences)")  # fmt: skip

@@ -107,6 +107,22 @@ def test_prefer_objective_is_one_sided_times_lms(trained):
     assert s["nll_increase"] <= 0.01 and s["lms"] >= 0.99 * s["base_lms"]
 
 
+def test_parity_objective_is_the_share_balance_times_lms(trained):
+    tr = trained["mlm"]
+    res = tr.evaluate_decoder(objective="parity", balance_data=BALANCE, lrs=[0.05, 0.2])
+    s = res["balanced"]  # parity's rewrite is the balanced one too
+    assert s["objective"]["objective"] == "parity"
+    mwg = tr.get_model()
+    for e in res["grid"]:
+        with _at(mwg, dec.ff_of(e), dec.lr_of(e)) as model:
+            pa, pb = _mlm_probs(model, mwg.tokenizer, BALANCE)
+        parity = float(np.mean(1 - np.abs(pa - pb) / (pa + pb)))  # the shares' balance
+        assert e["balance"]["parity"] == pytest.approx(parity, rel=1e-4, abs=1e-9)
+    point = _entry(res["grid"], s["feature_factor"], s["learning_rate"])
+    assert s["value"] == pytest.approx(point["balance"]["parity"] * point["lms"]["lms"], rel=1e-6)
+    assert s["objective"]["value"] >= s["objective"]["base_value"]  # no worse than no rewrite
+
+
 # --------------------------------------------------------------------------- the selection
 @pytest.mark.parametrize("kind", ["mlm", "clm"])
 def test_balanced_entry_moves_toward_parity_within_budget(trained, kind):

@@ -285,6 +285,7 @@ def _cache_key(mwg, task: DecoderTask, cfg: DecoderEvalConfig, fisher_texts: lis
     }
     if task.balance_targets:  # only then: the key of today's evaluations stays as it was
         key["balance"] = _hash([(t.text, t.words) for t in task.balance_targets])
+        key["balance_record"] = 2  # the record holds "parity" since version 2
     pre = None
     if cfg.precondition is not None:
         fkey = _hash([key["model"], key["gradiend"], texts_hash(fisher_texts)])

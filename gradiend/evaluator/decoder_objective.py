@@ -6,6 +6,9 @@ target classes' words at its mask), averaged over the sentences and multiplied b
 LMS (see ``docs/decoder.md``, "Balanced debiasing"):
 
 * ``balance``:     ``BPI = mean_i (1 − |p_a,i − p_b,i|) · (p_a,i + p_b,i) · LMS``
+* ``parity``:      ``mean_i (1 − |p_a,i − p_b,i| / (p_a,i + p_b,i)) · LMS``: BPI's balance
+  factor on the two classes' shares, for sentences where both words are unlikely (there BPI
+  barely sees the balance and rewards the classes' joint mass instead)
 * ``prefer:<X>``:  ``mean_i (1 − p_other,i) · p_X,i · LMS``
 
 The product is taken per sentence, then averaged: on sentences whose context implies a class
@@ -30,6 +33,7 @@ from gradiend.model.rewrite import BALANCED_KEY, PREFER_PREFIX  # the results' k
 
 STRENGTHEN = "strengthen"  # today's selection: a summary per class (strengthen or weaken)
 BALANCE = "balance"
+PARITY = "parity"
 PREFER = "prefer"
 # the searched directions: both classes' feature factors and the decoder's bias alone (h = 0)
 OBJECTIVE_FEATURE_FACTORS = (-1.0, 0.0, 1.0)
@@ -37,7 +41,8 @@ OBJECTIVE_FEATURE_FACTORS = (-1.0, 0.0, 1.0)
 
 @dataclass(frozen=True)
 class DecoderObjective:
-    """A selection over all directions by one score: ``balance`` or ``prefer`` (``cls``)."""
+    """A selection over all directions by one score: ``balance``, ``parity`` or ``prefer``
+    (``cls``)."""
 
     name: str
     target_classes: tuple[str, str]
@@ -45,17 +50,18 @@ class DecoderObjective:
 
     @property
     def key(self) -> str:
-        """The results' key: ``balanced`` or ``prefer_<class>``."""
-        return BALANCED_KEY if self.name == BALANCE else f"{PREFER_PREFIX}{self.cls}"
+        """The results' key: ``balanced`` (balance and parity) or ``prefer_<class>``."""
+        return f"{PREFER_PREFIX}{self.cls}" if self.name == PREFER else BALANCED_KEY
 
     @property
     def label(self) -> str:
-        return BALANCE if self.name == BALANCE else f"{PREFER}:{self.cls}"
+        return f"{PREFER}:{self.cls}" if self.name == PREFER else self.name
 
     def score(self, record: dict) -> float:
         """The objective without the LMS factor, from a point's ``balance`` record."""
-        value = record["bpi"] if self.name == BALANCE else record["prefer"][self.cls]
-        return float(value)
+        if self.name == PREFER:
+            return float(record["prefer"][self.cls])
+        return float(record["bpi"] if self.name == BALANCE else record["parity"])
 
     def metric(self) -> Metric:
         """``score · LMS`` of a grid entry (the value the selection maximises)."""
@@ -72,12 +78,12 @@ class DecoderObjective:
 
 
 def objective_choices(target_classes: Sequence[str]) -> list[str]:
-    return [STRENGTHEN, BALANCE, *(f"{PREFER}:{c}" for c in target_classes)]
+    return [STRENGTHEN, BALANCE, PARITY, *(f"{PREFER}:{c}" for c in target_classes)]
 
 
 def parse_objective(value: Any, target_classes: Sequence[str]) -> DecoderObjective | None:
-    """``"strengthen"`` (or ``None``) → ``None`` (today's selection); ``"balance"`` or
-    ``"prefer:<class>"`` → the objective. Anything else is an error with the choices."""
+    """``"strengthen"`` (or ``None``) → ``None`` (today's selection); ``"balance"``,
+    ``"parity"`` or ``"prefer:<class>"`` → the objective. Anything else is an error with the choices."""
     choices = objective_choices(target_classes)
     if value is None or value == STRENGTHEN:
         return None
@@ -88,8 +94,8 @@ def parse_objective(value: Any, target_classes: Sequence[str]) -> DecoderObjecti
             f"objective {value!r} needs two target classes, the run has {list(target_classes)}"
         )
     tcs = (str(target_classes[0]), str(target_classes[1]))
-    if value == BALANCE:
-        return DecoderObjective(BALANCE, tcs)
+    if value in (BALANCE, PARITY):
+        return DecoderObjective(value, tcs)
     head, _, cls = value.partition(":")
     if head == PREFER and cls in tcs:
         return DecoderObjective(PREFER, tcs, cls)
@@ -121,7 +127,8 @@ def check_balance_data(data: Any, mask: str, goal: DecoderObjective | None) -> l
         return None
     if goal is None:
         raise ValueError(
-            "balance_data is only read by objective='balance' or 'prefer:<class>': pass one"
+            "balance_data is only read by objective='balance', 'parity' or 'prefer:<class>': "
+            "pass one"
         )
     if isinstance(data, pd.DataFrame):
         if "masked" not in data.columns:
@@ -151,10 +158,13 @@ def balance_record(probs: np.ndarray, target_classes: Sequence[str]) -> dict[str
     a, b = str(target_classes[0]), str(target_classes[1])
     pa, pb = np.asarray(probs[:, 0], float), np.asarray(probs[:, 1], float)
     mean_a, mean_b = float(pa.mean()), float(pb.mean())
+    total = pa + pb
+    share_gap = np.divide(np.abs(pa - pb), total, out=np.ones_like(total), where=total > 0)
     return {
         "p": {a: mean_a, b: mean_b},
         "abs_diff": float(np.abs(pa - pb).mean()),
         "bpi": float(((1 - np.abs(pa - pb)) * (pa + pb)).mean()),
+        "parity": float((1 - share_gap).mean()),
         "prefer": {a: float(((1 - pb) * pa).mean()), b: float(((1 - pa) * pb).mean())},
         "bpi_of_means": (1 - abs(mean_a - mean_b)) * (mean_a + mean_b),
         "n_sentences": len(pa),

@@ -220,8 +220,8 @@ class RunEvaluation:
         rewrites along ``decoder(ff) ⊘ (F + λ)``, ``F`` the neutral texts' diagonal Fisher
         (``gradiend.lm.fisher``): a stronger rewrite inside the same budget. Unset keywords
         take the run's defaults. ``heldout``: the budget's held-out check; ``control_pairs``:
-        their transfer in ``specificity``. ``objective="balance"``/``"prefer:<class>"``: one
-        summary over every direction and h = 0 on ``balance_data`` (docs/decoder.md)."""
+        their transfer in ``specificity``. ``objective="balance"``/``"parity"``/``"prefer:<c>"``:
+        one summary over every direction and h = 0 on ``balance_data`` (docs/decoder.md)."""
         check_decoder_call(lrs, feature_factors, max_size_training_like, max_size_neutral)
         strengthen = increase_target_probabilities
         goal, balance = self.check_objective(objective, balance_data, target_class, strengthen)

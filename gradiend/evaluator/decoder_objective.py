@@ -83,7 +83,8 @@ def objective_choices(target_classes: Sequence[str]) -> list[str]:
 
 def parse_objective(value: Any, target_classes: Sequence[str]) -> DecoderObjective | None:
     """``"strengthen"`` (or ``None``) → ``None`` (today's selection); ``"balance"``,
-    ``"parity"`` or ``"prefer:<class>"`` → the objective. Anything else is an error with the choices."""
+    ``"parity"`` or ``"prefer:<class>"`` → the objective. Anything else is an error with the
+    choices."""
     choices = objective_choices(target_classes)
     if value is None or value == STRENGTHEN:
         return None
@@ -158,12 +159,12 @@ def balance_record(probs: np.ndarray, target_classes: Sequence[str]) -> dict[str
     a, b = str(target_classes[0]), str(target_classes[1])
     pa, pb = np.asarray(probs[:, 0], float), np.asarray(probs[:, 1], float)
     mean_a, mean_b = float(pa.mean()), float(pb.mean())
-    total = pa + pb
-    share_gap = np.divide(np.abs(pa - pb), total, out=np.ones_like(total), where=total > 0)
+    gap, total = np.abs(pa - pb), pa + pb
+    share_gap = np.divide(gap, total, out=np.ones_like(total), where=total > 0)
     return {
         "p": {a: mean_a, b: mean_b},
-        "abs_diff": float(np.abs(pa - pb).mean()),
-        "bpi": float(((1 - np.abs(pa - pb)) * (pa + pb)).mean()),
+        "abs_diff": float(gap.mean()),
+        "bpi": float(((1 - gap) * total).mean()),
         "parity": float((1 - share_gap).mean()),
         "prefer": {a: float(((1 - pb) * pa).mean()), b: float(((1 - pa) * pb).mean())},
         "bpi_of_means": (1 - abs(mean_a - mean_b)) * (mean_a + mean_b),

@@ -75,9 +75,9 @@ class GradientStore:
     """Full-dimension float32 per-item gradients, one table per gradient space (objective and
     parameter selection); ``max_gb`` bounds the memory: entries that no child still to be served
     asks for are dropped first, then the oldest (computed again when asked for: the counters
-    show it). ``batch_size`` rows (fewer when
-    ``batch_max_gb`` cannot hold their per-sample gradients) go through one batched pass;
-    ``batch_size=1`` is the one-backward-per-encoding path."""
+    show it). ``batch_size`` rows (fewer when ``batch_max_gb`` cannot hold their per-sample
+    gradients) go through one batched pass; ``batch_size=1`` is the one-backward-per-encoding
+    path."""
 
     def __init__(
         self, max_gb: float | None = None, batch_size: int = 32, batch_max_gb: float = 2.0
@@ -119,7 +119,7 @@ class GradientStore:
         served asks for (``None``: unbounded)."""
         if self.max_bytes is None:
             return None
-        dead = sum(v.numel() * 4 for k, v in self._dead(space)) if space else 0
+        dead = sum(v.numel() * 4 for _, v in self._dead(space)) if space else 0
         return max(0, int(self.max_bytes - self._bytes + dead))
 
     def note_uses(self, space: str, objective: Objective) -> None:
